@@ -1,0 +1,537 @@
+"""Generators and discriminators for GAN super-resolution.
+
+Every generator has the same contract: it takes a low-resolution batch
+``(N, C, h, w)`` with values roughly in [0, 1] and returns the high-resolution
+batch ``(N, C, h * scale, w * scale)``. Every discriminator takes an HR patch
+of a fixed size and returns one raw logit per image, shape ``(N, 1)``.
+
+Shape comments use ``F`` for ``num_feat``, ``G`` for ``num_grow_ch`` and
+``s`` for ``scale``.
+
+Contents:
+
+* :class:`SRResNet` - the SRGAN generator (Ledig et al. 2017).
+* :class:`RRDBNet` - the ESRGAN / Real-ESRGAN generator (Wang et al. 2018),
+  with BasicSR's parameter names so the official weights load unchanged.
+* :class:`SRCNN` - the first CNN super-resolver (Dong et al. 2014), a baseline.
+* :class:`SRGANDiscriminator` - the discriminator of Ledig et al. 2017.
+* :class:`VGGStyleDiscriminator` - ESRGAN's discriminator, BasicSR's names.
+* :func:`build_generator`, :func:`count_parameters` - small helpers.
+"""
+
+from __future__ import annotations
+
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "ResidualBlock",
+    "UpsampleBlock",
+    "SRResNet",
+    "ResidualDenseBlock",
+    "RRDB",
+    "RRDBNet",
+    "SRCNN",
+    "SRGANDiscriminator",
+    "VGGStyleDiscriminator",
+    "GENERATORS",
+    "build_generator",
+    "count_parameters",
+]
+
+
+def _check_scale(model_name: str, scale: int, supported: tuple[int, ...]) -> None:
+    """Fail at construction time, not deep inside the first forward pass."""
+    if scale not in supported:
+        raise ValueError(
+            f"{model_name} supports scale in {list(supported)}, got scale={scale!r}"
+        )
+
+
+def _check_input_size(model_name: str, x: torch.Tensor, input_size: int) -> None:
+    """Discriminators end in a Linear layer, so the patch size is baked in."""
+    h, w = x.shape[-2:]
+    if h == input_size and w == input_size:
+        return
+    hint = f"crop HR patches to {input_size}"
+    if h == w:
+        hint += f" or build it with input_size={h}"
+    raise ValueError(
+        f"{model_name} expects {input_size}x{input_size} inputs "
+        f"(input_size={input_size}), got {h}x{w}: {hint}"
+    )
+
+
+# ---------------------------------------------------------------------------
+# SRResNet (the SRGAN generator)
+# ---------------------------------------------------------------------------
+
+
+class ResidualBlock(nn.Module):
+    """SRResNet residual block: conv3x3-BN-PReLU-conv3x3-BN plus identity skip.
+
+    Args:
+        num_feat: Channels in and out.
+        batch_norm: Keep the two BN layers. ``False`` gives the EDSR-style block
+            (Lim et al. 2017), which found BN hurts SR because it normalises
+            away the range information the output needs.
+    """
+
+    def __init__(self, num_feat: int = 64, batch_norm: bool = True) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.bn1 = nn.BatchNorm2d(num_feat) if batch_norm else nn.Identity()
+        # One shared slope, as in the paper (not one per channel).
+        self.act = nn.PReLU()
+        self.conv2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.bn2 = nn.BatchNorm2d(num_feat) if batch_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.bn1(self.conv1(x)))  # (N, F, h, w)
+        out = self.bn2(self.conv2(out))  # (N, F, h, w)
+        # The block only has to learn a correction, which keeps deep stacks trainable.
+        return x + out  # (N, F, h, w)
+
+
+class UpsampleBlock(nn.Module):
+    """Sub-pixel upsampling stage: conv3x3 to ``F * r * r`` channels, PixelShuffle(r), PReLU.
+
+    Sub-pixel convolution (Shi et al. 2016) learns the upsampling filter and
+    does all its work at low resolution.
+
+    Args:
+        num_feat: Channels in and out.
+        factor: Upsampling factor ``r`` of this stage.
+    """
+
+    def __init__(self, num_feat: int = 64, factor: int = 2) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(num_feat, num_feat * factor * factor, 3, 1, 1)
+        self.shuffle = nn.PixelShuffle(factor)
+        self.act = nn.PReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)  # (N, F*r*r, h, w)
+        x = self.shuffle(x)  # (N, F, h*r, w*r): channels become sub-pixel positions
+        return self.act(x)  # (N, F, h*r, w*r)
+
+
+class SRResNet(nn.Module):
+    """SRResNet, the generator of SRGAN.
+
+    Ledig et al., "Photo-Realistic Single Image Super-Resolution Using a
+    Generative Adversarial Network", CVPR 2017 (arXiv:1609.04802).
+
+    Layout: 9x9 conv + PReLU head; ``num_block`` residual blocks; conv3x3-BN and
+    a global skip from the head; sub-pixel upsampling stages; 9x9 output conv.
+    With the defaults it has 1,549,462 parameters.
+
+    Args:
+        num_in_ch: Channels of the LR input.
+        num_out_ch: Channels of the HR output.
+        num_feat: Width of the feature maps.
+        num_block: Number of residual blocks (16 in the paper).
+        scale: Upsampling factor, one of 2, 3, 4, 8.
+        batch_norm: ``False`` drops every BN layer (an EDSR-like variant).
+    """
+
+    # scale -> factors of the successive sub-pixel stages
+    _STAGES = {2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
+
+    def __init__(
+        self,
+        num_in_ch: int = 3,
+        num_out_ch: int = 3,
+        num_feat: int = 64,
+        num_block: int = 16,
+        scale: int = 4,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_scale("SRResNet", scale, tuple(self._STAGES))
+        self.scale = scale
+        # A large receptive field on the raw pixels, as in the paper.
+        self.conv_head = nn.Conv2d(num_in_ch, num_feat, 9, 1, 4)
+        self.act_head = nn.PReLU()
+        self.body = nn.Sequential(
+            *[ResidualBlock(num_feat, batch_norm) for _ in range(num_block)]
+        )
+        self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.bn_body = nn.BatchNorm2d(num_feat) if batch_norm else nn.Identity()
+        self.upsample = nn.Sequential(
+            *[UpsampleBlock(num_feat, r) for r in self._STAGES[scale]]
+        )
+        self.conv_tail = nn.Conv2d(num_feat, num_out_ch, 9, 1, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        head = self.act_head(self.conv_head(x))  # (N, F, h, w)
+        feat = self.bn_body(self.conv_body(self.body(head)))  # (N, F, h, w)
+        # Global skip: the low-frequency content reaches the upsampler directly.
+        feat = feat + head  # (N, F, h, w)
+        feat = self.upsample(feat)  # (N, F, h*s, w*s)
+        return self.conv_tail(feat)  # (N, C_out, h*s, w*s)
+
+
+# ---------------------------------------------------------------------------
+# RRDBNet (the ESRGAN / Real-ESRGAN generator)
+# ---------------------------------------------------------------------------
+
+
+class ResidualDenseBlock(nn.Module):
+    """Residual dense block: five densely connected 3x3 convs, scaled residual.
+
+    Each conv sees the block input and all earlier outputs (channel concat).
+    Parameter names (``conv1`` .. ``conv5``) follow BasicSR.
+
+    Args:
+        num_feat: Channels in and out.
+        num_grow_ch: Channels added by each of conv1-conv4 ("growth rate").
+    """
+
+    def __init__(self, num_feat: int = 64, num_grow_ch: int = 32) -> None:
+        super().__init__()
+        f, g = num_feat, num_grow_ch
+        self.conv1 = nn.Conv2d(f, g, 3, 1, 1)
+        self.conv2 = nn.Conv2d(f + g, g, 3, 1, 1)
+        self.conv3 = nn.Conv2d(f + 2 * g, g, 3, 1, 1)
+        self.conv4 = nn.Conv2d(f + 3 * g, g, 3, 1, 1)
+        self.conv5 = nn.Conv2d(f + 4 * g, f, 3, 1, 1)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+        # ESRGAN's "smaller initialisation": with residual scaling this makes
+        # every block start close to the identity, so a 23-block net without BN
+        # trains stably.
+        for conv in (self.conv1, self.conv2, self.conv3, self.conv4, self.conv5):
+            nn.init.kaiming_normal_(conv.weight)
+            with torch.no_grad():
+                conv.weight.mul_(0.1)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.lrelu(self.conv1(x))  # (N, G, h, w)
+        x2 = self.lrelu(self.conv2(torch.cat((x, x1), 1)))  # (N, G, h, w)
+        x3 = self.lrelu(self.conv3(torch.cat((x, x1, x2), 1)))  # (N, G, h, w)
+        x4 = self.lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)))  # (N, G, h, w)
+        # No activation on conv5: its output is a residual, it may be negative.
+        x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))  # (N, F, h, w)
+        # Residual scaling 0.2 keeps the sum from blowing up across many blocks.
+        return x5 * 0.2 + x  # (N, F, h, w)
+
+
+class RRDB(nn.Module):
+    """Residual-in-residual dense block: three RDBs inside one more scaled skip.
+
+    Args:
+        num_feat: Channels in and out.
+        num_grow_ch: Growth rate of the inner dense blocks.
+    """
+
+    def __init__(self, num_feat: int = 64, num_grow_ch: int = 32) -> None:
+        super().__init__()
+        self.rdb1 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb2 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.rdb3(self.rdb2(self.rdb1(x)))  # (N, F, h, w)
+        return out * 0.2 + x  # (N, F, h, w)
+
+
+class RRDBNet(nn.Module):
+    """RRDBNet, the generator of ESRGAN and Real-ESRGAN.
+
+    Wang et al., "ESRGAN: Enhanced Super-Resolution Generative Adversarial
+    Networks", ECCV Workshops 2018 (arXiv:1809.00219); Wang et al.,
+    "Real-ESRGAN", ICCV Workshops 2021 (arXiv:2107.10833).
+
+    Parameter names match BasicSR's ``RRDBNet`` exactly (``conv_first``,
+    ``body.N.rdbK.convM``, ``conv_body``, ``conv_up1``, ``conv_up2``,
+    ``conv_hr``, ``conv_last``), so official ESRGAN / Real-ESRGAN ``.pth``
+    files load with ``load_state_dict``. No BN anywhere (ESRGAN removes it).
+    With the defaults it has 16,697,987 parameters.
+
+    The trunk always upsamples x4 (two nearest-neighbour x2 + conv stages).
+    Scales 2 and 1 follow Real-ESRGAN: the input is first folded with
+    ``pixel_unshuffle`` (factor 2 or 4), which trades resolution for
+    channels, so ``conv_first`` takes ``num_in_ch * 4`` or ``* 16`` channels.
+    Inputs whose size is not a multiple of that factor are reflect-padded and
+    the output is cropped back.
+
+    Args:
+        num_in_ch: Channels of the LR input.
+        num_out_ch: Channels of the HR output.
+        num_feat: Width of the trunk.
+        num_block: Number of RRDBs (23 in ESRGAN, 6 in Real-ESRGAN's anime model).
+        num_grow_ch: Growth rate of the dense blocks.
+        scale: Upsampling factor, one of 1, 2, 4.
+    """
+
+    _UNSHUFFLE = {1: 4, 2: 2, 4: 1}  # scale -> pixel_unshuffle factor
+
+    def __init__(
+        self,
+        num_in_ch: int = 3,
+        num_out_ch: int = 3,
+        num_feat: int = 64,
+        num_block: int = 23,
+        num_grow_ch: int = 32,
+        scale: int = 4,
+    ) -> None:
+        super().__init__()
+        _check_scale("RRDBNet", scale, tuple(sorted(self._UNSHUFFLE)))
+        self.scale = scale
+        self.unshuffle = self._UNSHUFFLE[scale]
+        self.conv_first = nn.Conv2d(num_in_ch * self.unshuffle**2, num_feat, 3, 1, 1)
+        self.body = nn.Sequential(
+            *[RRDB(num_feat, num_grow_ch) for _ in range(num_block)]
+        )
+        self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        # Nearest-neighbour + conv instead of sub-pixel conv: same cost, and it
+        # avoids the checkerboard artefacts a GAN loss tends to amplify.
+        self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        u = self.unshuffle
+        if u > 1:
+            # pixel_unshuffle needs sizes divisible by u; reflect like spandrel does.
+            pad_h, pad_w = (-h) % u, (-w) % u
+            if pad_h or pad_w:
+                x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")  # (N, C, h', w')
+            x = F.pixel_unshuffle(x, u)  # (N, C*u*u, h'/u, w'/u)
+        feat = self.conv_first(x)  # (N, F, h/u, w/u)
+        # Long skip around the whole trunk, as in the shallower SRResNet.
+        feat = feat + self.conv_body(self.body(feat))  # (N, F, h/u, w/u)
+        feat = F.interpolate(feat, scale_factor=2, mode="nearest")  # (N, F, 2h/u, 2w/u)
+        feat = self.lrelu(self.conv_up1(feat))  # (N, F, 2h/u, 2w/u)
+        feat = F.interpolate(feat, scale_factor=2, mode="nearest")  # (N, F, 4h/u, 4w/u)
+        feat = self.lrelu(self.conv_up2(feat))  # (N, F, 4h/u, 4w/u) == (N, F, h*s, w*s)
+        out = self.conv_last(self.lrelu(self.conv_hr(feat)))  # (N, C_out, h*s, w*s)
+        # Drop the rows/columns that came from the reflect padding.
+        return out[..., : h * self.scale, : w * self.scale]  # (N, C_out, h*s, w*s)
+
+
+# ---------------------------------------------------------------------------
+# SRCNN (baseline)
+# ---------------------------------------------------------------------------
+
+
+class SRCNN(nn.Module):
+    """SRCNN, the 9-5-5 variant with 64 and 32 filters.
+
+    Dong et al., "Learning a Deep Convolutional Network for Image
+    Super-Resolution", ECCV 2014 (and TPAMI 2016, arXiv:1501.00092).
+
+    SRCNN refines a bicubic-upsampled image. The bicubic step happens inside
+    ``forward`` so SRCNN keeps the srlab generator contract: LR in, HR out.
+
+    Args:
+        num_channels: Channels in and out.
+        scale: Upsampling factor of the bicubic pre-interpolation (any integer >= 1).
+    """
+
+    def __init__(self, num_channels: int = 3, scale: int = 4) -> None:
+        super().__init__()
+        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+            raise ValueError(f"SRCNN supports any integer scale >= 1, got scale={scale!r}")
+        self.scale = scale
+        # Patch extraction, non-linear mapping, reconstruction (the paper's three stages).
+        self.conv1 = nn.Conv2d(num_channels, 64, 9, 1, 4)
+        self.conv2 = nn.Conv2d(64, 32, 5, 1, 2)
+        self.conv3 = nn.Conv2d(32, num_channels, 5, 1, 2)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(
+            x, scale_factor=self.scale, mode="bicubic", align_corners=False
+        )  # (N, C, h*s, w*s)
+        x = self.relu(self.conv1(x))  # (N, 64, h*s, w*s)
+        x = self.relu(self.conv2(x))  # (N, 32, h*s, w*s)
+        return self.conv3(x)  # (N, C, h*s, w*s)
+
+
+# ---------------------------------------------------------------------------
+# Discriminators
+# ---------------------------------------------------------------------------
+
+
+class SRGANDiscriminator(nn.Module):
+    """The SRGAN discriminator.
+
+    Ledig et al., "Photo-Realistic Single Image Super-Resolution Using a
+    Generative Adversarial Network", CVPR 2017 (arXiv:1609.04802), Fig. 4.
+
+    Eight conv3x3 layers (64, 64, 128, 128, 256, 256, 512, 512 channels; stride
+    2 on every second one), BN after all but the first, LeakyReLU(0.2); then
+    Dense(1024), LeakyReLU(0.2), Dense(1).
+
+    Returns a raw logit ``(N, 1)``, not a probability: the paper's final
+    sigmoid is left to the loss, which uses BCE-with-logits because
+    ``log(sigmoid(z))`` computed in one step is numerically stable where
+    ``log`` of a saturated sigmoid is not.
+
+    Args:
+        num_in_ch: Channels of the HR input.
+        num_feat: Channels of the first conv; later ones are 2x, 4x, 8x this.
+        input_size: Side of the square HR patch; must be divisible by 16
+            (four stride-2 convs), since the Linear layer's size depends on it.
+    """
+
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 96) -> None:
+        super().__init__()
+        if input_size <= 0 or input_size % 16 != 0:
+            raise ValueError(
+                f"SRGANDiscriminator needs input_size divisible by 16 "
+                f"(four stride-2 convs), got input_size={input_size}"
+            )
+        self.input_size = input_size
+        widths = [num_feat, num_feat, 2 * num_feat, 2 * num_feat,
+                  4 * num_feat, 4 * num_feat, 8 * num_feat, 8 * num_feat]
+        layers: list[nn.Module] = []
+        in_ch = num_in_ch
+        for i, out_ch in enumerate(widths):
+            stride = 2 if i % 2 == 1 else 1
+            layers.append(nn.Conv2d(in_ch, out_ch, 3, stride, 1))
+            # No BN on the first layer: it would normalise away the raw pixel statistics.
+            if i > 0:
+                layers.append(nn.BatchNorm2d(out_ch))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            in_ch = out_ch
+        self.features = nn.Sequential(*layers)
+        side = input_size // 16
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(8 * num_feat * side * side, 1024),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(1024, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input_size("SRGANDiscriminator", x, self.input_size)
+        feat = self.features(x)  # (N, 8F, H/16, W/16)
+        return self.classifier(feat)  # (N, 1)
+
+
+class VGGStyleDiscriminator(nn.Module):
+    """ESRGAN's VGG-style discriminator, with BasicSR's parameter names.
+
+    Wang et al., "ESRGAN: Enhanced Super-Resolution Generative Adversarial
+    Networks", ECCV Workshops 2018 (arXiv:1809.00219).
+
+    Pairs of (3x3 stride-1, 4x4 stride-2) convs halve the size five times
+    (six for ``input_size=256``) down to 4x4, then linear1 (-> 100) and
+    linear2 (-> 1). Convs followed by BN have no bias (BN's shift replaces it).
+    Returns a raw logit ``(N, 1)``; apply the sigmoid in the loss
+    (BCE-with-logits, or the relativistic loss of ESRGAN).
+
+    Args:
+        num_in_ch: Channels of the HR input.
+        num_feat: Channels of the first stage; later stages use 2x, 4x, 8x.
+        input_size: Side of the square HR patch, 128 or 256.
+    """
+
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 128) -> None:
+        super().__init__()
+        if input_size not in (128, 256):
+            raise ValueError(
+                f"VGGStyleDiscriminator supports input_size in [128, 256], got {input_size}"
+            )
+        self.input_size = input_size
+        nf = num_feat
+        self.conv0_0 = nn.Conv2d(num_in_ch, nf, 3, 1, 1, bias=True)
+        self.conv0_1 = nn.Conv2d(nf, nf, 4, 2, 1, bias=False)
+        self.bn0_1 = nn.BatchNorm2d(nf, affine=True)
+
+        self.conv1_0 = nn.Conv2d(nf, nf * 2, 3, 1, 1, bias=False)
+        self.bn1_0 = nn.BatchNorm2d(nf * 2, affine=True)
+        self.conv1_1 = nn.Conv2d(nf * 2, nf * 2, 4, 2, 1, bias=False)
+        self.bn1_1 = nn.BatchNorm2d(nf * 2, affine=True)
+
+        self.conv2_0 = nn.Conv2d(nf * 2, nf * 4, 3, 1, 1, bias=False)
+        self.bn2_0 = nn.BatchNorm2d(nf * 4, affine=True)
+        self.conv2_1 = nn.Conv2d(nf * 4, nf * 4, 4, 2, 1, bias=False)
+        self.bn2_1 = nn.BatchNorm2d(nf * 4, affine=True)
+
+        self.conv3_0 = nn.Conv2d(nf * 4, nf * 8, 3, 1, 1, bias=False)
+        self.bn3_0 = nn.BatchNorm2d(nf * 8, affine=True)
+        self.conv3_1 = nn.Conv2d(nf * 8, nf * 8, 4, 2, 1, bias=False)
+        self.bn3_1 = nn.BatchNorm2d(nf * 8, affine=True)
+
+        self.conv4_0 = nn.Conv2d(nf * 8, nf * 8, 3, 1, 1, bias=False)
+        self.bn4_0 = nn.BatchNorm2d(nf * 8, affine=True)
+        self.conv4_1 = nn.Conv2d(nf * 8, nf * 8, 4, 2, 1, bias=False)
+        self.bn4_1 = nn.BatchNorm2d(nf * 8, affine=True)
+
+        if input_size == 256:
+            # One more halving so the Linear layer still sees 4x4 maps.
+            self.conv5_0 = nn.Conv2d(nf * 8, nf * 8, 3, 1, 1, bias=False)
+            self.bn5_0 = nn.BatchNorm2d(nf * 8, affine=True)
+            self.conv5_1 = nn.Conv2d(nf * 8, nf * 8, 4, 2, 1, bias=False)
+            self.bn5_1 = nn.BatchNorm2d(nf * 8, affine=True)
+
+        self.linear1 = nn.Linear(nf * 8 * 4 * 4, 100)
+        self.linear2 = nn.Linear(100, 1)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input_size("VGGStyleDiscriminator", x, self.input_size)
+        # S = input_size; no BN on the first conv, as in the SRGAN discriminator.
+        feat = self.lrelu(self.conv0_0(x))  # (N, F, S, S)
+        feat = self.lrelu(self.bn0_1(self.conv0_1(feat)))  # (N, F, S/2, S/2)
+        feat = self.lrelu(self.bn1_0(self.conv1_0(feat)))  # (N, 2F, S/2, S/2)
+        feat = self.lrelu(self.bn1_1(self.conv1_1(feat)))  # (N, 2F, S/4, S/4)
+        feat = self.lrelu(self.bn2_0(self.conv2_0(feat)))  # (N, 4F, S/4, S/4)
+        feat = self.lrelu(self.bn2_1(self.conv2_1(feat)))  # (N, 4F, S/8, S/8)
+        feat = self.lrelu(self.bn3_0(self.conv3_0(feat)))  # (N, 8F, S/8, S/8)
+        feat = self.lrelu(self.bn3_1(self.conv3_1(feat)))  # (N, 8F, S/16, S/16)
+        feat = self.lrelu(self.bn4_0(self.conv4_0(feat)))  # (N, 8F, S/16, S/16)
+        feat = self.lrelu(self.bn4_1(self.conv4_1(feat)))  # (N, 8F, S/32, S/32)
+        if self.input_size == 256:
+            feat = self.lrelu(self.bn5_0(self.conv5_0(feat)))  # (N, 8F, 8, 8)
+            feat = self.lrelu(self.bn5_1(self.conv5_1(feat)))  # (N, 8F, 4, 4)
+        feat = feat.flatten(1)  # (N, 8F*4*4)
+        feat = self.lrelu(self.linear1(feat))  # (N, 100)
+        return self.linear2(feat)  # (N, 1)
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+GENERATORS: dict[str, type[nn.Module]] = {
+    "srresnet": SRResNet,
+    "rrdbnet": RRDBNet,
+    "srcnn": SRCNN,
+}
+
+
+def build_generator(name: str, **kwargs) -> nn.Module:
+    """Build a generator by name, so configs and notebooks can pick one with a string.
+
+    Args:
+        name: ``"srresnet"``, ``"rrdbnet"`` or ``"srcnn"`` (case-insensitive).
+        **kwargs: Passed to the class, e.g. ``scale=4, num_block=16``.
+    """
+    key = name.strip().lower()
+    if key not in GENERATORS:
+        raise ValueError(
+            f"unknown generator {name!r}; known names: {sorted(GENERATORS)}"
+        )
+    return GENERATORS[key](**kwargs)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters of ``model`` (all of them, or only those with ``requires_grad``).
+
+    Args:
+        model: Any module.
+        trainable_only: Count only parameters that the optimiser would update.
+    """
+    return sum(
+        p.numel() for p in model.parameters() if p.requires_grad or not trainable_only
+    )
