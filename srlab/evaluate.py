@@ -1,0 +1,121 @@
+"""Evaluate an upscaler on a folder of HR images: per-image PSNR/SSIM and the mean.
+
+The benchmark protocol, step by step:
+  1. read HR, drop alpha (colour is compared; alpha is not part of SR benchmarks),
+     crop to a multiple of the scale (``modcrop``);
+  2. make LR with MATLAB bicubic ``imresize(hr, 1/scale)``, or read it from an LR folder
+     (paired by sorted file order; sizes must match HR / scale);
+  3. upscale LR, then PSNR/SSIM on Y with ``crop_border = scale``, and RGB PSNR.
+Grayscale images are compared as Y directly; 16-bit images keep 16 bits (data range 65535).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from .images import ImageReadError, drop_alpha, list_images, read_image
+from .metrics import psnr, ssim
+from .resize import imresize, modcrop
+
+__all__ = ["CLASSICAL_METHODS", "upscale_classical", "score_pair", "evaluate_folder", "format_table"]
+
+_CV2_FLAGS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "lanczos": cv2.INTER_LANCZOS4}
+CLASSICAL_METHODS = ("nearest", "bilinear", "bicubic", "lanczos")
+
+Upscaler = Callable[[np.ndarray, int], np.ndarray]
+
+
+def upscale_classical(lr: np.ndarray, scale: int, method: str = "bicubic") -> np.ndarray:
+    """Upscale an (h, w[, C]) image by ``scale`` with a fixed interpolation kernel.
+
+    ``bicubic`` is MATLAB's (:func:`srlab.resize.imresize`), the one SR papers report;
+    ``nearest``, ``bilinear`` and ``lanczos`` (8x8 Lanczos-4) come from OpenCV.
+    """
+    if method == "bicubic":
+        return imresize(lr, scale)
+    if method not in _CV2_FLAGS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(CLASSICAL_METHODS)}")
+    h, w = lr.shape[:2]
+    out = cv2.resize(lr, (w * scale, h * scale), interpolation=_CV2_FLAGS[method])
+    return out.reshape(h * scale, w * scale, *lr.shape[2:])  # cv2 drops a trailing channel of 1
+
+
+def score_pair(sr: np.ndarray, hr: np.ndarray, scale: int) -> dict[str, float]:
+    """The three numbers srlab reports for one image, with the benchmark conventions."""
+    return {
+        "psnr_y": psnr(sr, hr, crop_border=scale, y_channel=True),
+        "ssim_y": ssim(sr, hr, crop_border=scale, y_channel=True),
+        "psnr_rgb": psnr(sr, hr, crop_border=scale, y_channel=False),
+    }
+
+
+def _load_pair(hr_path: Path, lr_path: Path | None, scale: int):
+    hr = modcrop(drop_alpha(read_image(hr_path)), scale)
+    if lr_path is None:
+        return hr, imresize(hr, 1 / scale)
+    lr = drop_alpha(read_image(lr_path))
+    expected = (hr.shape[0] // scale, hr.shape[1] // scale, *hr.shape[2:])
+    if lr.shape != expected:
+        raise ValueError(f"LR {lr_path.name} is {lr.shape}, expected {expected} (HR {hr.shape} / {scale})")
+    if lr.dtype != hr.dtype:
+        raise ValueError(f"LR {lr_path.name} is {lr.dtype} but HR {hr_path.name} is {hr.dtype}")
+    return hr, lr
+
+
+def evaluate_folder(hr_dir, lr_dir=None, scale: int = 4, upscaler: Upscaler | str = "bicubic",
+                    progress: bool = True) -> dict:
+    """Evaluate ``upscaler`` on every image in ``hr_dir``; returns the report as a dict.
+
+    Args:
+        hr_dir: folder of HR images.
+        lr_dir: optional folder of LR images, paired with HR by sorted file order.
+        scale: SR factor (2, 3, 4, 8, ...).
+        upscaler: a classical method name or a function ``(lr, scale) -> sr`` on numpy images.
+    Returns ``{"scale", "model", "mean": {...}, "images": [{"name", "psnr_y", "ssim_y",
+    "psnr_rgb"}], "skipped": [{"name", "reason"}]}``. Unreadable or mismatched images are
+    skipped, named in one warning and listed under ``"skipped"``.
+    """
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    name = upscaler if isinstance(upscaler, str) else getattr(upscaler, "__name__", "model")
+    upscale = (lambda lr, s: upscale_classical(lr, s, upscaler)) if isinstance(upscaler, str) else upscaler
+    if isinstance(upscaler, str) and upscaler not in CLASSICAL_METHODS:
+        raise ValueError(f"unknown method {upscaler!r}; choose one of {', '.join(CLASSICAL_METHODS)}")
+    hr_paths = list_images(hr_dir)
+    lr_paths = list_images(lr_dir) if lr_dir is not None else [None] * len(hr_paths)
+    if not hr_paths:
+        raise FileNotFoundError(f"no images in {hr_dir}")
+    if len(lr_paths) != len(hr_paths):
+        raise ValueError(f"{len(hr_paths)} HR images but {len(lr_paths)} LR images: cannot pair them")
+
+    rows, skipped = [], []
+    for hr_path, lr_path in tqdm(list(zip(hr_paths, lr_paths)), desc=f"{name} x{scale}", disable=not progress):
+        try:
+            hr, lr = _load_pair(hr_path, lr_path, scale)
+        except (ImageReadError, ValueError) as err:
+            skipped.append({"name": hr_path.name, "reason": str(err)})
+            continue
+        sr = upscale(lr, scale)
+        rows.append({"name": hr_path.name, **score_pair(sr, hr, scale)})
+    if skipped:
+        listing = "; ".join(f"{s['name']} ({s['reason']})" for s in skipped)
+        warnings.warn(f"skipped {len(skipped)} of {len(hr_paths)} images: {listing}", stacklevel=2)
+    if not rows:
+        raise ValueError(f"no usable image pair in {hr_dir}")
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr_y", "ssim_y", "psnr_rgb")}
+    return {"scale": scale, "model": name, "mean": mean, "images": rows, "skipped": skipped}
+
+
+def format_table(report: dict) -> str:
+    """The report as a fixed-width text table, one row per image and the mean last."""
+    lines = [f"{'image':<24} {'PSNR-Y':>8} {'SSIM-Y':>8} {'PSNR-RGB':>9}"]
+    for r in report["images"] + [{"name": "mean", **report["mean"]}]:
+        lines.append(f"{r['name']:<24} {r['psnr_y']:8.2f} {r['ssim_y']:8.4f} {r['psnr_rgb']:9.2f}")
+    lines.insert(-1, "-" * len(lines[0]))
+    return "\n".join(lines)
