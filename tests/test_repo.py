@@ -1,0 +1,63 @@
+"""The repository's promises: README commands, CI running them, pins, notebook hygiene."""
+
+import re
+import tomllib
+
+import pytest
+
+from conftest import REPO
+
+README = (REPO / "README.md").read_text()
+
+
+def readme_commands() -> list[str]:
+    """Shell lines of the README's first code block (the fresh-machine commands)."""
+    block = re.search(r"```(?:bash|sh)\n(.*?)```", README, re.S).group(1)
+    return [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_readme_opens_with_the_two_fresh_machine_commands():
+    main_job, tests = readme_commands()
+    for cmd in (main_job, tests):
+        assert cmd.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt")
+    assert main_job.endswith("python -m srlab demo")
+    assert tests.endswith("python -m pytest")
+    # "opens with": the block comes before the first section heading
+    assert README.index("```") < README.index("\n## ")
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert readme_commands()[1] in ci.splitlines()
+    assert "set -euo pipefail" in ci  # a failing test fails CI
+
+
+def test_requirements_pin_local_torch_but_package_does_not():
+    req = (REPO / "requirements.txt").read_text().splitlines()
+    assert "torch==2.14.1" in req and "torchvision==0.29.1" in req
+    names = {re.split("[=<>]", line)[0].lower() for line in req if line and not line.startswith(("#", "-"))}
+    for needed in ("matplotlib", "ipywidgets", "scikit-image", "opencv-python", "wandb", "nbmake",
+                   "jupytext", "ipykernel", "tqdm", "pytest", "spandrel"):
+        assert needed in names, needed
+    assert "opencv-python-headless" not in names  # both at once break cv2
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    torch_dep = next(d for d in deps if d.startswith("torch") and not d.startswith("torchvision"))
+    assert "==" not in torch_dep and "<" not in torch_dep  # Colab's torch must satisfy it
+
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS or [None], ids=lambda p: p.name if p else "none")
+def test_notebooks_are_paired_in_sync_and_stripped(notebook):
+    if notebook is None:
+        pytest.skip("no notebooks in notebooks/ yet")
+    jupytext = pytest.importorskip("jupytext")
+    script = notebook.with_suffix(".py")
+    assert script.exists(), f"{notebook.name} has no jupytext py:percent pair"
+    nb, py = jupytext.read(notebook), jupytext.read(script)
+    as_pairs = lambda n: [(c.cell_type, c.source.strip()) for c in n.cells]
+    assert as_pairs(nb) == as_pairs(py), f"{notebook.name} and {script.name} differ: run jupytext --sync"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.get("outputs") and cell.get("execution_count") is None, f"{notebook.name} has outputs"
