@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .resize import imresize_torch
+
 __all__ = [
     "ResidualBlock",
     "UpsampleBlock",
@@ -62,6 +64,24 @@ def _check_input_size(model_name: str, x: torch.Tensor, input_size: int) -> None
         f"{model_name} expects {input_size}x{input_size} inputs "
         f"(input_size={input_size}), got {h}x{w}: {hint}"
     )
+
+
+def _zero_init(conv: nn.Conv2d) -> None:
+    """A zero last layer makes a residual branch start as 'add nothing'."""
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+
+
+def _bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """MATLAB bicubic upsampling for the residual path, kept in float32 under autocast.
+
+    MATLAB's kernel (not PyTorch's a = -0.75) so an untrained net scores exactly the
+    bicubic baseline; float32 because bf16 would round the base image to ~3 digits.
+    """
+    if scale == 1:
+        return x
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return imresize_torch(x.float(), scale)
 
 
 # ---------------------------------------------------------------------------
@@ -135,6 +155,11 @@ class SRResNet(nn.Module):
         num_block: Number of residual blocks (16 in the paper).
         scale: Upsampling factor, one of 2, 3, 4, 8.
         batch_norm: ``False`` drops every BN layer (an EDSR-like variant).
+        bicubic_residual: Add a bicubic upsampling of the input to the output and
+            start the tail conv at zero, so the untrained net *is* bicubic and
+            learns only the missing detail. Not in the paper; it makes short
+            runs (a CPU course, a smoke test) beat bicubic within a few hundred
+            steps. Same parameters and state-dict keys either way.
     """
 
     # scale -> factors of the successive sub-pixel stages
@@ -148,10 +173,12 @@ class SRResNet(nn.Module):
         num_block: int = 16,
         scale: int = 4,
         batch_norm: bool = True,
+        bicubic_residual: bool = False,
     ) -> None:
         super().__init__()
         _check_scale("SRResNet", scale, tuple(self._STAGES))
         self.scale = scale
+        self.bicubic_residual = bicubic_residual
         # A large receptive field on the raw pixels, as in the paper.
         self.conv_head = nn.Conv2d(num_in_ch, num_feat, 9, 1, 4)
         self.act_head = nn.PReLU()
@@ -164,8 +191,14 @@ class SRResNet(nn.Module):
             *[UpsampleBlock(num_feat, r) for r in self._STAGES[scale]]
         )
         self.conv_tail = nn.Conv2d(num_feat, num_out_ch, 9, 1, 4)
+        if bicubic_residual:
+            _zero_init(self.conv_tail)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._forward_net(x)  # (N, C_out, h*s, w*s)
+        return out + _bicubic(x, self.scale) if self.bicubic_residual else out
+
+    def _forward_net(self, x: torch.Tensor) -> torch.Tensor:
         head = self.act_head(self.conv_head(x))  # (N, F, h, w)
         feat = self.bn_body(self.conv_body(self.body(head)))  # (N, F, h, w)
         # Global skip: the low-frequency content reaches the upsampler directly.
@@ -265,6 +298,9 @@ class RRDBNet(nn.Module):
         num_block: Number of RRDBs (23 in ESRGAN, 6 in Real-ESRGAN's anime model).
         num_grow_ch: Growth rate of the dense blocks.
         scale: Upsampling factor, one of 1, 2, 4.
+        bicubic_residual: As in :class:`SRResNet`: output = net(x) + bicubic(x),
+            with ``conv_last`` starting at zero. Off for the paper's model and
+            for official weights.
     """
 
     _UNSHUFFLE = {1: 4, 2: 2, 4: 1}  # scale -> pixel_unshuffle factor
@@ -277,10 +313,12 @@ class RRDBNet(nn.Module):
         num_block: int = 23,
         num_grow_ch: int = 32,
         scale: int = 4,
+        bicubic_residual: bool = False,
     ) -> None:
         super().__init__()
         _check_scale("RRDBNet", scale, tuple(sorted(self._UNSHUFFLE)))
         self.scale = scale
+        self.bicubic_residual = bicubic_residual
         self.unshuffle = self._UNSHUFFLE[scale]
         self.conv_first = nn.Conv2d(num_in_ch * self.unshuffle**2, num_feat, 3, 1, 1)
         self.body = nn.Sequential(
@@ -294,8 +332,14 @@ class RRDBNet(nn.Module):
         self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
         self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+        if bicubic_residual:
+            _zero_init(self.conv_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._forward_net(x)  # (N, C_out, h*s, w*s)
+        return out + _bicubic(x, self.scale) if self.bicubic_residual else out
+
+    def _forward_net(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         u = self.unshuffle
         if u > 1:

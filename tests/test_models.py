@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from srlab.resize import imresize
 from srlab.models import (
     RRDB,
     SRCNN,
@@ -398,3 +400,17 @@ def test_build_generator():
         build_generator("edsr")
     for name in ("srresnet", "rrdbnet", "srcnn"):
         assert name in str(err.value)
+
+
+@pytest.mark.parametrize("cls", [SRResNet, RRDBNet])
+def test_bicubic_residual_starts_as_matlab_bicubic_and_keeps_the_state_dict(cls):
+    small = dict(num_feat=16, num_block=1) if cls is SRResNet else dict(num_feat=16, num_block=1, num_grow_ch=8)
+    plain, residual = cls(**small), cls(**small, bicubic_residual=True)
+    assert plain.state_dict().keys() == residual.state_dict().keys()
+    rng = np.random.default_rng(0)
+    lr = rng.random((12, 10, 3))  # float64 HWC
+    expected = imresize(lr, 4)  # MATLAB bicubic, numpy
+    x = torch.from_numpy(lr).permute(2, 0, 1)[None].float()  # (1, 3, 12, 10)
+    with torch.no_grad():
+        out = residual.eval()(x)[0].permute(1, 2, 0).double().numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-5)
