@@ -1,4 +1,4 @@
-"""Command line: ``python -m srlab {demo,evaluate} ...``."""
+"""Command line: ``python -m srlab {demo,evaluate,train} ...``."""
 
 from __future__ import annotations
 
@@ -23,8 +23,26 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--hr", required=True, help="folder of HR images")
     ev.add_argument("--lr", help="folder of LR images (paired by sorted order); default: MATLAB bicubic of HR")
     ev.add_argument("--scale", type=int, default=4)
-    ev.add_argument("--model", default="bicubic", help=f"one of {', '.join(CLASSICAL_METHODS)}")
+    ev.add_argument("--model", default="bicubic",
+                    help=f"one of {', '.join(CLASSICAL_METHODS)}, or an srlab checkpoint (.pt)")
     ev.add_argument("--json", help="also write the report to this JSON file")
+
+    tr = sub.add_parser("train", help="train a stage: srresnet, srgan, rrdb, esrgan")
+    tr.add_argument("stage", choices=("srresnet", "srgan", "rrdb", "esrgan"))
+    tr.add_argument("--preset", default="cpu", choices=("colab", "cpu", "smoke", "seed"),
+                    help="colab: the real run on a GPU; cpu: about an hour for the course; smoke: seconds; "
+                         "seed: the primary student project's choices (default: cpu)")
+    tr.add_argument("--data", help="folder of HR training images (default: the embedded photos)")
+    tr.add_argument("--val-data", help="folder of HR validation images (default: a held-out image)")
+    tr.add_argument("--out", help="run folder (default: runs/PRESET/STAGE)")
+    tr.add_argument("--steps", type=int, help="override the preset's number of steps")
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--init", help="checkpoint to start the generator from (GAN stages; 'none' = scratch)")
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    tr.add_argument("--wandb", choices=("online", "offline", "disabled"), help="Weights & Biases logging")
+    tr.add_argument("--random-vgg", action="store_true",
+                    help="perceptual loss with a random VGG-19 (no ImageNet weights): for smoke tests only")
+    tr.add_argument("--device", help="cuda, cpu, ... (default: CUDA when available)")
     return parser
 
 
@@ -38,16 +56,23 @@ def _demo(args) -> int:
 
 
 def _evaluate(args) -> int:
+    upscaler = args.model
     if args.model not in CLASSICAL_METHODS:
-        if Path(args.model).exists():
-            print(f"error: {args.model} looks like a checkpoint; evaluating checkpoints arrives with the "
-                  f"training engine. For now --model takes {', '.join(CLASSICAL_METHODS)}.", file=sys.stderr)
-        else:
-            print(f"error: unknown --model {args.model!r}: use {', '.join(CLASSICAL_METHODS)}", file=sys.stderr)
-        return 2
+        if not Path(args.model).is_file():
+            print(f"error: unknown --model {args.model!r}: use {', '.join(CLASSICAL_METHODS)} "
+                  "or the path of an srlab checkpoint", file=sys.stderr)
+            return 2
+        from .evaluate import model_upscaler
+        from .train import load_generator
+
+        model, cfg = load_generator(args.model)
+        if cfg["scale"] != args.scale:
+            print(f"error: {args.model} is a x{cfg['scale']} model but --scale is {args.scale}", file=sys.stderr)
+            return 2
+        upscaler = model_upscaler(model, name=Path(args.model).name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        report = evaluate_folder(args.hr, args.lr, scale=args.scale, upscaler=args.model)
+        report = evaluate_folder(args.hr, args.lr, scale=args.scale, upscaler=upscaler)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     report.update(hr_dir=str(args.hr), lr_dir=args.lr)
@@ -59,10 +84,30 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from .train import TrainingDiverged, make_config, train
+
+    overrides = {k: v for k, v in {"data": args.data, "val_data": args.val_data, "steps": args.steps,
+                                    "batch_size": args.batch_size, "init_from": args.init,
+                                    "wandb": args.wandb}.items() if v is not None}
+    if args.random_vgg:
+        overrides["vgg_weights"] = None
+    cfg = make_config(args.stage, args.preset, **overrides)
+    out = args.out or f"runs/{args.preset}/{args.stage}"
+    try:
+        summary = train(cfg, out, resume=args.resume, device=args.device)
+    except TrainingDiverged as err:
+        print(f"error: training diverged: {err}", file=sys.stderr)
+        return 3
+    print(f"{cfg.stage}: {summary['step']} steps, best validation PSNR-Y {summary['best_psnr']:.2f} dB "
+          f"({summary['stopped']}); checkpoints in {out}/ (best.pt, last.pt)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"demo": _demo, "evaluate": _evaluate}[args.command](args)
+        return {"demo": _demo, "evaluate": _evaluate, "train": _train}[args.command](args)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -23,7 +23,8 @@ from .images import ImageReadError, drop_alpha, list_images, read_image
 from .metrics import psnr, ssim
 from .resize import imresize, modcrop
 
-__all__ = ["CLASSICAL_METHODS", "upscale_classical", "score_pair", "evaluate_folder", "format_table"]
+__all__ = ["CLASSICAL_METHODS", "upscale_classical", "model_upscaler", "score_pair", "evaluate_folder",
+           "format_table"]
 
 _CV2_FLAGS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "lanczos": cv2.INTER_LANCZOS4}
 CLASSICAL_METHODS = ("nearest", "bilinear", "bicubic", "lanczos")
@@ -44,6 +45,30 @@ def upscale_classical(lr: np.ndarray, scale: int, method: str = "bicubic") -> np
     h, w = lr.shape[:2]
     out = cv2.resize(lr, (w * scale, h * scale), interpolation=_CV2_FLAGS[method])
     return out.reshape(h * scale, w * scale, *lr.shape[2:])  # cv2 drops a trailing channel of 1
+
+
+def model_upscaler(model, name: str = "model", device: str = "cpu") -> Upscaler:
+    """Wrap a generator as ``(lr, scale) -> sr`` on numpy images, in fp32, keeping the dtype.
+
+    Grayscale input is repeated to RGB for an RGB model and the output averaged back to one
+    channel; 16-bit input is fed as [0, 1] floats and written back as 16 bit.
+    """
+    import torch
+
+    from .images import to_image, to_tensor
+
+    model = model.to(device).eval()
+
+    @torch.no_grad()
+    def upscale(lr: np.ndarray, scale: int) -> np.ndarray:
+        x = to_tensor(lr).to(device)  # (1, C, h, w) in [0, 1]
+        gray = x.shape[1] == 1
+        sr = model(x.expand(-1, 3, -1, -1) if gray else x).float()  # (1, 3, h*s, w*s)
+        sr = sr.mean(dim=1, keepdim=True) if gray else sr
+        return to_image(sr, dtype=lr.dtype)
+
+    upscale.__name__ = name
+    return upscale
 
 
 def score_pair(sr: np.ndarray, hr: np.ndarray, scale: int) -> dict[str, float]:

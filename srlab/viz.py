@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-__all__ = ["detail_box", "show_image", "crop_grid"]
+__all__ = ["detail_box", "show_image", "crop_grid", "plot_history"]
 
 
 def _as_display(img: np.ndarray) -> np.ndarray:
@@ -77,6 +77,45 @@ def crop_grid(rows: list[dict], path: str | Path | None = None, scale: int = 4, 
             show_image(ax, img[t : t + s, l : l + s], f"{label}\n{caption}" if caption else label)
         for ax in ax_row[1 + len(row["panels"]) :]:
             ax.set_axis_off()
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def plot_history(history, path: str | Path | None = None):
+    """Loss curves of a run: generator losses, discriminator (loss, D(real), D(fake)), validation.
+
+    Args:
+        history: a ``history.jsonl`` path or its list of records (``srlab.train.read_history``).
+        path: where to save a PNG; the figure is returned either way.
+    """
+    if isinstance(history, (str, Path)):
+        from .train import read_history
+
+        history = read_history(history)
+    series = lambda key: ([r["step"] for r in history if key in r], [r[key] for r in history if key in r])
+    panels = [("generator", ["loss_g", "loss_pixel", "loss_perceptual", "loss_adv"], True),
+              ("discriminator", ["loss_d", "d_real", "d_fake"], False),
+              ("validation PSNR-Y (dB)", ["val_psnr"], False)]
+    panels = [(t, [k for k in keys if series(k)[0]], log) for t, keys, log in panels]
+    panels = [p for p in panels if p[1]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
+    for ax, (title, keys, log) in zip(axes[0], panels):
+        for key in keys:
+            steps, values = series(key)
+            ax.plot(steps, values, marker="o" if key == "val_psnr" else None, ms=3, label=key)
+        if log and all(v > 0 for k in keys for v in series(k)[1]):
+            ax.set_yscale("log")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    collapses = [r["step"] for r in history if r.get("event") == "discriminator_collapse"]
+    for ax in axes[0]:
+        for step in collapses:
+            ax.axvline(step, color="red", ls="--", lw=1)  # where D started winning every time
     fig.tight_layout()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
