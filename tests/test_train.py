@@ -230,3 +230,18 @@ def test_history_plot_shows_the_logged_values(tmp_path):
     val_line = fig.axes[2].get_lines()[0]
     assert list(val_line.get_ydata()) == [r["val_psnr"] for r in records if "val_psnr" in r]
     assert (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_training_on_a_folder_holds_out_the_last_image_and_skips_bad_files(tmp_path, photo):
+    from srlab.images import write_image
+
+    data = tmp_path / "hr"
+    for i, crop in enumerate([photo, photo[:, ::-1], photo[::-1]]):
+        write_image(data / f"img{i}.png", crop)
+    (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    with pytest.warns(UserWarning, match="skipped 1 unreadable images: broken.png"):
+        trainer = Trainer(smoke("srresnet", data=str(data), val_crop=64), tmp_path / "run", progress=False)
+    assert len(trainer.patches.images) == 2 and len(trainer.val_pairs) == 1
+    _, val_hr = trainer.val_pairs[0]
+    expected = torch.from_numpy(photo[::-1][16:80, 32:96].copy()).permute(2, 0, 1).float() / 255  # centre 64
+    torch.testing.assert_close(val_hr[0], expected)

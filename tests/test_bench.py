@@ -1,0 +1,25 @@
+import json
+
+import pytest
+
+from srlab.bench import MODES, _stage_config, main
+
+
+def test_bench_train_reports_every_mode_consistently(tmp_path):
+    out = tmp_path / "train.json"
+    assert main(["train", "--preset", "smoke", "--stages", "srresnet", "esrgan", "--batch-size", "2",
+                 "--hr-size", "32", "--warmup", "0", "--steps", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == {"srresnet", "esrgan"}
+    for stage, modes in report["results"].items():
+        assert set(modes) == set(MODES)
+        for r in modes.values():
+            assert r["samples_per_s"] == pytest.approx(2 * r["steps_per_s"])
+            assert r["steps_per_s"] == pytest.approx(1 / r["s_per_step"])
+        assert modes["fp32"]["dtype"] == "fp32"
+    assert report["results"]["esrgan"]["fp32"]["hr_size"] == 128  # ESRGAN's D takes 128 or 256 only
+
+
+def test_bench_stage_config_matches_discriminator_to_patch_size():
+    cfg = _stage_config("srgan", "cpu", batch_size=4, hr_size=64, amp="off", channels_last=False)
+    assert cfg.hr_size == cfg.discriminator["input_size"] == 64 and cfg.vgg_weights is None
