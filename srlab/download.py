@@ -1,0 +1,518 @@
+"""Downloading the SR datasets: resumable, verified, and safe to extract.
+
+Three layers, each usable alone:
+
+* ``download_file``: one URL to one file, resumed with an HTTP ``Range`` request after a
+  dropped connection, checked against a size and sha256 when they are known;
+* ``extract_archive``: a zip or tar unpacked only after every entry is checked (no
+  absolute paths, no ``..``, no links leaving the folder), into a temporary folder that
+  is moved into place only once the whole archive came out;
+* ``download_dataset``: a name from ``DATASETS`` to a verified folder of images, with a
+  ``.complete`` marker so a second call does nothing.
+
+Layout on disk for ``download_dataset(name, to)``::
+
+    to/archives/<archive file name>      the downloads, shared between datasets
+    to/<name>/<folder>/                  the images of each archive entry
+
+Test sets: the four of them come from ONE archive, the EDSR authors' ``benchmark.tar``
+(Set5, Set14, B100, Urban100, each with ``HR/`` and ``LR_bicubic/X2|X3|X4/``), the copy
+most SR code bases are evaluated on. It is downloaded once into ``to/archives`` and each
+set extracts only its own folder, e.g. ``benchmark/Set5/HR`` -> ``to/set5/HR``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import posixpath
+import re
+import shutil
+import tarfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+import zlib
+from dataclasses import dataclass
+from http.client import HTTPException
+from pathlib import Path
+from typing import IO, Callable
+
+from tqdm.auto import tqdm
+
+__all__ = ["DATASETS", "DownloadError", "UnsafeArchiveError", "CorruptArchiveError", "download_file", "extract_archive",
+           "download_dataset", "dataset_urls"]
+
+
+class DownloadError(ValueError):
+    """A download, an archive or a downloaded dataset that is not what it should be."""
+
+
+class UnsafeArchiveError(DownloadError):
+    """An archive entry that would land outside the extraction folder (absolute path, ``..``, link)."""
+
+
+class CorruptArchiveError(DownloadError):
+    """An archive that cannot be read to the end: damaged, or a download cut short."""
+
+
+# ---------------------------------------------------------------- the datasets
+
+# Sizes and sha256 of the DIV2K zips are the ones TensorFlow Datasets records for the same
+# URLs (tensorflow_datasets/datasets/div2k/checksums.tsv). No published checksum is known
+# for the EDSR archives, so theirs are None: the image count and decoding check them instead.
+_DIV2K = "https://data.vision.ee.ethz.ch/cvl/DIV2K/"
+_EDSR = "https://cv.snu.ac.kr/research/EDSR/"
+_BENCHMARK_SETS = {"set5": ("Set5", 5), "set14": ("Set14", 14), "bsd100": ("B100", 100),
+                   "urban100": ("Urban100", 100)}
+
+
+def _benchmark_entries(folder: str, count: int) -> list[dict]:
+    """HR and bicubic x4 LR of one test set inside the shared benchmark.tar."""
+    return [
+        dict(url=_EDSR + "benchmark.tar", size=None, sha256=None, member=f"benchmark/{folder}/HR",
+             folder="HR", images=count, lr=False),
+        dict(url=_EDSR + "benchmark.tar", size=None, sha256=None,
+             member=f"benchmark/{folder}/LR_bicubic/X4", folder="LR_bicubic/X4", images=count, lr=True),
+    ]
+
+
+# Each dataset is a list of archive entries:
+#   url     the official download;
+#   size, sha256   of the archive file, or None where no trustworthy value is known;
+#   member  the folder inside the archive that holds the images (only it is extracted);
+#   folder  where those images land, relative to to/<dataset>;
+#   images  how many image files that folder must hold;
+#   lr      True for low-resolution inputs, downloaded only with include_lr=True.
+DATASETS: dict[str, dict] = {
+    "div2k": {
+        "description": "DIV2K: 800 training + 100 validation 2K photos (NTIRE 2017)",
+        "archives": [
+            dict(url=_DIV2K + "DIV2K_train_HR.zip", size=3530603713,
+                 sha256="9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335",
+                 member="DIV2K_train_HR", folder="DIV2K_train_HR", images=800, lr=False),
+            dict(url=_DIV2K + "DIV2K_valid_HR.zip", size=448993893,
+                 sha256="20dd31fd84d777bc1cf5d6b7654a3f569c0aec74458ae094122ad1d0489900fc",
+                 member="DIV2K_valid_HR", folder="DIV2K_valid_HR", images=100, lr=False),
+            dict(url=_DIV2K + "DIV2K_train_LR_bicubic_X4.zip", size=246914039,
+                 sha256="f006b837f4eb52b82909aa01478e6d6d199eefce932179491d0c9dbb706dde3a",
+                 member="DIV2K_train_LR_bicubic/X4", folder="DIV2K_train_LR_bicubic/X4", images=800, lr=True),
+            dict(url=_DIV2K + "DIV2K_valid_LR_bicubic_X4.zip", size=31505881,
+                 sha256="a50a5d1c4b88de4e8d300d8fb2b904c52fe93b2b298a4899697760d7cbb6d553",
+                 member="DIV2K_valid_LR_bicubic/X4", folder="DIV2K_valid_LR_bicubic/X4", images=100, lr=True),
+        ],
+    },
+    "flickr2k": {
+        "description": "Flickr2K: 2650 2K photos collected by the EDSR authors (with DIV2K: 'DF2K')",
+        "archives": [
+            dict(url=_EDSR + "Flickr2K.tar", size=None, sha256=None, member="Flickr2K/Flickr2K_HR",
+                 folder="Flickr2K_HR", images=2650, lr=False),
+            dict(url=_EDSR + "Flickr2K.tar", size=None, sha256=None, member="Flickr2K/Flickr2K_LR_bicubic/X4",
+                 folder="Flickr2K_LR_bicubic/X4", images=2650, lr=True),
+        ],
+    },
+    **{name: {"description": f"{folder} test set ({count} images) from the EDSR benchmark.tar",
+              "archives": _benchmark_entries(folder, count)}
+       for name, (folder, count) in _BENCHMARK_SETS.items()},
+}
+
+
+def dataset_urls(name: str, base_url: str | None = None, include_lr: bool = False) -> list[str]:
+    """The distinct archive URLs ``download_dataset(name, ...)`` would fetch."""
+    urls = [_archive_url(entry["url"], base_url) for entry in _entries(name, include_lr)]
+    return list(dict.fromkeys(urls))
+
+
+def _entries(name: str, include_lr: bool) -> list[dict]:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return [entry for entry in DATASETS[name]["archives"] if include_lr or not entry["lr"]]
+
+
+def _archive_url(url: str, base_url: str | None) -> str:
+    """``url``, or the same file name under ``base_url`` (a mirror keeps the file names)."""
+    if base_url is None:
+        return url
+    return base_url.rstrip("/") + "/" + _file_name(url)
+
+
+def _file_name(url: str) -> str:
+    return posixpath.basename(urllib.parse.urlparse(url).path)
+
+
+# ---------------------------------------------------------------- one file
+
+
+def download_file(url: str, dest: str | os.PathLike, expected_size: int | None = None,
+                  sha256: str | None = None, progress: bool = True, chunk: int = 1 << 20,
+                  timeout: float = 60) -> Path:
+    """Download ``url`` to ``dest``, resuming an earlier partial download.
+
+    Bytes go to ``dest.part`` first; a call after a dropped connection asks the server only
+    for the missing tail (``Range: bytes=N-``). The file is renamed to ``dest`` once it is
+    whole and matches ``expected_size``/``sha256`` (when given); a mismatch deletes the
+    part file and raises DownloadError. An existing ``dest`` that verifies is returned as is.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        if _matches(dest, expected_size, sha256):
+            return dest
+        dest.unlink()  # stale or damaged: fetch it again
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    offset = part.stat().st_size if part.exists() else 0
+    if expected_size is not None and offset > expected_size:
+        offset = 0  # more bytes than the file has: the part is from something else
+    if expected_size is None or offset < expected_size:
+        _fetch(url, part, offset, expected_size, progress, chunk, timeout)
+    _verify(part, url, expected_size, sha256)
+    os.replace(part, dest)  # atomic: dest is either absent or complete
+    return dest
+
+
+def _fetch(url: str, part: Path, offset: int, expected_size: int | None, progress: bool,
+           chunk: int, timeout: float) -> None:
+    """Append the bytes from ``offset`` on to ``part``; DownloadError if the transfer stops short."""
+    request = urllib.request.Request(url, headers={"User-Agent": "srlab-download"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and offset:  # nothing after offset: complete, or from another file
+            if _content_range_total(err.headers.get("Content-Range", "")) == offset:
+                return
+            return _fetch(url, part, 0, expected_size, progress, chunk, timeout)
+        raise DownloadError(f"{url}: HTTP error {err.code} {err.reason}") from err
+    except (urllib.error.URLError, OSError, HTTPException) as err:
+        raise DownloadError(f"could not connect to {url}: {getattr(err, 'reason', err)}") from err
+    with response:
+        start, total = _start_and_total(response, offset)
+        if start is None:  # a range we did not ask for: start over without one
+            response.close()
+            return _fetch(url, part, 0, expected_size, progress, chunk, timeout)
+        received = _stream(response, part, start, total or expected_size, url, progress, chunk)
+    if total is not None and received < total:
+        raise DownloadError(f"download of {url} stopped after {received} of {total} bytes (connection "
+                            f"dropped); {part} keeps them, so running again resumes from there")
+
+
+def _start_and_total(response, offset: int) -> tuple[int | None, int | None]:
+    """Where the body starts in the file and the file's full size (None when unknown).
+
+    200 means the server ignored the Range header and sends the whole file from byte 0.
+    """
+    if response.status == 206:
+        match = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", response.headers.get("Content-Range", ""))
+        if not match or int(match.group(1)) != offset:
+            return None, None
+        return offset, None if match.group(3) == "*" else int(match.group(3))
+    length = response.headers.get("Content-Length")
+    return 0, int(length) if length and length.isdigit() else None
+
+
+def _content_range_total(header: str) -> int | None:
+    match = re.match(r"bytes \*/(\d+)", header)
+    return int(match.group(1)) if match else None
+
+
+def _stream(response, part: Path, start: int, total: int | None, url: str, progress: bool,
+            chunk: int) -> int:
+    """Copy the response body into ``part`` from byte ``start``; returns the bytes now in it."""
+    received = start
+    bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
+               desc=_file_name(url) or url, disable=not progress, leave=False)
+    with open(part, "ab" if start else "wb") as out, bar:
+        while True:
+            try:
+                block = response.read(chunk)
+            except (OSError, HTTPException) as err:
+                raise DownloadError(f"download of {url} broke off after {received} bytes ({err}); "
+                                    f"{part} keeps them, so running again resumes from there") from err
+            if not block:
+                return received
+            out.write(block)
+            received += len(block)
+            bar.update(len(block))
+
+
+def _verify(part: Path, url: str, expected_size: int | None, sha256: str | None) -> None:
+    """Raise DownloadError (and delete ``part``) when it is not the expected file."""
+    size = part.stat().st_size
+    if expected_size is not None and size != expected_size:
+        part.unlink()
+        raise DownloadError(f"{url}: size mismatch: expected {expected_size} bytes, got {size} "
+                            f"(the partial file was deleted)")
+    if sha256 is not None:
+        got = _sha256(part)
+        if got != sha256.lower():
+            part.unlink()
+            raise DownloadError(f"{url}: sha256 mismatch: expected {sha256.lower()}, got {got} "
+                                f"(the downloaded file was deleted)")
+
+
+def _matches(path: Path, expected_size: int | None, sha256: str | None) -> bool:
+    if expected_size is not None and path.stat().st_size != expected_size:
+        return False
+    return sha256 is None or _sha256(path) == sha256.lower()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- archives
+
+# What a damaged zip, tar, gzip or xz stream raises while being read.
+_CORRUPT = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile,
+            lzma.LZMAError)
+
+
+@dataclass
+class _Entry:
+    """One archive member, independent of zip/tar."""
+
+    name: str                      # as written in the archive, for messages
+    parts: tuple[str, ...]         # normalised relative path
+    kind: str                      # "dir", "file" or "symlink"
+    link: str = ""                 # symlink target, or hard link target name
+    open: Callable[[], IO[bytes]] | None = None
+
+
+def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike, subfolder: str | None = None,
+                    progress: bool = False) -> list[Path]:
+    """Safely extract a .zip, .tar, .tar.gz or .tgz into ``dest``; returns the extracted files.
+
+    Every entry is checked before anything is written: absolute paths, ``..`` components,
+    links pointing outside ``dest`` and device files raise UnsafeArchiveError. Extraction
+    goes to ``dest.parent/.tmp-<name>`` and replaces ``dest`` only when the whole archive came
+    out, so a corrupt or truncated archive (CorruptArchiveError, a DownloadError) leaves
+    ``dest`` as it was and no temporary folder behind.
+
+    ``subfolder``: extract only this folder of the archive, its contents landing directly in
+    ``dest`` (one test set out of benchmark.tar).
+    """
+    archive, dest = Path(archive), Path(dest)
+    tmp = dest.parent / (".tmp-" + dest.name)
+    try:
+        with _open_archive(archive) as handle:
+            entries = _list_entries(handle)
+            _check_links(entries)  # a hostile archive is refused whole, even outside subfolder
+            selected = _select(entries, subfolder, archive)
+            _check_links(selected)  # links must stay inside dest once the prefix is gone
+            shutil.rmtree(tmp, ignore_errors=True)  # leftovers of an interrupted run
+            tmp.mkdir(parents=True)
+            written = _write_entries(selected, tmp, progress, archive.name)
+    except _CORRUPT as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CorruptArchiveError(f"corrupt or truncated archive {archive}: {type(err).__name__}: {err}") from err
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if dest.exists():
+        shutil.rmtree(dest)  # replaced only now that the new copy is complete
+    os.replace(tmp, dest)
+    return [dest.joinpath(*parts) for parts in written]
+
+
+def _open_archive(archive: Path):
+    name = archive.name.lower()
+    if name.endswith(".zip"):
+        return zipfile.ZipFile(archive)
+    if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        return tarfile.open(archive, "r:*")
+    raise DownloadError(f"{archive}: unsupported archive type (expected .zip, .tar, .tar.gz or .tgz)")
+
+
+def _list_entries(handle) -> list[_Entry]:
+    return _zip_entries(handle) if isinstance(handle, zipfile.ZipFile) else _tar_entries(handle)
+
+
+def _zip_entries(zf: zipfile.ZipFile) -> list[_Entry]:
+    entries = []
+    for info in zf.infolist():
+        parts = _safe_parts(info.filename)
+        mode = info.external_attr >> 16
+        if info.is_dir():
+            entries.append(_Entry(info.filename, parts, "dir"))
+        elif (mode & 0o170000) == 0o120000:  # a unix symlink stored by `zip -y`: its data is the target
+            entries.append(_Entry(info.filename, parts, "symlink", zf.read(info).decode("utf-8")))
+        else:
+            entries.append(_Entry(info.filename, parts, "file", open=lambda info=info: zf.open(info)))
+    return entries
+
+
+def _tar_entries(tf: tarfile.TarFile) -> list[_Entry]:
+    entries, files = [], set()
+    for member in tf.getmembers():  # reads the whole archive: a truncated one fails here
+        parts = _safe_parts(member.name)
+        if member.isdir():
+            entries.append(_Entry(member.name, parts, "dir"))
+        elif member.issym():
+            entries.append(_Entry(member.name, parts, "symlink", member.linkname))
+        elif member.isfile() or member.islnk():
+            if member.islnk() and _safe_parts(member.linkname) not in files:
+                raise UnsafeArchiveError(f"hard link {member.name!r} -> {member.linkname!r} does not "
+                                         f"point to a file stored before it in the archive")
+            # tarfile reads a hard link's data from its target, so it is written as a copy
+            entries.append(_Entry(member.name, parts, "file", member.linkname,
+                                  open=lambda m=member: tf.extractfile(m)))
+            files.add(parts)
+        else:
+            raise UnsafeArchiveError(f"{member.name!r} is a device, fifo or other special file")
+    return entries
+
+
+def _safe_parts(name: str) -> tuple[str, ...]:
+    """An archive path as relative parts; UnsafeArchiveError if it is absolute or has ``..``."""
+    path = name.replace("\\", "/")  # archives made on Windows may use backslashes
+    if path.startswith("/") or re.match(r"[A-Za-z]:", path):
+        raise UnsafeArchiveError(f"archive entry {name!r} has an absolute path")
+    parts = tuple(p for p in path.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise UnsafeArchiveError(f"archive entry {name!r} climbs out of the folder with '..'")
+    return parts
+
+
+def _check_links(entries: list[_Entry]) -> None:
+    """Every symlink must resolve inside the folder without passing through another symlink.
+
+    Resolution is lexical, so a path through a symlink (``link/..``) could fool it; refusing
+    those makes the lexical answer the real one.
+    """
+    links = {e.parts for e in entries if e.kind == "symlink"}
+    for entry in entries:
+        if any(entry.parts[:i] in links for i in range(1, len(entry.parts))):
+            raise UnsafeArchiveError(f"archive entry {entry.name!r} is stored under a symlink")
+        if entry.kind != "symlink":
+            continue
+        target = entry.link.replace("\\", "/")
+        if target.startswith("/") or re.match(r"[A-Za-z]:", target):
+            raise UnsafeArchiveError(f"symlink {entry.name!r} -> {entry.link!r} points outside the folder")
+        resolved = list(entry.parts[:-1])
+        for part in target.split("/"):
+            if tuple(resolved) in links:
+                raise UnsafeArchiveError(f"symlink {entry.name!r} -> {entry.link!r} goes through a symlink")
+            if part == "..":
+                if not resolved:
+                    raise UnsafeArchiveError(f"symlink {entry.name!r} -> {entry.link!r} points outside the folder")
+                resolved.pop()
+            elif part not in ("", "."):
+                resolved.append(part)
+
+
+def _select(entries: list[_Entry], subfolder: str | None, archive: Path) -> list[_Entry]:
+    """The entries under ``subfolder``, with that prefix removed (all of them when None)."""
+    if subfolder is None:
+        return [e for e in entries if e.parts]
+    prefix = _safe_parts(subfolder)
+    n = len(prefix)
+    selected = [_Entry(e.name, e.parts[n:], e.kind, e.link, e.open)
+                for e in entries if e.parts[:n] == prefix and len(e.parts) > n]
+    if not selected:
+        tops = sorted({"/".join(e.parts[:n]) for e in entries if e.parts})[:10]
+        raise DownloadError(f"{archive} has no folder {subfolder!r}; it holds for example: {', '.join(tops)}")
+    return selected
+
+
+def _write_entries(entries: list[_Entry], root: Path, progress: bool, label: str) -> list[tuple[str, ...]]:
+    """Write the (checked) entries under ``root``; returns the paths of the files written."""
+    written = {}  # a dict: ordered, and duplicate entries counted once
+    for entry in tqdm(entries, desc=f"extract {label}", unit="file", disable=not progress, leave=False):
+        path = root.joinpath(*entry.parts)
+        if entry.kind == "dir":
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink() or path.is_file():
+            path.unlink()  # a later duplicate wins, and is never written through a link
+        if entry.kind == "symlink":
+            os.symlink(entry.link, path)
+        else:
+            with entry.open() as src, open(path, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+        written[entry.parts] = None
+    return list(written)
+
+
+# ---------------------------------------------------------------- datasets
+
+MARKER = ".complete"
+
+
+def download_dataset(name: str, to: str | os.PathLike, base_url: str | None = None,
+                     include_lr: bool = False, progress: bool = True) -> Path:
+    """Download, extract and verify dataset ``name`` (a key of DATASETS); returns ``to/name``.
+
+    Archives go to ``to/archives`` (kept, so a re-extraction needs no download), images to
+    ``to/name/<folder>``. Each folder must hold the expected number of images and every one
+    must decode. ``to/name/.complete`` records the verified folders: a second call that finds
+    them all, with their counts unchanged, touches neither the network nor the archives.
+
+    ``base_url``: a mirror holding the same file names (``base_url/DIV2K_train_HR.zip`` ...).
+    """
+    entries = _entries(name, include_lr)
+    to = Path(to)
+    root = to / name
+    done = _read_marker(root)
+    for entry in entries:
+        if done.get(entry["folder"]) == entry["images"] == _count_images(root / entry["folder"]):
+            continue
+        archive = download_file(_archive_url(entry["url"], base_url), to / "archives" / _file_name(entry["url"]),
+                                expected_size=entry["size"], sha256=entry["sha256"], progress=progress)
+        folder = root / entry["folder"]
+        try:
+            extract_archive(archive, folder, subfolder=entry["member"], progress=progress)
+        except CorruptArchiveError as err:
+            archive.unlink()  # unusable as it is; the next call downloads it again
+            raise CorruptArchiveError(f"{err}; the archive was deleted, run again to download it anew") from err
+        _verify_images(folder, entry["images"], archive, progress)
+        done[entry["folder"]] = entry["images"]
+        _write_marker(root, name, done)
+    return root
+
+
+def _count_images(folder: Path) -> int:
+    from .images import list_images
+
+    return len(list_images(folder)) if folder.is_dir() else -1
+
+
+def _verify_images(folder: Path, expected: int, archive: Path, progress: bool) -> None:
+    """DownloadError unless ``folder`` holds ``expected`` images that all decode."""
+    from .images import ImageReadError, list_images, read_image
+
+    paths = list_images(folder)
+    if len(paths) != expected:
+        raise DownloadError(f"{folder}: expected {expected} images, found {len(paths)} "
+                            f"(extracted from {archive}; delete it to download it again)")
+    bad = []
+    for path in tqdm(paths, desc=f"verify {folder.name}", unit="img", disable=not progress, leave=False):
+        try:
+            read_image(path)
+        except ImageReadError as err:
+            bad.append(f"{path.name} ({err})")
+    if bad:
+        raise DownloadError(f"{folder}: {len(bad)} of {expected} images do not decode: {'; '.join(bad)} "
+                            f"(extracted from {archive}; delete it to download it again)")
+
+
+def _read_marker(root: Path) -> dict[str, int]:
+    try:
+        return dict(json.loads((root / MARKER).read_text())["folders"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # no marker, or a damaged one: verify again
+
+
+def _write_marker(root: Path, name: str, folders: dict[str, int]) -> None:
+    tmp = root / (MARKER + ".tmp")
+    tmp.write_text(json.dumps({"dataset": name, "folders": folders}, indent=1, sort_keys=True))
+    os.replace(tmp, root / MARKER)
