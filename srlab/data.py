@@ -1,15 +1,27 @@
-"""Datasets. For now: the colour photos scikit-image ships inside its wheel.
+"""Data: embedded photos, training patches, a fast patch store, benchmark folders.
 
-They are the embedded default: the demo (and, later, smoke training) runs on them
-on a fresh machine with nothing downloaded. None of them is in Set5/Set14/BSD100/
-Urban100, so training on them never leaks into the test sets.
+* The embedded default: colour photos scikit-image ships inside its wheel. The demo and
+  the smoke/cpu presets run on them on a fresh machine with nothing downloaded. None of
+  them is in Set5/Set14/BSD100/Urban100, so training on them never leaks into test sets.
+* ``extract_patches`` cuts HR images once into sub-images stored as uint8 arrays in a few
+  memory-mapped ``.npy`` shards: a random patch is then a memory read, not a PNG decode
+  (decoding a 2K PNG costs ~50 ms, which starves a GPU on a 2-core Colab machine).
+* ``PatchDataset`` (training) and ``ImageFolderDataset`` (benchmarks) are torch datasets.
+
+Image conventions for training: everything becomes (H, W, 3) uint8 RGB: grayscale is
+repeated to three channels, alpha is dropped, 16-bit is scaled to 8 bits (x / 257, rounded).
 """
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 
-__all__ = ["EMBEDDED_IMAGES", "embedded_images", "load_training_images", "RandomPatches", "center_crops"]
+__all__ = ["EMBEDDED_IMAGES", "embedded_images", "to_rgb8", "load_training_images", "RandomPatches", "center_crops",
+           "extract_patches", "PatchStore", "PatchDataset", "ImageFolderDataset", "extract_archive", "download_dataset"]
 
 # Natural colour photos from skimage.data, with a loader for each (all uint8 RGB).
 EMBEDDED_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle",
@@ -35,6 +47,19 @@ def embedded_images(names: tuple[str, ...] = EMBEDDED_IMAGES) -> dict[str, np.nd
 # ---------------------------------------------------------------- training patches
 
 
+def to_rgb8(img: np.ndarray) -> np.ndarray:
+    """Any srlab image -> (H, W, 3) uint8 RGB: gray repeated, alpha dropped, 16 bit / 257."""
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[..., :3]
+    if img.dtype == np.uint16:
+        img = (img.astype(np.float64) / 257).round().astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 or uint16 image, got {img.dtype}")
+    if img.ndim == 2 or img.shape[2] == 1:
+        img = np.repeat(img.reshape(img.shape[0], img.shape[1], 1), 3, axis=2)
+    return np.ascontiguousarray(img)
+
+
 def load_training_images(folder=None, exclude: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """HR images for training as ``{name: (H, W, 3) uint8 RGB}``.
 
@@ -57,9 +82,7 @@ def load_training_images(folder=None, exclude: tuple[str, ...] = ()) -> dict[str
         except ImageReadError as err:
             bad.append(f"{path.name} ({err})")
             continue
-        if img.dtype == np.uint16:
-            img = (img.astype(np.float64) / 257).round().astype(np.uint8)
-        images[path.name] = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
+        images[path.name] = to_rgb8(img)
     if bad:
         warnings.warn(f"skipped {len(bad)} unreadable images: {'; '.join(bad)}", stacklevel=2)
     if not images:
@@ -96,11 +119,18 @@ class RandomPatches:
     def batch(self, step: int):
         """(lr, hr) float32 tensors in [0, 1]: (N, 3, h, w) and (N, 3, h*scale, w*scale)."""
         import torch
-
-        from .resize import imresize
+        from threadpoolctl import threadpool_limits
 
         rng = np.random.default_rng([self.seed, step])
         hrs, lrs = [], []
+        with threadpool_limits(1, user_api="blas"):  # small products; threads only fight torch's
+            self._fill(rng, hrs, lrs)
+        to_batch = lambda arrs: torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float().div_(255)
+        return to_batch(lrs), to_batch(hrs)
+
+    def _fill(self, rng, hrs, lrs) -> None:
+        from .resize import imresize
+
         for _ in range(self.batch_size):
             img = self.images[rng.choice(len(self.images), p=self.weights)]
             top = rng.integers(0, img.shape[0] - self.hr_size + 1)
@@ -110,8 +140,6 @@ class RandomPatches:
             hr = hr[:, ::-1] if rng.random() < 0.5 else hr
             hrs.append(np.ascontiguousarray(hr))
             lrs.append(imresize(hrs[-1], 1 / self.scale))
-        to_batch = lambda arrs: torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float().div_(255)
-        return to_batch(lrs), to_batch(hrs)
 
 
 def center_crops(images, size: int, scale: int):
@@ -130,3 +158,359 @@ def center_crops(images, size: int, scale: int):
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255
         pairs.append((to_t(lr), to_t(hr)))
     return pairs
+
+
+# ---------------------------------------------------------------- patch store
+
+STORE_INDEX = "index.json"
+
+
+def _positions(length: int, size: int, stride: int, multiple: int) -> list[int]:
+    """Top/left corners covering [0, length): every ``stride`` pixels, plus one flush with the end
+    (BasicSR's rule) so no border strip is lost; all multiples of ``multiple`` (the LR grid)."""
+    last = (length - size) // multiple * multiple
+    starts = list(range(0, last + 1, stride))
+    if starts[-1] != last:
+        starts.append(last)
+    return starts
+
+
+def _image_size(path) -> tuple[int, int] | None:
+    """(H, W) from the file header without decoding; None for a file PIL cannot open."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except Exception:
+        return None
+
+
+def _cut_image(job):
+    """Worker: decode one HR (and its LR) image and return its sub-images, or an error string."""
+    from .images import ImageReadError, read_image
+
+    hr_path, lr_path, size, tops, lefts, scale = job
+    try:
+        hr = to_rgb8(read_image(hr_path))
+        lr = to_rgb8(read_image(lr_path)) if lr_path else None
+    except (ImageReadError, ValueError) as err:
+        return None, None, str(err)
+    if lr is not None and lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
+        return None, None, f"LR {lr.shape[:2]} is not HR {hr.shape[:2]} / {scale}"
+    hrs = np.stack([hr[t : t + size, l : l + size] for t in tops for l in lefts])
+    s = size // scale
+    lrs = np.stack([lr[t // scale : t // scale + s, l // scale : l // scale + s] for t in tops for l in lefts]) \
+        if lr is not None else None
+    return hrs, lrs, None
+
+
+def extract_patches(hr_dir, out_dir, size: int = 480, stride: int = 240, workers: int = 2,
+                    lr_dir=None, scale: int = 4, images_per_shard: int = 64, progress: bool = True) -> Path:
+    """Cut every HR image in ``hr_dir`` once into ``size`` x ``size`` sub-images, stored for
+    fast random access: uint8 ``(n, size, size, 3)`` arrays in ``.npy`` shards (memory-mapped
+    when read) plus ``index.json`` naming each sub-image's source and corner.
+
+    Args:
+        size, stride: sub-image side and step (BasicSR: 480 / 240; the primary student
+            project: 256 / 256). Both must be multiples of ``scale``.
+        workers: processes decoding images in parallel.
+        lr_dir: optional LR folder (paired with HR by sorted order, e.g. DIV2K's official
+            bicubic x4); its aligned ``size / scale`` sub-images go to ``lr_*.npy`` shards.
+        images_per_shard: images per shard; a finished shard is never redone, so an
+            interrupted run resumes where it stopped.
+    Unreadable images and images smaller than ``size`` are skipped and named in one warning.
+    Returns ``out_dir``.
+    """
+    import warnings
+    from multiprocessing import get_context
+
+    from tqdm.auto import tqdm
+
+    from .images import list_images
+
+    if size % scale or stride % scale:
+        raise ValueError(f"size={size} and stride={stride} must be multiples of scale={scale}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hr_paths = list_images(hr_dir)
+    lr_paths = list_images(lr_dir) if lr_dir else [None] * len(hr_paths)
+    if len(lr_paths) != len(hr_paths):
+        raise ValueError(f"{len(hr_paths)} HR images but {len(lr_paths)} LR images in {lr_dir}")
+    jobs, skipped = [], []
+    for hr_path, lr_path in zip(hr_paths, lr_paths):
+        hw = _image_size(hr_path)
+        if hw is None:
+            skipped.append(f"{hr_path.name} (unreadable)")
+        elif min(hw) < size:
+            skipped.append(f"{hr_path.name} ({hw[0]}x{hw[1]} is smaller than {size})")
+        else:
+            jobs.append((str(hr_path), str(lr_path) if lr_path else None, size,
+                         _positions(hw[0], size, stride, scale), _positions(hw[1], size, stride, scale), scale))
+    if not jobs:
+        raise ValueError(f"no usable image in {hr_dir} (need at least {size}x{size}): {'; '.join(skipped)}")
+    shards = [jobs[i : i + images_per_shard] for i in range(0, len(jobs), images_per_shard)]
+    bar = tqdm(total=len(jobs), desc="patches", unit="img", disable=not progress)
+    with get_context("spawn").Pool(workers) if workers > 1 else _InlinePool() as pool:
+        for k, shard_jobs in enumerate(shards):
+            meta_path = out_dir / f"shard_{k:05d}.json"
+            if meta_path.exists():  # finished in an earlier run
+                bar.update(len(shard_jobs))
+                continue
+            skipped += _write_shard(pool, shard_jobs, out_dir, k, size, scale, lr_dir is not None, bar)
+    bar.close()
+    _write_index(out_dir, len(shards), size, scale, lr_dir is not None)
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} images: {'; '.join(skipped)}", stacklevel=2)
+    return out_dir
+
+
+class _InlinePool:
+    """``workers=1``: the same interface as a Pool, in this process."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def imap(self, fn, jobs):
+        return map(fn, jobs)
+
+
+def _write_shard(pool, jobs, out_dir: Path, k: int, size: int, scale: int, with_lr: bool, bar) -> list[str]:
+    """Fill shard k through a memory map (the whole shard never sits in RAM), then commit it
+    by writing its JSON last: a shard without JSON is incomplete and gets redone."""
+    n = sum(len(j[3]) * len(j[4]) for j in jobs)
+    hr_tmp = out_dir / f"shard_{k:05d}.npy.tmp"
+    hr_mm = np.lib.format.open_memmap(hr_tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+    lr_tmp = out_dir / f"lr_{k:05d}.npy.tmp"
+    s = size // scale
+    lr_mm = np.lib.format.open_memmap(lr_tmp, mode="w+", dtype=np.uint8, shape=(n, s, s, 3)) if with_lr else None
+    entries, skipped, filled = [], [], 0
+    for job, (hrs, lrs, err) in zip(jobs, pool.imap(_cut_image, jobs)):
+        bar.update(1)
+        if err:
+            skipped.append(f"{Path(job[0]).name} ({err})")
+            continue
+        hr_mm[filled : filled + len(hrs)] = hrs
+        if with_lr:
+            lr_mm[filled : filled + len(hrs)] = lrs
+        entries += [[Path(job[0]).name, t, l] for t in job[3] for l in job[4]]
+        filled += len(hrs)
+    del hr_mm, lr_mm  # flush
+    _shrink_npy(hr_tmp, filled, out_dir / f"shard_{k:05d}.npy")
+    if with_lr:
+        _shrink_npy(lr_tmp, filled, out_dir / f"lr_{k:05d}.npy")
+    meta = {"count": filled, "patches": entries}
+    tmp = out_dir / f"shard_{k:05d}.json.tmp"
+    tmp.write_text(json.dumps(meta))
+    os.replace(tmp, out_dir / f"shard_{k:05d}.json")
+    return skipped
+
+
+def _shrink_npy(tmp: Path, count: int, final: Path) -> None:
+    """Keep the first ``count`` rows (fewer when images failed to decode) and rename into place."""
+    mm = np.load(tmp, mmap_mode="r")
+    if count != len(mm):
+        np.save(final.with_suffix(".npy.tmp2"), np.asarray(mm[:count]))
+        del mm
+        os.replace(final.with_suffix(".npy.tmp2"), final)
+        tmp.unlink()
+    else:
+        del mm
+        os.replace(tmp, final)
+
+
+def _write_index(out_dir: Path, n_shards: int, size: int, scale: int, with_lr: bool) -> None:
+    shards = []
+    for k in range(n_shards):
+        meta = json.loads((out_dir / f"shard_{k:05d}.json").read_text())
+        shards.append({"file": f"shard_{k:05d}.npy", "lr_file": f"lr_{k:05d}.npy" if with_lr else None,
+                       "count": meta["count"]})
+    index = {"size": size, "scale": scale, "has_lr": with_lr, "shards": shards,
+             "count": sum(s["count"] for s in shards)}
+    (out_dir / STORE_INDEX).write_text(json.dumps(index, indent=1))
+
+
+class PatchStore:
+    """Read side of :func:`extract_patches`: ``len(store)`` sub-images, ``store.hr(i)``,
+    ``store.lr(i)``. Shards are memory-mapped lazily, so each DataLoader worker maps its own."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        index_path = self.path / STORE_INDEX
+        if not index_path.exists():
+            raise FileNotFoundError(f"no patch store at {self.path} (missing {STORE_INDEX}): "
+                                    "run srlab.data.extract_patches first (notebook 01)")
+        index = json.loads(index_path.read_text())
+        self.size, self.scale, self.has_lr = index["size"], index["scale"], index["has_lr"]
+        self.shards = index["shards"]
+        self.offsets = np.cumsum([0] + [s["count"] for s in self.shards])
+        self._maps: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def _locate(self, i: int) -> tuple[dict, int]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"patch {i} out of range (store has {len(self)})")
+        k = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        return self.shards[k], i - int(self.offsets[k])
+
+    def _map(self, name: str) -> np.ndarray:
+        if name not in self._maps:
+            self._maps[name] = np.load(self.path / name, mmap_mode="r")
+        return self._maps[name]
+
+    def hr(self, i: int) -> np.ndarray:
+        shard, j = self._locate(i)
+        return self._map(shard["file"])[j]
+
+    def lr(self, i: int) -> np.ndarray:
+        if not self.has_lr:
+            raise ValueError(f"the store at {self.path} has no pre-computed LR (extract it with lr_dir=...)")
+        shard, j = self._locate(i)
+        return self._map(shard["lr_file"])[j]
+
+    def __getstate__(self):  # DataLoader workers get a copy without open maps
+        return {**self.__dict__, "_maps": {}}
+
+
+# ---------------------------------------------------------------- torch datasets
+
+
+_BLAS_LIMITED_PID = None
+
+
+def _one_blas_thread_in_worker() -> None:
+    """In a DataLoader worker, let numpy's BLAS use one thread (once per process).
+
+    torch already gives each worker one thread; OpenBLAS keeps its own pool. Two workers
+    with two BLAS threads each, plus torch's OpenMP threads spinning between calls, made a
+    128 px patch 15x slower on 2 cores (measured: 12 ms instead of 0.8 ms)."""
+    global _BLAS_LIMITED_PID
+    import torch
+
+    if torch.utils.data.get_worker_info() is not None and _BLAS_LIMITED_PID != os.getpid():
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1, user_api="blas")
+        _BLAS_LIMITED_PID = os.getpid()
+
+
+def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random 90-degree rotation and horizontal flip for every array (HR and its LR)."""
+    k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
+    out = [np.rot90(a, k) for a in arrays]
+    return [a[:, ::-1] if flip else a for a in out]
+
+
+def _to_chw_tensor(img: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255)  # (3, H, W)
+
+
+class PatchDataset:
+    """Training pairs from a patch store: a random ``hr_size`` crop of a sub-image, random
+    flips and 90-degree rotations, and its LR made on the fly by ``degradation`` (or read
+    from the store when ``degradation=None`` and the store has pre-computed LR).
+
+    Item ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``, so it is reproducible
+    with any number of DataLoader workers; call ``set_epoch(e)`` before each epoch.
+    Returns ``(lr, hr)`` float tensors in [0, 1]: (3, hr_size / scale, ...) and (3, hr_size, hr_size).
+    """
+
+    def __init__(self, store, hr_size: int = 128, scale: int = 4, degradation: str | None = "bicubic",
+                 augment: bool = True, seed: int = 0):
+        self.store = store if isinstance(store, PatchStore) else PatchStore(store)
+        if hr_size % scale:
+            raise ValueError(f"hr_size={hr_size} must be a multiple of scale={scale}")
+        if hr_size > self.store.size:
+            raise ValueError(f"hr_size={hr_size} is larger than the store's {self.store.size}px sub-images")
+        if degradation is None and not (self.store.has_lr and self.store.scale == scale):
+            raise ValueError("degradation=None reads pre-computed LR, but this store has none for "
+                             f"scale {scale}: pass degradation='bicubic' or extract with lr_dir")
+        if degradation is not None:
+            from .degradations import DEGRADATIONS
+
+            if degradation not in DEGRADATIONS:
+                raise ValueError(f"unknown degradation {degradation!r}; choose one of {sorted(DEGRADATIONS)}")
+        self.hr_size, self.scale, self.degradation = hr_size, scale, degradation
+        self.augment, self.seed, self.epoch = augment, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, i: int):
+        _one_blas_thread_in_worker()
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        s, size = self.scale, self.store.size
+        top = int(rng.integers(0, (size - self.hr_size) // s + 1)) * s  # on the LR grid
+        left = int(rng.integers(0, (size - self.hr_size) // s + 1)) * s
+        hr = self.store.hr(i)[top : top + self.hr_size, left : left + self.hr_size]
+        if self.degradation is None:
+            h = self.hr_size // s
+            lr = self.store.lr(i)[top // s : top // s + h, left // s : left // s + h]
+            pair = _augment([hr, lr], rng) if self.augment else [hr, lr]
+            hr, lr = pair
+        else:
+            from .degradations import degrade
+
+            hr = _augment([hr], rng)[0] if self.augment else hr
+            lr = degrade(self.degradation, np.ascontiguousarray(hr), scale=s, rng=rng)
+        return _to_chw_tensor(lr), _to_chw_tensor(hr)
+
+
+class ImageFolderDataset:
+    """Whole images of a benchmark folder: ``(lr, hr, name)`` with HR mod-cropped to the scale
+    and LR from ``lr_dir`` (paired by sorted order, sizes checked) or made by ``degradation``.
+
+    Images are converted with :func:`to_rgb8`; unreadable or mismatched files are skipped
+    and named in one warning; a folder with no usable image is an error.
+    """
+
+    def __init__(self, hr_dir, scale: int = 4, lr_dir=None, degradation: str = "bicubic", seed: int = 0):
+        import warnings
+
+        from .images import ImageReadError, list_images, read_image
+        from .resize import modcrop
+
+        hr_paths = list_images(hr_dir)
+        lr_paths = list_images(lr_dir) if lr_dir else [None] * len(hr_paths)
+        if len(lr_paths) != len(hr_paths):
+            raise ValueError(f"{len(hr_paths)} HR images but {len(lr_paths)} LR images: cannot pair them")
+        self.items, skipped = [], []
+        for k, (hp, lp) in enumerate(zip(hr_paths, lr_paths)):
+            try:
+                hr = modcrop(to_rgb8(read_image(hp)), scale)
+                if lp is None:
+                    from .degradations import degrade
+
+                    lr = degrade(degradation, hr, scale=scale, rng=np.random.default_rng([seed, k]))
+                else:
+                    lr = to_rgb8(read_image(lp))
+                    if lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
+                        raise ValueError(f"LR {lp.name} is {lr.shape[:2]}, expected HR {hr.shape[:2]} / {scale}")
+            except (ImageReadError, ValueError) as err:
+                skipped.append(f"{hp.name} ({err})")
+                continue
+            self.items.append((lr, hr, hp.name))
+        if skipped:
+            warnings.warn(f"skipped {len(skipped)} images: {'; '.join(skipped)}", stacklevel=2)
+        if not self.items:
+            raise ValueError(f"no usable image in {hr_dir}")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        lr, hr, name = self.items[i]
+        return _to_chw_tensor(lr), _to_chw_tensor(hr), name
+
+
+from .download import download_dataset, extract_archive  # noqa: E402  (public here too, as documented)

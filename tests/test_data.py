@@ -1,0 +1,144 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import benchmark_dir
+from srlab.data import ImageFolderDataset, PatchDataset, PatchStore, _positions, extract_patches, to_rgb8
+from srlab.images import write_image
+from srlab.resize import imresize
+
+
+def test_positions_by_hand():
+    assert _positions(10, 4, 4, 2) == [0, 4, 6]  # the last one flush with the end
+    assert _positions(8, 4, 4, 1) == [0, 4]
+    assert _positions(11, 4, 3, 2) == [0, 3, 6]  # 11-4=7 rounded down to the LR grid: 6
+
+
+def test_to_rgb8_conversions():
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    assert np.array_equal(to_rgb8(gray)[..., 2], gray)
+    deep = np.full((2, 2, 3), 65535, np.uint16)
+    assert to_rgb8(deep).dtype == np.uint8 and to_rgb8(deep).max() == 255
+    assert to_rgb8(np.zeros((2, 2, 4), np.uint8)).shape == (2, 2, 3)
+
+
+@pytest.fixture
+def hr_folder(tmp_path):
+    """Five images of mixed kinds, one unreadable, one too small."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "hr"
+    imgs = {"a.png": rng.integers(0, 256, (70, 90, 3), dtype=np.uint8),
+            "b.png": rng.integers(0, 256, (64, 64), dtype=np.uint8),  # gray
+            "c.png": rng.integers(0, 65536, (66, 80, 3), dtype=np.uint16),  # 16 bit
+            "d.png": rng.integers(0, 256, (72, 72, 4), dtype=np.uint8),  # RGBA
+            "e.png": rng.integers(0, 256, (20, 90, 3), dtype=np.uint8)}  # smaller than the patch
+    for name, img in imgs.items():
+        write_image(folder / name, img)
+    (folder / "f.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(50))
+    return folder, imgs
+
+
+def _expected_patch(imgs, name, top, left, size):
+    decoded = np.asarray(Image.open(imgs["folder"] / name))  # PIL: an independent decoder
+    if decoded.ndim == 2:
+        decoded = np.repeat(decoded[..., None], 3, axis=2)
+    return decoded[top : top + size, left : left + size, :3]
+
+
+def test_extract_patches_stores_the_decoded_sub_images(hr_folder, tmp_path):
+    folder, imgs = hr_folder
+    with pytest.warns(UserWarning, match=r"skipped 2 images: e.png \(20x90 is smaller than 32\); f.png"):
+        store_dir = extract_patches(folder, tmp_path / "store", size=32, stride=32, workers=1, progress=False)
+    store = PatchStore(store_dir)
+    index = [entry for k in range(len(store.shards))
+             for entry in json.loads((store_dir / f"shard_{k:05d}.json").read_text())["patches"]]
+    expected_count = sum(len(_positions(im.shape[0], 32, 32, 4)) * len(_positions(im.shape[1], 32, 32, 4))
+                         for n, im in imgs.items() if n != "e.png")
+    assert len(store) == len(index) == expected_count
+    imgs = {**imgs, "folder": folder}
+    for i, (name, top, left) in enumerate(index):
+        patch = store.hr(i)
+        if name == "c.png":  # 16 bit -> x / 257, rounded
+            ref = np.round(imgs["c.png"][top : top + 32, left : left + 32] / 257)
+            assert np.array_equal(patch, ref.astype(np.uint8))
+        else:
+            assert np.array_equal(patch, _expected_patch(imgs, name, top, left, 32)), (name, top, left)
+
+
+def test_parallel_and_resumed_extraction_give_the_same_store(hr_folder, tmp_path):
+    folder, _ = hr_folder
+    with pytest.warns(UserWarning):
+        one = PatchStore(extract_patches(folder, tmp_path / "one", size=32, stride=16, workers=1,
+                                         images_per_shard=1, progress=False))
+    with pytest.warns(UserWarning):
+        two = extract_patches(folder, tmp_path / "two", size=32, stride=16, workers=2, images_per_shard=1,
+                              progress=False)
+    # simulate a run cut off during shard 2: its JSON (the commit mark) and the index are missing
+    (two / "shard_00002.json").unlink()
+    (two / "index.json").unlink()
+    first_mtime = (two / "shard_00000.npy").stat().st_mtime_ns
+    with pytest.warns(UserWarning):
+        extract_patches(folder, two, size=32, stride=16, workers=2, images_per_shard=1, progress=False)
+    assert (two / "shard_00000.npy").stat().st_mtime_ns == first_mtime  # finished shards are not redone
+    two = PatchStore(two)
+    assert len(one) == len(two)
+    for i in range(len(one)):
+        assert np.array_equal(one.hr(i), two.hr(i))
+
+
+def test_patch_dataset_is_reproducible_through_a_dataloader_with_workers(hr_folder, tmp_path):
+    folder, _ = hr_folder
+    with pytest.warns(UserWarning):
+        store = extract_patches(folder, tmp_path / "store", size=48, stride=24, workers=1, progress=False)
+    ds = PatchDataset(store, hr_size=32, scale=4, seed=3)
+    lr, hr = ds[0]
+    assert lr.shape == (3, 8, 8) and hr.shape == (3, 32, 32) and hr.dtype == torch.float32
+    assert 0 <= hr.min() and hr.max() <= 1
+    hr_u8 = (hr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert np.array_equal((lr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), imresize(hr_u8, 1 / 4))
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, shuffle=False)
+    lr_b, hr_b = next(iter(loader))
+    for j in range(4):
+        assert torch.equal(hr_b[j], ds[j][1]) and torch.equal(lr_b[j], ds[j][0])
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0][1], hr)  # a new epoch draws new crops
+
+
+def test_patch_dataset_reads_precomputed_lr_aligned_with_hr(tmp_path):
+    rng = np.random.default_rng(1)
+    hr = (np.add.outer(np.arange(96), np.arange(128))[..., None] * [1, 2, 3] % 256).astype(np.uint8)
+    hr = np.clip(hr.astype(int) + rng.integers(0, 3, hr.shape), 0, 255).astype(np.uint8)
+    write_image(tmp_path / "hr" / "x.png", hr)
+    write_image(tmp_path / "lr" / "x.png", imresize(hr, 1 / 4))
+    store = extract_patches(tmp_path / "hr", tmp_path / "store", size=64, stride=32, lr_dir=tmp_path / "lr",
+                            workers=1, progress=False)
+    ds = PatchDataset(store, hr_size=48, scale=4, degradation=None, augment=False, seed=0)
+    for i in range(len(ds)):
+        lr_t, hr_t = ds[i]
+        hr_np = (hr_t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        lr_np = (lr_t.permute(1, 2, 0).numpy() * 255).round().astype(int)
+        # the stored LR is the whole image's bicubic: inside the crop it matches the crop's own
+        inner = imresize(hr_np, 1 / 4)[3:-3, 3:-3].astype(int)
+        assert np.abs(lr_np[3:-3, 3:-3] - inner).max() <= 1
+    with pytest.raises(ValueError, match="larger"):
+        PatchDataset(store, hr_size=96)
+
+
+def test_store_errors_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="extract_patches"):
+        PatchStore(tmp_path)
+    write_image(tmp_path / "hr" / "tiny.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="no usable image"):
+        extract_patches(tmp_path / "hr", tmp_path / "s", size=32, stride=32, workers=1, progress=False)
+
+
+def test_image_folder_dataset_pairs_the_matlab_lr_files():
+    hr_dir, lr_dir = benchmark_dir("Set5", "HR"), benchmark_dir("Set5", "LRx4")
+    from_files = ImageFolderDataset(hr_dir, scale=4, lr_dir=lr_dir)
+    made = ImageFolderDataset(hr_dir, scale=4, degradation="bicubic")
+    assert [name for *_, name in from_files.items] == ["baby.png", "bird.png", "butterfly.png", "head.png", "woman.png"]
+    for (lr_a, hr_a, _), (lr_b, hr_b, _) in zip(from_files, made):
+        assert torch.equal(hr_a, hr_b) and torch.equal(lr_a, lr_b)  # MATLAB's files == our bicubic
