@@ -2,11 +2,14 @@
 
     python -m srlab.bench train   [--preset cpu] [--batch-size 16] [--hr-size 96] [--json OUT]
     python -m srlab.bench quality [--steps 1000] [--hr DIR ...] [--json OUT]
+    python -m srlab.bench data    [--hr DIR] [--json OUT]
 
 ``train`` times one training step of every stage on whatever device is there, in fp32,
 fp32 + channels-last, and mixed precision (+ channels-last) side by side.
 ``quality`` trains an 8-block SRResNet from scratch on the embedded photos (never on a test
 set) and reports its PSNR/SSIM gain over bicubic on Set5 and Set14.
+``data`` measures training patches per second through a DataLoader with 2 workers: the
+patch store (``PatchDataset``) against the naive way (decode a full 2K PNG per sample).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import torch
 from .train import STAGES, Trainer, make_config, pick_amp
 
 BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
-MODES = {"fp32": ("off", False), "channels_last": ("off", True), "amp+channels_last": ("auto", True)}
+# "amp" is what training picks by itself (fp32 on a CPU without AMX); bf16 is forced to show its cost.
+MODES = {"fp32": ("off", False), "channels_last": ("off", True), "amp+channels_last": ("auto", True),
+         "bf16+channels_last": ("bf16", True)}
 
 
 def _stage_config(stage: str, preset: str, batch_size: int, hr_size: int, amp: str, channels_last: bool):
@@ -62,6 +67,8 @@ def bench_train(args) -> dict:
     results = {}
     for stage in args.stages:
         for mode, (amp, channels_last) in MODES.items():
+            if amp == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+                continue
             cfg = _stage_config(stage, args.preset, args.batch_size, args.hr_size, amp, channels_last)
             r = time_train_steps(cfg, args.device, args.warmup, args.steps)
             results.setdefault(stage, {})[mode] = r
@@ -111,6 +118,77 @@ def bench_quality(args) -> dict:
     return report
 
 
+def _make_2k_pngs(folder: Path, n: int = 8) -> Path:
+    """DIV2K-sized (2040 px wide) PNGs from the embedded photos, with mild noise so they
+    compress (and decode) like real photos rather than like smooth upscales."""
+    from .data import embedded_images
+    from .images import write_image
+    from .resize import imresize
+
+    rng = np.random.default_rng(0)
+    photos = list(embedded_images().values())
+    for k in range(n):
+        big = imresize(photos[k % len(photos)], size=(1356, 2040)).astype(np.int16)
+        big = np.clip(big + rng.integers(-6, 7, big.shape), 0, 255).astype(np.uint8)
+        write_image(folder / f"{k:04d}.png", big)
+    return folder
+
+
+class NaivePatches(torch.utils.data.Dataset):
+    """The slow way: decode a whole HR PNG for every sample, crop it, make its LR."""
+
+    def __init__(self, hr_dir, hr_size: int, length: int, scale: int = 4):
+        from .images import list_images
+
+        self.paths, self.hr_size, self.length, self.scale = list_images(hr_dir), hr_size, length, scale
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, i):
+        from .data import _to_chw_tensor, to_rgb8
+        from .images import read_image
+        from .resize import imresize
+
+        rng = np.random.default_rng(i)
+        img = to_rgb8(read_image(self.paths[i % len(self.paths)]))
+        top = int(rng.integers(0, img.shape[0] - self.hr_size + 1))
+        left = int(rng.integers(0, img.shape[1] - self.hr_size + 1))
+        hr = np.ascontiguousarray(img[top : top + self.hr_size, left : left + self.hr_size])
+        return _to_chw_tensor(imresize(hr, 1 / self.scale)), _to_chw_tensor(hr)
+
+
+def _patches_per_second(dataset, n_batches: int, batch_size: int = 16, workers: int = 2) -> float:
+    """Patches/s through a DataLoader, not counting worker start-up (the first batch)."""
+    sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=batch_size * (n_batches + 1),
+                                             generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers)
+    it = iter(loader)
+    next(it)
+    start, seen = time.perf_counter(), 0
+    for _ in range(n_batches):
+        seen += len(next(it)[1])
+    return seen / (time.perf_counter() - start)
+
+
+def bench_data(args) -> dict:
+    from .data import PatchDataset, extract_patches
+
+    with tempfile.TemporaryDirectory() as tmp:
+        hr_dir = Path(args.hr) if args.hr else _make_2k_pngs(Path(tmp) / "hr")
+        store = extract_patches(hr_dir, Path(tmp) / "store", size=480, stride=240, workers=2, progress=False)
+        fast, naive, speedup = {}, {}, {}
+        for size in args.sizes:
+            fast[str(size)] = _patches_per_second(PatchDataset(store, hr_size=size), args.batches)
+            naive[str(size)] = _patches_per_second(NaivePatches(hr_dir, size, length=16 * (args.naive_batches + 2)),
+                                                   args.naive_batches)
+            speedup[str(size)] = fast[str(size)] / naive[str(size)]
+            print(f"HR {size:<4} patch store {fast[str(size)]:8.0f} patches/s   naive (decode a 2K PNG) "
+                  f"{naive[str(size)]:6.0f} patches/s   speed-up {speedup[str(size)]:5.1f}x", flush=True)
+    return {"patches_per_s": fast, "naive_patches_per_s": naive, "speedup": speedup,
+            "workers": 2, "batch_size": 16, "degradation": "bicubic"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m srlab.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,9 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--device")
     q.add_argument("--json")
+    d = sub.add_parser("data", help="PatchDataset vs decoding a 2K PNG per sample, DataLoader with 2 workers")
+    d.add_argument("--hr", help="folder of 2K HR PNGs (default: 8 made from the embedded photos)")
+    d.add_argument("--sizes", type=int, nargs="+", default=[96, 128, 256])
+    d.add_argument("--batches", type=int, default=100)
+    d.add_argument("--naive-batches", type=int, default=6)
+    d.add_argument("--json")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
-    result = bench_train(args) if args.what == "train" else bench_quality(args)
+    result = {"train": bench_train, "quality": bench_quality, "data": bench_data}[args.what](args)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))

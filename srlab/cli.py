@@ -1,4 +1,4 @@
-"""Command line: ``python -m srlab {demo,evaluate,train} ...``."""
+"""Command line: ``python -m srlab {demo,evaluate,train,download} ...``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", default="bicubic",
                     help=f"one of {', '.join(CLASSICAL_METHODS)}, or an srlab checkpoint (.pt)")
     ev.add_argument("--json", help="also write the report to this JSON file")
+
+    dl = sub.add_parser("download", help="fetch DIV2K, Flickr2K or a test set (resumable, verified)")
+    dl.add_argument("name", choices=("div2k", "flickr2k", "set5", "set14", "bsd100", "urban100"))
+    dl.add_argument("--to", default="data", help="target folder (default: data)")
+    dl.add_argument("--base-url", help="a mirror holding the same archive names")
+    dl.add_argument("--lr", action="store_true", help="also fetch the official bicubic x4 LR images")
 
     tr = sub.add_parser("train", help="train a stage: srresnet, srgan, rrdb, esrgan")
     tr.add_argument("stage", choices=("srresnet", "srgan", "rrdb", "esrgan"))
@@ -104,10 +110,22 @@ def _train(args) -> int:
     return 0
 
 
+def _download(args) -> int:
+    from .download import DownloadError, download_dataset
+
+    try:
+        path = download_dataset(args.name, args.to, base_url=args.base_url, include_lr=args.lr)
+    except DownloadError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.name} is ready in {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"demo": _demo, "evaluate": _evaluate, "train": _train}[args.command](args)
+        return {"demo": _demo, "evaluate": _evaluate, "train": _train, "download": _download}[args.command](args)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
