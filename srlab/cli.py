@@ -38,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--preset", default="cpu", choices=("colab", "cpu", "smoke", "seed"),
                     help="colab: the real run on a GPU; cpu: about an hour for the course; smoke: seconds; "
                          "seed: the primary student project's choices (default: cpu)")
-    tr.add_argument("--data", help="folder of HR training images (default: the embedded photos)")
+    tr.add_argument("--data", help="folder of HR training images or a patch store (default: the embedded photos)")
+    tr.add_argument("--degradation", choices=("bicubic", "blur_bicubic", "realesrgan"),
+                    help="how LR training inputs are made (default: bicubic)")
     tr.add_argument("--val-data", help="folder of HR validation images (default: a held-out image)")
     tr.add_argument("--out", help="run folder (default: runs/PRESET/STAGE)")
     tr.add_argument("--steps", type=int, help="override the preset's number of steps")
@@ -94,7 +96,7 @@ def _train(args) -> int:
     from .train import TrainingDiverged, make_config, train
 
     overrides = {k: v for k, v in {"data": args.data, "val_data": args.val_data, "steps": args.steps,
-                                    "batch_size": args.batch_size, "init_from": args.init,
+                                    "batch_size": args.batch_size, "init_from": args.init, "degradation": args.degradation,
                                     "wandb": args.wandb}.items() if v is not None}
     if args.random_vgg:
         overrides["vgg_weights"] = None

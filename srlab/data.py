@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["EMBEDDED_IMAGES", "embedded_images", "to_rgb8", "load_training_images", "RandomPatches", "center_crops",
-           "extract_patches", "PatchStore", "PatchDataset", "ImageFolderDataset", "extract_archive", "download_dataset"]
+           "extract_patches", "PatchStore", "PatchDataset", "StorePatches", "is_patch_store", "ImageFolderDataset", "extract_archive", "download_dataset"]
 
 # Natural colour photos from skimage.data, with a loader for each (all uint8 RGB).
 EMBEDDED_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle",
@@ -91,7 +91,7 @@ def load_training_images(folder=None, exclude: tuple[str, ...] = ()) -> dict[str
 
 
 class RandomPatches:
-    """Random HR crops with random flips/90-degree rotations and their bicubic LR.
+    """Random HR crops of in-memory images with random flips/90-degree rotations, and their LR.
 
     Batch ``step`` is a pure function of ``(seed, step)``: a resumed run sees exactly
     the batches an uninterrupted one would, with no sampler state to save.
@@ -99,12 +99,14 @@ class RandomPatches:
     Args:
         images: HR images, (H, W, 3) uint8.
         hr_size: side of the HR patches (a multiple of ``scale``).
-        scale: SR factor; LR patches are ``hr_size // scale`` pixels, made with MATLAB bicubic.
+        scale: SR factor; LR patches are ``hr_size // scale`` pixels.
         batch_size: patches per batch.
         seed: base seed.
+        degradation: how LR is made (``srlab.degradations``; default MATLAB bicubic).
     """
 
-    def __init__(self, images, hr_size: int, scale: int, batch_size: int, seed: int = 0):
+    def __init__(self, images, hr_size: int, scale: int, batch_size: int, seed: int = 0,
+                 degradation: str = "bicubic"):
         if hr_size % scale:
             raise ValueError(f"hr_size={hr_size} must be a multiple of scale={scale}")
         images = list(images)
@@ -115,6 +117,7 @@ class RandomPatches:
         areas = np.array([im.shape[0] * im.shape[1] for im in self.images], dtype=np.float64)
         self.weights = areas / areas.sum()  # big images give proportionally more patches
         self.hr_size, self.scale, self.batch_size, self.seed = hr_size, scale, batch_size, seed
+        self.degradation = degradation
 
     def batch(self, step: int):
         """(lr, hr) float32 tensors in [0, 1]: (N, 3, h, w) and (N, 3, h*scale, w*scale)."""
@@ -129,7 +132,7 @@ class RandomPatches:
         return to_batch(lrs), to_batch(hrs)
 
     def _fill(self, rng, hrs, lrs) -> None:
-        from .resize import imresize
+        from .degradations import degrade
 
         for _ in range(self.batch_size):
             img = self.images[rng.choice(len(self.images), p=self.weights)]
@@ -139,7 +142,7 @@ class RandomPatches:
             hr = np.rot90(hr, k=rng.integers(4))
             hr = hr[:, ::-1] if rng.random() < 0.5 else hr
             hrs.append(np.ascontiguousarray(hr))
-            lrs.append(imresize(hrs[-1], 1 / self.scale))
+            lrs.append(degrade(self.degradation, hrs[-1], scale=self.scale, rng=rng))
 
 
 def center_crops(images, size: int, scale: int):
@@ -464,6 +467,30 @@ class PatchDataset:
             hr = _augment([hr], rng)[0] if self.augment else hr
             lr = degrade(self.degradation, np.ascontiguousarray(hr), scale=s, rng=rng)
         return _to_chw_tensor(lr), _to_chw_tensor(hr)
+
+
+class StorePatches:
+    """Training batches from a patch store with the :class:`RandomPatches` contract:
+    batch ``step`` is a pure function of ``(seed, step)``, so resumed runs are exact."""
+
+    def __init__(self, store, hr_size: int, scale: int, batch_size: int, seed: int = 0,
+                 degradation: str = "bicubic"):
+        self.dataset = PatchDataset(store, hr_size, scale, degradation, augment=True, seed=seed)
+        self.batch_size, self.seed = batch_size, seed
+
+    def batch(self, step: int):
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        rng = np.random.default_rng([self.seed, step, 1])
+        self.dataset.set_epoch(step)
+        with threadpool_limits(1, user_api="blas"):
+            items = [self.dataset[int(i)] for i in rng.integers(0, len(self.dataset), self.batch_size)]
+        return torch.stack([lr for lr, _ in items]), torch.stack([hr for _, hr in items])
+
+
+def is_patch_store(path) -> bool:
+    return path is not None and (Path(path) / STORE_INDEX).is_file()
 
 
 class ImageFolderDataset:

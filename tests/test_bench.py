@@ -23,3 +23,19 @@ def test_bench_train_reports_every_mode_consistently(tmp_path):
 def test_bench_stage_config_matches_discriminator_to_patch_size():
     cfg = _stage_config("srgan", "cpu", batch_size=4, hr_size=64, amp="off", channels_last=False)
     assert cfg.hr_size == cfg.discriminator["input_size"] == 64 and cfg.vgg_weights is None
+
+
+def test_bench_data_reports_both_loaders_and_their_ratio(tmp_path):
+    import numpy as np
+
+    from srlab.images import write_image
+
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        write_image(tmp_path / "hr" / f"{k}.png", rng.integers(0, 256, (500, 520, 3), dtype=np.uint8))
+    out = tmp_path / "data.json"
+    assert main(["data", "--hr", str(tmp_path / "hr"), "--sizes", "32", "--batches", "2",
+                 "--naive-batches", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    fast, naive = report["patches_per_s"]["32"], report["naive_patches_per_s"]["32"]
+    assert fast > 0 and naive > 0 and report["speedup"]["32"] == pytest.approx(fast / naive)

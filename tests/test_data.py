@@ -142,3 +142,23 @@ def test_image_folder_dataset_pairs_the_matlab_lr_files():
     assert [name for *_, name in from_files.items] == ["baby.png", "bird.png", "butterfly.png", "head.png", "woman.png"]
     for (lr_a, hr_a, _), (lr_b, hr_b, _) in zip(from_files, made):
         assert torch.equal(hr_a, hr_b) and torch.equal(lr_a, lr_b)  # MATLAB's files == our bicubic
+
+
+def test_training_reads_a_patch_store_reproducibly(hr_folder, tmp_path):
+    from srlab.data import StorePatches
+    from srlab.train import Trainer, make_config
+
+    folder, _ = hr_folder
+    with pytest.warns(UserWarning):
+        store = extract_patches(folder, tmp_path / "store", size=48, stride=24, workers=1, progress=False)
+    cfg = make_config("srresnet", "smoke", data=str(store), degradation="blur_bicubic", init_from="none")
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    assert isinstance(trainer.patches, StorePatches)
+    lr, hr = trainer.patches.batch(3)
+    assert lr.shape == (2, 3, 8, 8) and hr.shape == (2, 3, 32, 32)
+    assert torch.equal(trainer.patches.batch(3)[1], hr) and not torch.equal(trainer.patches.batch(4)[1], hr)
+    from srlab.degradations import blur_bicubic
+
+    hr_u8 = (hr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert np.array_equal((lr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), blur_bicubic(hr_u8, 4))
+    assert trainer.fit()["step"] == 6
