@@ -1,4 +1,4 @@
-"""Command line: ``python -m srlab {demo,evaluate,train,download} ...``."""
+"""Command line: ``python -m srlab {demo,evaluate,train,download,run-notebooks,badges} ...``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,16 @@ def _parser() -> argparse.ArgumentParser:
     dl.add_argument("--to", default="data", help="target folder (default: data)")
     dl.add_argument("--base-url", help="a mirror holding the same archive names")
     dl.add_argument("--lr", action="store_true", help="also fetch the official bicubic x4 LR images")
+
+    rn = sub.add_parser("run-notebooks", help="execute the six course notebooks in order (and write the gallery)")
+    rn.add_argument("--preset", choices=("colab", "cpu", "smoke", "seed"),
+                    help="default: colab with a GPU, smoke without")
+    rn.add_argument("--out", default="outputs/notebooks", help="where the executed notebooks go")
+    rn.add_argument("--notebooks", default="notebooks", help="folder holding 01_...ipynb to 06_...ipynb")
+    rn.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+
+    bd = sub.add_parser("badges", help="rewrite the repository URL in badges, setup cells and README")
+    bd.add_argument("--repo", required=True, help="e.g. https://github.com/you/srlab")
 
     tr = sub.add_parser("train", help="train a stage: srresnet, srgan, rrdb, esrgan")
     tr.add_argument("stage", choices=("srresnet", "srgan", "rrdb", "esrgan"))
@@ -124,10 +134,56 @@ def _download(args) -> int:
     return 0
 
 
+def _run_notebooks(args) -> int:
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    from tqdm.auto import tqdm
+
+    from .notebook import NOTEBOOKS, choose_preset
+
+    if args.preset:
+        os.environ["SRLAB_PRESET"] = args.preset
+    preset = choose_preset()
+    os.environ["SRLAB_PRESET"] = preset
+    folder, out = Path(args.notebooks), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in tqdm(NOTEBOOKS, desc="notebooks"):
+        path = folder / f"{name}.ipynb"
+        if not path.is_file():
+            print(f"error: {path} not found (run from the repository root or pass --notebooks)", file=sys.stderr)
+            return 2
+        nb = nbformat.read(path, as_version=4)
+        client = NotebookClient(nb, timeout=args.timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(folder.resolve())}})
+        try:
+            client.execute()
+        except CellExecutionError as err:
+            nbformat.write(nb, out / f"{name}.ipynb")
+            print(f"error: {name} failed (executed copy with the traceback: {out / name}.ipynb)\n{err}",
+                  file=sys.stderr)
+            return 1
+        nbformat.write(nb, out / f"{name}.ipynb")
+    print(f"ran all {len(NOTEBOOKS)} notebooks with preset {preset}; executed copies in {out}/, "
+          f"gallery in runs/{preset}/gallery/")
+    return 0
+
+
+def _badges(args) -> int:
+    from .notebook import rewrite_repo_url
+
+    changed = rewrite_repo_url(args.repo)
+    print(f"rewrote the repository URL in {len(changed)} files: " + ", ".join(str(p) for p in changed))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"demo": _demo, "evaluate": _evaluate, "train": _train, "download": _download}[args.command](args)
+        return {"demo": _demo, "evaluate": _evaluate, "train": _train, "download": _download,
+                "run-notebooks": _run_notebooks, "badges": _badges}[args.command](args)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -36,6 +36,7 @@ __all__ = [
     "RRDB",
     "RRDBNet",
     "SRCNN",
+    "ConvAutoencoder",
     "SRGANDiscriminator",
     "VGGStyleDiscriminator",
     "GENERATORS",
@@ -399,6 +400,39 @@ class SRCNN(nn.Module):
         return self.conv3(x)  # (N, C, h*s, w*s)
 
 
+class ConvAutoencoder(nn.Module):
+    """A small convolutional autoencoder on the bicubic-upsampled image (student project B).
+
+    Encoder: two stride-2 convs (64, 128 channels); decoder: two transposed convs back to
+    full size. Trained with MSE it learns the *average* of the plausible HR images, which is
+    blurry: the teaching point that motivates perceptual and adversarial losses.
+
+    Args:
+        num_channels: Channels in and out.
+        num_feat: Channels of the first encoder layer (the second has twice as many).
+        scale: Upsampling factor of the bicubic pre-interpolation.
+    """
+
+    def __init__(self, num_channels: int = 3, num_feat: int = 64, scale: int = 4) -> None:
+        super().__init__()
+        self.scale = scale
+        f = num_feat
+        self.encoder = nn.Sequential(
+            nn.Conv2d(num_channels, f, 3, 2, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(f, 2 * f, 3, 2, 1), nn.ReLU(inplace=True),
+        )
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(2 * f, f, 4, 2, 1), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(f, num_channels, 4, 2, 1),
+        )
+        _zero_init(self.decoder[-1])  # starts as bicubic; training adds the correction
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = _bicubic(x, self.scale)  # (N, C, h*s, w*s)
+        code = self.encoder(up)  # (N, 2F, h*s/4, w*s/4): a bottleneck 4x smaller per side
+        return self.decoder(code) + up  # (N, C, h*s, w*s): learns a correction of bicubic
+
+
 # ---------------------------------------------------------------------------
 # Discriminators
 # ---------------------------------------------------------------------------
@@ -551,6 +585,7 @@ GENERATORS: dict[str, type[nn.Module]] = {
     "srresnet": SRResNet,
     "rrdbnet": RRDBNet,
     "srcnn": SRCNN,
+    "autoencoder": ConvAutoencoder,
 }
 
 
@@ -558,7 +593,7 @@ def build_generator(name: str, **kwargs) -> nn.Module:
     """Build a generator by name, so configs and notebooks can pick one with a string.
 
     Args:
-        name: ``"srresnet"``, ``"rrdbnet"`` or ``"srcnn"`` (case-insensitive).
+        name: ``"srresnet"``, ``"rrdbnet"``, ``"srcnn"`` or ``"autoencoder"`` (case-insensitive).
         **kwargs: Passed to the class, e.g. ``scale=4, num_block=16``.
     """
     key = name.strip().lower()

@@ -599,7 +599,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
     last = out_dir / "last.pt"
     resuming = resume and last.exists()
     if resume and not resuming:
-        print(f"no checkpoint at {last}: starting {cfg.stage} from scratch")
+        print(f"no checkpoint at {last}: starting a new {cfg.stage} run")
     init = None if resuming or not cfg.init_from else _resolve_init(cfg, out_dir)  # fail before building
     trainer = Trainer(cfg, out_dir, device=device, progress=progress)
     if resuming:

@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-__all__ = ["detail_box", "show_image", "crop_grid", "plot_history"]
+__all__ = ["detail_box", "show_image", "crop_grid", "plot_history", "swipe_html", "swipe_composite", "swipe_widget",
+           "architecture_figure"]
 
 
 def _as_display(img: np.ndarray) -> np.ndarray:
@@ -120,4 +121,135 @@ def plot_history(history, path: str | Path | None = None):
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)
+    return fig
+
+
+# ---------------------------------------------------------------- before/after swipe
+
+
+def _png_base64(img: np.ndarray) -> str:
+    import base64
+
+    import cv2
+
+    img = (_as_display(img) * 255).round().astype(np.uint8)
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", img)
+    return base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def swipe_html(left: np.ndarray, right: np.ndarray, left_label: str = "before", right_label: str = "after",
+               path: str | Path | None = None, width: int | None = None) -> str:
+    """A self-contained before/after swipe: inline CSS/JS, images embedded as base64 PNG.
+
+    No CDN and no kernel: it works in a saved or CI-executed notebook (``IPython.display.HTML``)
+    and as a standalone page (``path``). Drag on the image, or move the range input below it.
+    Both images must have the same size (upscale an LR image first).
+    """
+    import html
+    import uuid
+
+    if left.shape[:2] != right.shape[:2]:
+        raise ValueError(f"swipe images differ in size: {left.shape[:2]} vs {right.shape[:2]}")
+    h, w = left.shape[:2]
+    width = width or w
+    height = round(h * width / w)
+    uid = "sw" + uuid.uuid4().hex[:8]
+    page = f"""<div id="{uid}" class="srlab-swipe" style="font:13px sans-serif;width:{width}px">
+<div class="frame" style="position:relative;width:{width}px;height:{height}px;cursor:ew-resize;user-select:none;touch-action:none">
+<img draggable="false" alt="{html.escape(left_label)}" src="data:image/png;base64,{_png_base64(left)}"
+ style="position:absolute;left:0;top:0;width:100%;height:100%;image-rendering:pixelated">
+<img draggable="false" class="right" alt="{html.escape(right_label)}" src="data:image/png;base64,{_png_base64(right)}"
+ style="position:absolute;left:0;top:0;width:100%;height:100%;image-rendering:pixelated;clip-path:inset(0 0 0 50%)">
+<div class="bar" style="position:absolute;top:0;bottom:0;left:50%;width:2px;margin-left:-1px;background:#fff;box-shadow:0 0 3px #000"></div>
+<span style="position:absolute;left:6px;top:6px;color:#fff;background:rgba(0,0,0,.55);padding:1px 5px">{html.escape(left_label)}</span>
+<span style="position:absolute;right:6px;top:6px;color:#fff;background:rgba(0,0,0,.55);padding:1px 5px">{html.escape(right_label)}</span>
+</div>
+<input class="pos" type="range" min="0" max="1000" value="500" style="width:{width}px" aria-label="swipe position">
+</div>
+<script>(function(){{
+var root=document.getElementById("{uid}"),frame=root.querySelector(".frame"),right=root.querySelector("img.right"),
+bar=root.querySelector(".bar"),pos=root.querySelector("input.pos");
+function set(f){{f=Math.max(0,Math.min(1,f));var p=(100*f).toFixed(2)+"%";
+right.style.clipPath="inset(0 0 0 "+p+")";bar.style.left=p;pos.value=Math.round(1000*f);}}
+pos.addEventListener("input",function(){{set(pos.value/1000);}});
+var drag=false;function at(e){{var r=frame.getBoundingClientRect();set((e.clientX-r.left)/r.width);}}
+frame.addEventListener("pointerdown",function(e){{e.preventDefault();drag=true;at(e);}});
+window.addEventListener("pointermove",function(e){{if(drag)at(e);}});
+window.addEventListener("pointerup",function(){{drag=false;}});
+}})();</script>"""
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>srlab swipe: "
+                              f"{html.escape(left_label)} | {html.escape(right_label)}</title></head>"
+                              f"<body style='margin:16px'>{page}</body></html>")
+    return page
+
+
+def swipe_composite(left: np.ndarray, right: np.ndarray, split: float) -> np.ndarray:
+    """``left`` up to column ``split * W``, ``right`` after it, and a white line between."""
+    out = (_as_display(left) * 255).round().astype(np.uint8)
+    r = (_as_display(right) * 255).round().astype(np.uint8)
+    x = int(round(np.clip(split, 0, 1) * out.shape[1]))
+    out[:, x:] = r[:, x:]
+    out[:, max(x - 1, 0) : x + 1] = 255
+    return out
+
+
+def swipe_widget(images: dict, left: str | None = None, right: str | None = None):
+    """Before/after comparison of any two of ``images`` (``name -> (H, W[, 3]) array``, one size)
+    built from core ipywidgets only (Dropdown, FloatSlider, Image), so it works in Colab."""
+    import ipywidgets as w
+
+    names = list(images)
+    pick_l = w.Dropdown(options=names, value=left or names[0], description="left")
+    pick_r = w.Dropdown(options=names, value=right or names[-1], description="right")
+    split = w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.01, description="swipe", readout=False)
+    view = w.Image(format="png")
+
+    def redraw(_=None):
+        comp = swipe_composite(images[pick_l.value], images[pick_r.value], split.value)
+        view.value = __import__("base64").b64decode(_png_base64(comp))
+
+    for control in (pick_l, pick_r, split):
+        control.observe(redraw, names="value")
+    redraw()
+    return w.VBox([w.HBox([pick_l, pick_r]), split, view])
+
+
+# ---------------------------------------------------------------- architecture figures
+
+
+def architecture_figure(kind: str = "generator", path: str | Path | None = None):
+    """Block diagram of the SRGAN generator (SRResNet) or discriminator, drawn from the layer list."""
+    from matplotlib.patches import FancyBboxPatch
+
+    if kind == "generator":
+        blocks = [("LR\n3 x h x w", "#ddd"), ("conv 9x9\n64, PReLU", "#9cf"),
+                  ("B x residual block\nconv-BN-PReLU-conv-BN\n+ skip", "#fc9"), ("conv 3x3, BN\n+ global skip", "#9cf"),
+                  ("conv 3x3 256\nPixelShuffle x2\nPReLU", "#9d9"), ("conv 3x3 256\nPixelShuffle x2\nPReLU", "#9d9"),
+                  ("conv 9x9\n3", "#9cf"), ("SR\n3 x 4h x 4w", "#ddd")]
+        title = "SRGAN generator (SRResNet): B = 16 in the paper, 8 in the student project"
+    elif kind == "discriminator":
+        blocks = [("HR or SR\n3 x 96 x 96", "#ddd"), ("conv 64\nLReLU", "#9cf"), ("conv 64 /2\nBN, LReLU", "#fc9"),
+                  ("conv 128\nconv 128 /2\nBN, LReLU", "#fc9"), ("conv 256\nconv 256 /2\nBN, LReLU", "#fc9"),
+                  ("conv 512\nconv 512 /2\nBN, LReLU", "#fc9"), ("dense 1024\nLReLU", "#9d9"), ("dense 1\nlogit", "#f99")]
+        title = "SRGAN discriminator: strided convs instead of pooling; the sigmoid lives in the loss"
+    else:
+        raise ValueError(f"kind must be 'generator' or 'discriminator', got {kind!r}")
+    fig, ax = plt.subplots(figsize=(1.7 * len(blocks), 2.4))
+    for i, (label, colour) in enumerate(blocks):
+        ax.add_patch(FancyBboxPatch((i * 1.7 + 0.1, 0.2), 1.35, 1.6, boxstyle="round,pad=0.05", fc=colour, ec="#333"))
+        ax.text(i * 1.7 + 0.775, 1.0, label, ha="center", va="center", fontsize=8)
+        if i:
+            ax.annotate("", xy=(i * 1.7 + 0.08, 1.0), xytext=(i * 1.7 - 0.23, 1.0), arrowprops=dict(arrowstyle="->"))
+    ax.set_xlim(0, 1.7 * len(blocks))
+    ax.set_ylim(0, 2.1)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
     return fig

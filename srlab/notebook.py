@@ -1,0 +1,132 @@
+"""What every course notebook needs: preset choice, the runs folder, Colab and Drive, badges.
+
+The notebooks stay short because this module holds the plumbing:
+
+    from srlab import notebook as nb
+    PRESET = nb.choose_preset()          # SRLAB_PRESET, else colab on a GPU, else smoke
+    RUNS = nb.runs_dir()                 # where patch stores, checkpoints and figures go
+    nb.require(RUNS / "cpu/srresnet/best.pt", "03_srgan_pretrain")
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+__all__ = ["REPO_URL", "NOTEBOOKS", "in_colab", "choose_preset", "runs_dir", "use_google_drive", "require",
+           "colab_badge", "rewrite_repo_url", "device_summary"]
+
+# The one place the repository URL lives; `python -m srlab badges --repo URL` rewrites it
+# here, in every notebook's badge and setup cell, and in the README.
+REPO_URL = "https://github.com/srlab-course/srlab"
+
+NOTEBOOKS = ("01_data_prep", "02_bicubic_baseline", "03_srgan_pretrain", "04_srgan_adversarial",
+             "05_esrgan", "06_evaluation_gallery")
+
+_DRIVE_RUNS = Path("/content/drive/MyDrive/srlab_runs")
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def device_summary() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    return f"no GPU: {os.cpu_count()} CPU cores"
+
+
+def choose_preset(verbose: bool = True) -> str:
+    """The preset for this run: ``$SRLAB_PRESET`` if set, else ``colab`` with a GPU and
+    ``smoke`` without (seconds on a CPU); says which and why."""
+    import torch
+
+    from .train import PRESETS
+
+    env = os.environ.get("SRLAB_PRESET")
+    if env:
+        if env not in PRESETS:
+            raise ValueError(f"SRLAB_PRESET={env!r} is not a preset; choose one of {', '.join(PRESETS)}")
+        preset, why = env, "set by SRLAB_PRESET"
+    elif torch.cuda.is_available():
+        preset, why = "colab", f"a GPU is present ({torch.cuda.get_device_name(0)})"
+    else:
+        preset, why = "smoke", "no GPU: a few seconds per stage on a CPU (set SRLAB_PRESET=cpu for the hour-long course)"
+    if verbose:
+        print(f"preset: {preset} ({why})")
+    return preset
+
+
+def _repo_root() -> Path | None:
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and 'name = "srlab"' in pyproject.read_text():
+            return folder
+    return None
+
+
+def runs_dir() -> Path:
+    """Where notebooks keep patch stores, checkpoints and figures, shared by all six:
+    ``$SRLAB_RUNS``, else Google Drive when :func:`use_google_drive` was called, else
+    ``runs/`` at the repository root (``/content/runs`` on Colab)."""
+    if os.environ.get("SRLAB_RUNS"):
+        path = Path(os.environ["SRLAB_RUNS"])
+    elif in_colab():
+        path = Path("/content/runs")
+    else:
+        path = (_repo_root() or Path.cwd()) / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def use_google_drive() -> Path:
+    """On Colab: mount Google Drive and keep runs there, so a disconnect loses nothing
+    (``--resume`` continues from the last checkpoint). Elsewhere: a no-op."""
+    if not in_colab():
+        print("not on Colab: runs stay in", runs_dir())
+        return runs_dir()
+    from google.colab import drive  # type: ignore[import-not-found]
+
+    drive.mount("/content/drive")
+    _DRIVE_RUNS.mkdir(parents=True, exist_ok=True)
+    os.environ["SRLAB_RUNS"] = str(_DRIVE_RUNS)
+    print("runs are kept on Google Drive:", _DRIVE_RUNS)
+    return _DRIVE_RUNS
+
+
+def require(path: str | Path, notebook: str) -> Path:
+    """``path`` if it exists, else a clear error naming the notebook that makes it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run notebook {notebook} first (with the same preset)")
+    return path
+
+
+def colab_badge(name: str, repo_url: str = REPO_URL) -> str:
+    """Markdown for the 'Open in Colab' badge of ``notebooks/<name>.ipynb``."""
+    slug = repo_url.removeprefix("https://github.com/").rstrip("/")
+    link = f"https://colab.research.google.com/github/{slug}/blob/main/notebooks/{name}.ipynb"
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({link})"
+
+
+def rewrite_repo_url(new_url: str, root: str | Path | None = None) -> list[Path]:
+    """Replace the repository URL everywhere it appears (this module, notebooks, README):
+    badges, setup cells' ``pip install git+...``. Returns the files changed."""
+    root = Path(root) if root else (_repo_root() or Path.cwd())
+    old_slug = REPO_URL.removeprefix("https://github.com/")
+    new_slug = new_url.removeprefix("https://github.com/").rstrip("/").removesuffix(".git")
+    files = [root / "srlab" / "notebook.py", root / "README.md",
+             *sorted((root / "notebooks").glob("*.py")), *sorted((root / "notebooks").glob("*.ipynb"))]
+    changed = []
+    for f in files:
+        if f.is_file():
+            text = f.read_text()
+            new = re.sub(re.escape(old_slug), new_slug, text)
+            if new != text:
+                f.write_text(new)
+                changed.append(f)
+    return changed
