@@ -20,8 +20,8 @@ def test_readme_opens_with_the_two_fresh_machine_commands():
     main_job, tests = readme_commands()
     for cmd in (main_job, tests):
         assert cmd.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt")
-    assert main_job.endswith("python -m srlab demo")
-    assert tests.endswith("python -m pytest")
+    assert main_job.endswith("python -m srlab run-notebooks")
+    assert tests.endswith("python -m pytest && SRLAB_PRESET=smoke python -m pytest --nbmake notebooks/")
     # "opens with": the block comes before the first section heading
     assert README.index("```") < README.index("\n## ")
 
@@ -48,10 +48,14 @@ def test_requirements_pin_local_torch_but_package_does_not():
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS or [None], ids=lambda p: p.name if p else "none")
+def test_all_six_course_notebooks_exist():
+    from srlab.notebook import NOTEBOOKS as COURSE
+
+    assert [p.stem for p in NOTEBOOKS] == list(COURSE)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebooks_are_paired_in_sync_and_stripped(notebook):
-    if notebook is None:
-        pytest.skip("no notebooks in notebooks/ yet")
     jupytext = pytest.importorskip("jupytext")
     script = notebook.with_suffix(".py")
     assert script.exists(), f"{notebook.name} has no jupytext py:percent pair"
@@ -61,3 +65,7 @@ def test_notebooks_are_paired_in_sync_and_stripped(notebook):
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert not cell.get("outputs") and cell.get("execution_count") is None, f"{notebook.name} has outputs"
+    from srlab.notebook import colab_badge
+
+    assert colab_badge(notebook.stem) in nb.cells[0].source  # the badge opens this very notebook
+    assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells)  # papermill/nbmake parameters

@@ -1,0 +1,432 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/srlab-course/srlab/blob/main/notebooks/02_bicubic_baseline.ipynb)
+#
+# # 02 · Baselines: interpolation, SRCNN, an autoencoder, and how the numbers are made
+#
+# Before any GAN we need a floor to beat and a ruler to measure with. The floor is classical
+# interpolation (nearest, bilinear, bicubic, Lanczos) and two small CNNs trained with a pixel
+# loss. The ruler is PSNR/SSIM, computed the way SR papers compute them, because a
+# different convention moves the number by more than most papers' improvements.
+#
+# **Learning goals**
+#
+# - Describe the four interpolation kernels and see their artefacts (blocks, blur, ringing)
+#   in zoomed crops.
+# - Train SRCNN and a small convolutional autoencoder with the course's training engine.
+# - Explain why a network trained with MSE (or L1) produces blurry images: the minimiser of
+#   the expected MSE is the *mean* of the plausible HR images.
+# - Compute PSNR and SSIM with the benchmark conventions (Y channel, border crop, MATLAB
+#   bicubic) and measure how far each other convention moves the number.
+# - Read a results table of all baselines on the test images.
+
+# %%
+# Setup: on Colab, install srlab from the repository (Colab's torch is kept as is).
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/srlab-course/srlab"], check=True)
+from srlab import notebook as nb
+print(nb.device_summary())
+
+# %% [markdown]
+# **Optional: keep runs on Google Drive.** On Colab, uncomment `nb.use_google_drive()` to
+# keep runs on Drive so a disconnect loses nothing; training resumes with `resume=True`.
+# Use the same choice as in notebook 01: the training runs below read its patch store from
+# the runs folder.
+
+# %%
+# nb.use_google_drive()
+
+# %% tags=["parameters"]
+PRESET = nb.choose_preset()  # "smoke" on a CPU, "colab" on a GPU; SRLAB_PRESET overrides
+RUNS = nb.runs_dir()  # every notebook reads and writes under RUNS / PRESET
+SCALE = 4
+
+# Training steps of each learned baseline; None keeps the preset's own length (6 in smoke).
+# These are baselines, not the course's models, so a real run gets a short budget.
+STEPS = {"smoke": None, "cpu": 300, "colab": 5000, "seed": 5000}[PRESET]
+
+# %% [markdown]
+# ## 0. Test images and training data
+#
+# Test images must be images **no model trained on**. With a GPU (or any preset but `smoke`)
+# we use the two classic test sets, downloaded once from the EDSR authors' `benchmark.tar`:
+# **Set5** (5 images) and **Set14** (14 images). In `smoke` nothing is downloaded: the seven
+# embedded photos are the test folder (six of them are also the `smoke` training photos, so
+# in `smoke` the learned rows only check that the pipeline runs; `coffee` is the held-out one).
+#
+# Training data: the patch store that notebook 01 cut from DIV2K, or in `smoke` the
+# embedded photos directly (the training engine holds `coffee` out for validation).
+
+# %%
+from srlab.data import embedded_images
+from srlab.download import download_dataset
+from srlab.images import list_images, write_image
+
+if PRESET == "smoke":
+    test_sets = {"embedded": RUNS / PRESET / "test_hr"}
+    for name, img in embedded_images().items():
+        write_image(test_sets["embedded"] / f"{name}.png", img)
+    DATA = None  # the embedded photos, coffee held out for validation
+else:
+    test_sets = {"Set5": download_dataset("set5", RUNS / "data") / "HR",
+                 "Set14": download_dataset("set14", RUNS / "data") / "HR"}
+    DATA = str(nb.require(RUNS / PRESET / "patches" / "index.json", "01_data_prep").parent)
+
+overrides = {"data": DATA}
+if STEPS is not None:
+    overrides["steps"] = STEPS
+for name, folder in test_sets.items():
+    print(f"{name}: {len(list_images(folder))} images in {folder}")
+print("training data:", DATA or "the embedded photos (coffee held out)")
+
+# %% [markdown]
+# ## 1. Classical interpolation
+#
+# Upscaling by $s$ places the LR pixels $x_j$ on a grid $s$ times coarser than the output and
+# fills the gaps with a fixed kernel $k$:
+#
+# $$\hat y(t) = \sum_j x_j \, k\!\left(\tfrac{t}{s} - j\right)$$
+#
+# (one axis shown; images are done rows then columns). The four classic kernels:
+#
+# - **nearest**: $k(u) = 1$ for $|u| < \tfrac12$: copies each LR pixel into an $s \times s$
+#   block.
+# - **bilinear**: $k(u) = \max(0, 1 - |u|)$, the tent: linear ramps between neighbours.
+# - **bicubic** (Keys): a piecewise cubic with parameter $a$,
+#   $$k(u) = \begin{cases} (a+2)|u|^3 - (a+3)|u|^2 + 1 & |u| \le 1 \\ a|u|^3 - 5a|u|^2 + 8a|u| - 4a & 1 < |u| < 2 \\ 0 & \text{otherwise} \end{cases}$$
+#   MATLAB uses $a = -0.5$, OpenCV and PyTorch $a = -0.75$. The negative lobes sharpen edges
+#   slightly (and ring a little).
+# - **Lanczos-4**: $k(u) = \operatorname{sinc}(u)\operatorname{sinc}(u/4)$ for $|u| < 4$: a
+#   windowed ideal low-pass, the sharpest of the four and the one that rings most.
+#
+# The LR test image is made the benchmark way: crop HR to a multiple of 4 (`modcrop`) and
+# shrink it with MATLAB's bicubic, $x = \operatorname{imresize}(y, 1/4)$. Bicubic is MATLAB's
+# (`srlab.resize.imresize`), the three others OpenCV's.
+
+# %%
+import matplotlib.pyplot as plt
+
+from srlab.data import to_rgb8
+from srlab.evaluate import CLASSICAL_METHODS, score_pair, upscale_classical
+from srlab.images import read_image
+from srlab.resize import imresize, modcrop
+from srlab.viz import crop_grid
+
+test_dir = next(iter(test_sets.values()))
+example = test_dir / ("coffee.png" if PRESET == "smoke" else "butterfly.png")
+example = example if example.exists() else list_images(test_dir)[0]
+hr = modcrop(to_rgb8(read_image(example)), SCALE)
+lr = imresize(hr, 1 / SCALE)
+outputs = {m: upscale_classical(lr, SCALE, m) for m in CLASSICAL_METHODS}
+scores = {m: score_pair(sr, hr, SCALE) for m, sr in outputs.items()}
+
+print(f"{example.name}: HR {hr.shape[1]}x{hr.shape[0]}, LR {lr.shape[1]}x{lr.shape[0]}\n")
+print("| x4 method | PSNR-Y (dB) | SSIM-Y | PSNR-RGB (dB) |")
+print("|---|---|---|---|")
+for m, s in scores.items():
+    print(f"| {m} | {s['psnr_y']:.2f} | {s['ssim_y']:.4f} | {s['psnr_rgb']:.2f} |")
+
+crop_grid([{"name": example.stem, "hr": hr, "panels": {"LR": lr, **outputs, "HR": hr},
+            "captions": {m: f"{s['psnr_y']:.2f} dB" for m, s in scores.items()}}], scale=SCALE)
+plt.show()
+
+# %% [markdown]
+# What to notice: nearest shows the $4 \times 4$ blocks; bilinear removes them but smears
+# edges; bicubic and Lanczos are a little sharper and score higher. None of them creates
+# detail: every output is a smooth function of the same few LR pixels, so thin lines and
+# texture that fell between LR samples are gone for good. The PSNR differences between the
+# last three are small next to what a learned model adds.
+
+# %% [markdown]
+# ## 2. SRCNN: the first CNN for super-resolution
+#
+# SRCNN (Dong et al., ECCV 2014) upsamples the LR image with bicubic first, then refines it
+# with three convolutions, read as the three steps of sparse-coding SR:
+#
+# | layer | kernel | channels | role |
+# |---|---|---|---|
+# | conv1 + ReLU | $9 \times 9$ | 3 → 64 | patch extraction: 64 feature maps of local structure |
+# | conv2 + ReLU | $5 \times 5$ | 64 → 32 | non-linear mapping of LR features to HR features |
+# | conv3 | $5 \times 5$ | 32 → 3 | reconstruction: the HR image |
+#
+# About 69,000 parameters, a receptive field of $9 + 4 + 4 = 17$ HR pixels, and no skip
+# connection. It is trained to minimise the mean squared error to the HR patch:
+#
+# $$\mathcal{L}_{MSE} = \frac{1}{N}\sum_{i=1}^{N} (\hat y_i - y_i)^2, \qquad \hat y = G(x)$$
+#
+# over all $N$ pixels and channels of a batch. We train it with the same engine as the
+# course's SRResNet (`make_config("srresnet", ...)`: MSE, Adam, EMA of the weights,
+# validation PSNR, checkpoints) and only swap the generator: the `srresnet` stage's own
+# generator is replaced by `{"name": "srcnn"}`.
+
+# %%
+from srlab.train import make_config, train
+
+cfg = make_config("srresnet", PRESET, generator={"name": "srcnn"}, init_from=None, **overrides)
+print(f"SRCNN: {cfg.steps} steps, batch {cfg.batch_size}, HR patches {cfg.hr_size} px, {cfg.pixel_loss} loss, "
+      f"lr {cfg.lr_g}")
+summary = train(cfg, RUNS / PRESET / "srcnn", progress=True)
+print(summary)
+
+# %% [markdown]
+# What to notice: the summary gives the best validation PSNR-Y on the held-out crop. In
+# `smoke` the run is 6 steps from random weights, so SRCNN is still far *below* bicubic (it
+# has not even learned to pass its bicubic input through); with a real budget it passes
+# bicubic after a few thousand steps. The run folder holds `best.pt`, `last.pt`,
+# `history.jsonl` and a sample strip per validation in `samples/`.
+
+# %%
+from srlab.viz import plot_history
+
+plot_history(RUNS / PRESET / "srcnn" / "history.jsonl")
+plt.show()
+
+# %% [markdown]
+# What to notice: the loss curve (log scale) and the validation PSNR at each validation.
+# With a real budget the MSE drops fast in the first few hundred steps (learning to copy the
+# bicubic input), then slowly (learning the missing detail).
+
+# %% [markdown]
+# ## 3. A small convolutional autoencoder
+#
+# The second baseline (from student project B) compresses the bicubic-upsampled image
+# through a bottleneck and decodes a *correction* that is added back to it:
+#
+# $$\hat y = \operatorname{bicubic}(x) + D\big(E(\operatorname{bicubic}(x))\big)$$
+#
+# - encoder $E$: two $3 \times 3$ convolutions with stride 2 (64 then 128 channels, ReLU),
+#   so the code is 4 times smaller per side than the output;
+# - decoder $D$: two $4 \times 4$ transposed convolutions with stride 2 (128 → 64 → 3),
+#   back to full size.
+#
+# Because of the residual sum (bicubic with srlab's MATLAB kernel), the network only has to
+# learn a correction, and a zero correction already scores the floor. The bottleneck limits
+# how much fine detail the correction can carry. Same loss, same engine.
+
+# %%
+cfg = make_config("srresnet", PRESET, generator={"name": "autoencoder"}, init_from=None, **overrides)
+summary = train(cfg, RUNS / PRESET / "autoencoder", progress=True)
+print(summary)
+
+# %% [markdown]
+# What to notice: compare the best validation PSNR with SRCNN's. The residual connection
+# gives the autoencoder a head start: its decoder starts with random weights, so its first
+# output is bicubic plus a random correction (in `smoke`, a few dB below bicubic), but it
+# never has to learn to copy the input, which SRCNN must do first.
+
+# %% [markdown]
+# ## 4. Looking at the learned baselines
+#
+# `load_generator` rebuilds a model from a checkpoint (its config says the architecture)
+# with the EMA weights; `model_upscaler` wraps it as a function `(lr, scale) -> sr` on numpy
+# images, the same interface as `upscale_classical`.
+
+# %%
+import torch
+
+from srlab.evaluate import model_upscaler
+from srlab.models import count_parameters
+from srlab.train import load_generator
+
+device = "cuda" if torch.cuda.is_available() else "cpu"
+upscalers = {}
+for name in ("srcnn", "autoencoder"):
+    model, _ = load_generator(RUNS / PRESET / name / "best.pt", device=device)
+    upscalers[name] = model_upscaler(model, name, device=device)
+    print(f"{name}: {count_parameters(model):,} parameters")
+
+learned = {name: up(lr, SCALE) for name, up in upscalers.items()}
+scores.update({name: score_pair(sr, hr, SCALE) for name, sr in learned.items()})
+panels = {"LR": lr, "bicubic": outputs["bicubic"], **learned, "HR": hr}
+crop_grid([{"name": example.stem, "hr": hr, "panels": panels,
+            "captions": {m: f"{scores[m]['psnr_y']:.2f} dB" for m in panels if m in scores}}], scale=SCALE)
+plt.show()
+
+# %% [markdown]
+# What to notice (with a real training budget): both networks are sharper than bicubic on
+# strong edges and gain PSNR, but texture is still smooth: fine, random-looking detail (fur,
+# hair, foliage) comes out as a soft average. That is not a lack of training; the next
+# section shows it is what a pixel loss asks for. In `smoke`, the SRCNN crop is mostly noise
+# (6 steps) and the autoencoder is close to bicubic.
+
+# %% [markdown]
+# ## 5. Why pixel losses blur
+#
+# Many HR images $y$ are consistent with one LR image $x$: the detail that downsampling
+# removed could have been anything that averages to the same LR pixels. Call their
+# distribution $p(y \mid x)$. A network trained with MSE minimises, for each $x$,
+#
+# $$\mathbb{E}_{y \sim p(y\mid x)}\big[\lVert \hat y - y \rVert^2\big]
+#   = \lVert \hat y - \mathbb{E}[y \mid x] \rVert^2 + \operatorname{tr}\operatorname{Cov}[y \mid x],$$
+#
+# and only the first term depends on $\hat y$. So the best answer is
+# $\hat y^\star = \mathbb{E}[y \mid x]$: the **mean** of all plausible HR images. Averaging
+# sharp images that disagree on where the texture is gives a smooth image. (With L1 the
+# minimiser is the per-pixel median, which is no sharper where the candidates split evenly.)
+#
+# A minimal example: vertical stripes one pixel wide, and the same stripes shifted by one
+# pixel. Both shrink to the same flat grey LR image, so no model can tell them apart.
+
+# %%
+import numpy as np
+
+stripes_a = np.zeros((32, 32)); stripes_a[:, ::2] = 1.0  # white columns 0, 2, 4, ...
+stripes_b = 1.0 - stripes_a  # the same texture, shifted by one pixel
+lr_a, lr_b = imresize(stripes_a, 1 / SCALE), imresize(stripes_b, 1 / SCALE)
+inner = (slice(2, -2), slice(2, -2))  # 2 LR pixels from each edge feel the border padding
+print(f"largest difference of the two LR images (inside): {np.abs(lr_a - lr_b)[inner].max():.1e}")
+
+guesses = {"guess A": stripes_a, "guess B": stripes_b, "mean of A and B": (stripes_a + stripes_b) / 2}
+print(f"\n{'prediction':<16} {'E[MSE]':>7} {'E[L1]':>6}   (truth is A or B, 50/50)")
+for name, guess in guesses.items():
+    mse = np.mean([np.mean((guess - truth) ** 2) for truth in (stripes_a, stripes_b)])
+    l1 = np.mean([np.mean(np.abs(guess - truth)) for truth in (stripes_a, stripes_b)])
+    print(f"{name:<16} {mse:7.3f} {l1:6.3f}")
+
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+panels = [(stripes_a[:16, :16], "plausible HR A (16 px)"), (stripes_b[:16, :16], "plausible HR B (16 px)"),
+          (lr_a[inner], "their LR (the same)"), (guesses["mean of A and B"][:16, :16], "MSE-optimal output")]
+for ax, (img, title) in zip(axes, panels):
+    ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([]), ax.set_yticks([])  # keep the frame: white stripes touch the edge
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# What to notice: committing to either sharp answer costs an expected MSE of 0.5; the flat
+# grey, which is neither, costs 0.25 and wins. Under L1 all three tie, so L1 gives no reason
+# to prefer the sharp answers either. Real textures are this example many times over: a
+# pixel-loss network learns to hedge, and hedging looks like blur. Notebooks 03-05 add
+# losses that reward a *plausible* sample of $p(y \mid x)$ instead of its mean: a perceptual
+# (VGG feature) loss and an adversarial loss.
+
+# %% [markdown]
+# ## 6. How PSNR and SSIM are computed
+#
+# **PSNR** compares an output $\hat y$ with the HR image $y$ through their MSE, on a log
+# scale, with $L$ the value of white (255 for 8-bit images):
+#
+# $$\mathrm{PSNR} = 10 \log_{10} \frac{L^2}{\frac{1}{N}\sum_i (\hat y_i - y_i)^2} \;\text{dB}.$$
+#
+# **SSIM** (Wang et al. 2004) compares local means $\mu$, variances $\sigma^2$ and the
+# covariance $\sigma_{ab}$ in an $11 \times 11$ Gaussian window ($\sigma = 1.5$), with
+# $C_1 = (0.01 L)^2$, $C_2 = (0.03 L)^2$, averaged over all window positions:
+#
+# $$\mathrm{SSIM}(a, b) = \frac{(2\mu_a\mu_b + C_1)(2\sigma_{ab} + C_2)}{(\mu_a^2 + \mu_b^2 + C_1)(\sigma_a^2 + \sigma_b^2 + C_2)}.$$
+#
+# SR papers (since SRCNN) add three conventions, each of which changes the number:
+#
+# 1. **Y channel.** Both images are converted to the luma of BT.601 as MATLAB's `rgb2ycbcr`
+#    gives it, $Y = 16 + 65.481 R + 128.553 G + 24.966 B$ for $R, G, B \in [0, 1]$
+#    ($Y \in [16, 235]$), and only $Y$ is compared. Colour errors, which eyes forgive, are
+#    left out.
+# 2. **Border crop.** $s$ pixels (the scale) are removed from every edge before comparing,
+#    because the outermost pixels depend on how each method pads the border.
+# 3. **MATLAB bicubic.** LR images are made with MATLAB's `imresize(y, 1/s)`: cubic kernel
+#    with $a = -0.5$, *antialiased* (the kernel is stretched by $s$ when shrinking), edge
+#    pixels replicated, and rounded to 8 bits after each axis. OpenCV's `INTER_CUBIC` uses
+#    $a = -0.75$ and does not antialias when shrinking: it samples the HR image and keeps its
+#    aliasing, a different problem. PIL's `BICUBIC` antialiases with $a = -0.5$ too, and
+#    differs from MATLAB only in the rounding of a few pixels.
+#
+# `srlab.metrics.psnr(sr, hr, crop_border=..., y_channel=...)` makes each choice explicit.
+# Below, the bicubic baseline on the example image, with one convention changed per row.
+
+# %%
+import cv2
+from PIL import Image
+
+from srlab.metrics import psnr, ssim
+
+h, w = hr.shape[:2]
+small = (w // SCALE, h // SCALE)  # OpenCV and PIL take (width, height)
+lr_opencv = cv2.resize(hr, small, interpolation=cv2.INTER_CUBIC)
+lr_pil = np.asarray(Image.fromarray(hr).resize(small, Image.BICUBIC))
+variants = [  # (what changes, SR image, metric arguments)
+    ("benchmark: MATLAB LR and SR, Y, crop 4", imresize(lr, SCALE), dict(y_channel=True, crop_border=SCALE)),
+    ("RGB instead of Y", imresize(lr, SCALE), dict(y_channel=False, crop_border=SCALE)),
+    ("no border crop", imresize(lr, SCALE), dict(y_channel=True, crop_border=0)),
+    ("SR upscaled with OpenCV INTER_CUBIC", cv2.resize(lr, (w, h), interpolation=cv2.INTER_CUBIC),
+     dict(y_channel=True, crop_border=SCALE)),
+    ("LR made with OpenCV INTER_CUBIC", imresize(lr_opencv, SCALE), dict(y_channel=True, crop_border=SCALE)),
+    ("LR made with PIL BICUBIC", imresize(lr_pil, SCALE), dict(y_channel=True, crop_border=SCALE)),
+]
+reference = psnr(variants[0][1], hr, **variants[0][2])
+print(f"{example.name}, bicubic x4\n")
+print("| convention | PSNR (dB) | change (dB) | SSIM |")
+print("|---|---|---|---|")
+for label, sr, kwargs in variants:
+    p = psnr(sr, hr, **kwargs)
+    print(f"| {label} | {p:.2f} | {p - reference:+.2f} | {ssim(sr, hr, **kwargs):.4f} |")
+print(f"\nOpenCV LR vs MATLAB LR: {psnr(lr_opencv, lr, crop_border=0):.1f} dB apart; "
+      f"PIL LR vs MATLAB LR: {psnr(lr_pil, lr, crop_border=0):.1f} dB apart")
+
+# %% [markdown]
+# What to notice: RGB PSNR is well below Y PSNR (1.5-2 dB on colour photos). An LR image made
+# without antialiasing (OpenCV) changes the task itself (on `coffee`, by more than a dB),
+# and even the upscaling kernel ($a = -0.75$ vs $-0.5$) moves bicubic by about 0.1 dB. PIL's
+# LR is within rounding of MATLAB's (50-60 dB apart), so it changes almost nothing. The border
+# crop barely matters for bicubic, whose edge replication is benign, but it does for CNNs
+# with zero padding, whose outermost pixels are often poor. Changes of these sizes are as
+# large as the gaps between many published methods: when you compare with a paper, check
+# the conventions first. Every table in this course uses the benchmark row.
+
+# %% [markdown]
+# ## 7. Results table
+#
+# `evaluate_folder` runs the whole protocol on every image of a folder (modcrop, MATLAB LR,
+# upscale, PSNR/SSIM on Y with a 4 pixel border crop, RGB PSNR) and returns the per-image
+# scores and their mean. For reference, the literature's bicubic x4 numbers are
+# Set5 28.42 dB / 0.8104 and Set14 26.00 dB / 0.7027, and a fully trained SRCNN
+# 30.48 dB / 0.8628 and 27.49 dB / 0.7503 (as tabulated in the VDSR paper).
+
+# %%
+from srlab.evaluate import evaluate_folder
+
+methods = {**{m: m for m in CLASSICAL_METHODS}, **upscalers}  # name -> method name or upscaler
+results = {(method, set_name): evaluate_folder(folder, scale=SCALE, upscaler=up)["mean"]
+           for method, up in methods.items() for set_name, folder in test_sets.items()}
+
+header = "| x4 method | " + " | ".join(f"{s} PSNR-Y | {s} SSIM-Y" for s in test_sets) + " |"
+print(header)
+print("|---" * (1 + 2 * len(test_sets)) + "|")
+for method in methods:
+    cells = [f"{results[method, s]['psnr_y']:.2f} | {results[method, s]['ssim_y']:.4f}" for s in test_sets]
+    print(f"| {method} | " + " | ".join(cells) + " |")
+
+# %% [markdown]
+# What to notice: the bicubic row should match the literature to 0.01 dB on Set5/Set14
+# (that is the check that our protocol is the papers' protocol). Lanczos usually edges out
+# bicubic; the learned baselines beat every interpolation once trained, SRCNN by roughly
+# 1-2 dB at full length (in `smoke`, after 6 steps, they are still below it). This table is the floor: every model from notebook 03 on must beat it,
+# and the GAN models will beat it in *looks* while often losing in PSNR, for the reason
+# section 5 gave.
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. **Kernel parameter.** Implement Keys' kernel for $a \in \{-0.5, -0.75, -1\}$ (a few lines
+#    of numpy), plot it, and say which value rings most. Check your $a = -0.5$ plot against
+#    `srlab.resize.cubic_kernel`.
+# 2. **Train longer.** Run SRCNN with `STEPS = 20000` (Colab) and plot validation PSNR against
+#    steps with `plot_history`. When does it pass bicubic, and when does it flatten out?
+# 3. **L1 instead of MSE.** Retrain the autoencoder with `pixel_loss="l1"` (a `make_config`
+#    override) into `RUNS / PRESET / "autoencoder_l1"`. Do the numbers or the crops change? Use
+#    section 5 to explain what you see.
+# 4. **Conventions on a whole set.** Reproduce the convention table for all of Set5 (or the
+#    embedded photos in `smoke`) by looping over the images. Which convention moves the mean
+#    most, and does it change the ranking of bicubic and Lanczos?
+# 5. **Where is the error?** For the example image, plot $|{\rm bicubic}(x) - y|$ on the Y
+#    channel as a heat map. Where is it large, and which of those regions could any method
+#    recover from the LR image?

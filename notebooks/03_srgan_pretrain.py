@@ -1,0 +1,313 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/srlab-course/srlab/blob/main/notebooks/03_srgan_pretrain.ipynb)
+#
+# # 03 · SRResNet: pretraining the SRGAN generator with a pixel loss
+#
+# SRGAN (Ledig et al., CVPR 2017) is trained in two stages. This notebook is the first one:
+# the generator, called **SRResNet**, learns x4 super-resolution with a plain pixel loss.
+# Notebook 04 then starts from the weights trained here and adds the perceptual and
+# adversarial losses.
+#
+# **Learning goals**
+#
+# - Read the SRResNet architecture: 9x9 head, residual blocks, global skip, sub-pixel upsampling.
+# - Say what the pixel loss (MSE, or L1) optimises and why it is the same thing as PSNR.
+# - Train a generator with `srlab.train.train`, read its curves, checkpoints and sample strips,
+#   and resume an interrupted run.
+# - Check, with numbers and zoomed crops, that the network beats bicubic interpolation.
+
+# %%
+# Setup: on Colab, install srlab from the repository (Colab's torch is kept as is).
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/srlab-course/srlab"], check=True)
+from srlab import notebook as nb
+print(nb.device_summary())
+
+# %% [markdown]
+# **On Colab**, uncomment `nb.use_google_drive()` to keep runs on Drive so a disconnect loses
+# nothing; training resumes with `resume=True`.
+
+# %%
+# nb.use_google_drive()
+
+# %% tags=["parameters"]
+PRESET = nb.choose_preset()  # smoke without a GPU, colab with one; SRLAB_PRESET overrides
+RUNS = nb.runs_dir()         # every notebook keeps its runs under RUNS / PRESET
+STEPS = None                 # None = the preset's length (colab 100k, cpu 1000, smoke 6)
+BATCH_SIZE = None            # None = the preset's batch size
+RESUME = True                # continue from last.pt when this run folder already has one
+
+# %% [markdown]
+# ## Training data
+#
+# Notebook 01 cuts DIV2K into a *patch store* (sub-images in memory-mapped shards) at
+# `RUNS / PRESET / "patches"`. When it is there we train from it; when it is not, training
+# falls back on the photos embedded in scikit-image (everything except `coffee`, which is
+# held out for validation). Either way validation uses the central crop of `coffee`.
+
+# %%
+from srlab.data import is_patch_store
+
+store = RUNS / PRESET / "patches"
+DATA = str(store) if is_patch_store(store) else None
+if DATA:
+    print("training data: the patch store of notebook 01:", store)
+else:
+    print(f"training data: the embedded photos (no patch store at {store}; run 01_data_prep "
+          "first to train on DIV2K)")
+
+# %% [markdown]
+# ## The SRResNet architecture
+#
+# The generator maps an LR image $x$ of size $h \times w$ to an SR image $\hat y = G(x)$ of size
+# $4h \times 4w$. Almost all its work happens at low resolution, which keeps it cheap:
+#
+# 1. **Head**: one 9x9 convolution (3 → 64 channels) + PReLU. The large kernel sees a
+#    9x9 neighbourhood of raw pixels at once.
+# 2. **Body**: $B$ residual blocks (16 in the paper), each
+#    `conv3x3 → BatchNorm → PReLU → conv3x3 → BatchNorm`, plus an identity skip:
+#    $\mathbf{h}_{k+1} = \mathbf{h}_k + F(\mathbf{h}_k)$. A block only learns a correction,
+#    so a deep stack stays trainable.
+# 3. **Global skip**: conv3x3 + BatchNorm after the body, then the head's features are
+#    added back. The low-frequency content reaches the upsampler directly; the body
+#    specialises in detail.
+# 4. **Upsampling**: two sub-pixel stages (Shi et al. 2016), each
+#    `conv3x3 (64 → 256) → PixelShuffle(2) → PReLU`. PixelShuffle rearranges 4 channels
+#    at one position into a 2x2 block of pixels: the upsampling filter is learned and
+#    computed at low resolution. Two x2 stages give x4.
+# 5. **Tail**: one 9x9 convolution (64 → 3) to RGB.
+#
+# With the paper's 16 blocks and 64 features this is **1,549,462 parameters**.
+
+# %%
+import torch
+from srlab.models import SRResNet, count_parameters
+
+paper = SRResNet(num_block=16, num_feat=64, scale=4)  # the paper's generator
+print(f"paper SRResNet (16 blocks): {count_parameters(paper):,} parameters")
+for part in ("conv_head", "body", "conv_body", "bn_body", "upsample", "conv_tail"):
+    print(f"  {part:<10} {count_parameters(getattr(paper, part)):>9,}")
+x = torch.rand(1, 3, 24, 24)  # an LR patch (N, C, h, w)
+with torch.no_grad():
+    print("LR", tuple(x.shape), "-> SR", tuple(paper(x).shape))
+
+# %% [markdown]
+# What to notice: the 16 residual blocks hold nearly all the parameters (each has two
+# 64 → 64 3x3 convolutions, about 74k parameters); the upsampler is the second biggest part
+# because its convolutions produce 4x the channels that PixelShuffle turns into pixels.
+# The output is exactly 4x the input on each side.
+
+# %% [markdown]
+# ## The pixel loss
+#
+# SRResNet is trained to make each output pixel close to the ground truth $y$. The paper
+# uses the mean squared error over all $N$ pixel values of a batch:
+#
+# $$\mathcal{L}_{MSE} = \frac{1}{N}\sum_{i=1}^{N} (\hat y_i - y_i)^2$$
+#
+# Since $\mathrm{PSNR} = 10 \log_{10} \frac{1}{\mathrm{MSE}}$ (images in $[0, 1]$),
+# minimising MSE *is* maximising PSNR. The price: when several sharp textures are
+# plausible for one LR patch, the MSE-optimal answer is their **average**, which is blurry.
+# That is why notebook 04 adds other losses.
+#
+# Two choices in srlab's presets differ from the paper:
+#
+# - **L1 instead of MSE** (`cpu` preset):
+#   $\mathcal{L}_{1} = \frac{1}{N}\sum_i |\hat y_i - y_i|$. Its gradient does not shrink
+#   with the error, so small errors keep being corrected, and large ones (outliers) do not
+#   dominate; EDSR and ESRGAN train with it and report equal or better PSNR.
+# - **A bicubic residual** (`cpu` and `smoke`): the network's output is added to a MATLAB
+#   bicubic upsampling of its input, $\hat y = \mathrm{bicubic}(x) + G(x)$, and the last
+#   convolution starts at zero. An untrained network is therefore *exactly* bicubic, and a
+#   short CPU run only has to learn the missing detail. The `colab` preset trains the
+#   paper's plain network with MSE; `smoke` keeps MSE but uses the residual.
+
+# %%
+from srlab.models import build_generator
+from srlab.train import make_config
+
+overrides = {k: v for k, v in {"steps": STEPS, "batch_size": BATCH_SIZE, "data": DATA}.items() if v is not None}
+cfg = make_config("srresnet", PRESET, **overrides)
+spec = dict(cfg.generator)
+generator = build_generator(spec.pop("name"), scale=cfg.scale, **spec)
+print(f"preset {PRESET}: generator {cfg.generator}, {count_parameters(generator):,} parameters")
+print(f"pixel loss: {cfg.pixel_loss}, bicubic residual: {cfg.generator.get('bicubic_residual', False)}")
+print(f"{cfg.steps} steps, batch {cfg.batch_size} of {cfg.hr_size}px HR patches, Adam lr {cfg.lr_g}, "
+      f"validation every {cfg.val_every} steps")
+
+# %% [markdown]
+# ## Training
+#
+# `srlab.train.train(cfg, out_dir)` runs the whole loop. Besides the loss, on every run it:
+#
+# - keeps an **EMA** (exponential moving average) of the generator's weights, which
+#   validates better than the raw weights;
+# - **validates** every `val_every` steps: PSNR/SSIM on the Y channel of the `coffee` crop;
+# - writes **checkpoints**: `last.pt` (the latest state, for resuming) and `best.pt` (the
+#   best validation PSNR so far, which notebook 04 starts from);
+# - saves a **sample strip** `samples/step_XXXXXXX.png` at each validation:
+#   LR (nearest-upscaled) | output | HR;
+# - appends every logged value to `history.jsonl` and stops early when validation PSNR has
+#   not improved for `early_stop_patience` validations.
+#
+# **Resume**: with `resume=True` the run continues from `last.pt` (weights, optimiser, learning
+# rate schedule, random state: N steps + resume + N steps gives the same weights as 2N steps).
+# On Colab, after a disconnect, reconnect, mount Drive again and rerun the notebook; a
+# finished run is not trained again. Set `RESUME = False` to start over. The same from a
+# terminal: `python -m srlab train srresnet --preset colab --out runs/colab/srresnet --resume`.
+
+# %%
+from srlab.train import train
+
+OUT = RUNS / PRESET / "srresnet"
+summary = train(cfg, OUT, resume=RESUME)
+print(summary)
+print("run folder:", sorted(p.name for p in OUT.iterdir()))
+
+# %% [markdown]
+# What to notice: the progress bar shows the pixel loss (`pixel`) and the total (`g`, the
+# same here). `best_psnr` is the EMA model's best validation PSNR-Y in dB; the folder now
+# holds `best.pt`, `last.pt`, `history.jsonl` and `samples/`. In the `smoke` preset the run
+# is only 6 steps of a tiny network, so expect a number close to bicubic's.
+
+# %% [markdown]
+# ## Training curves, against bicubic
+#
+# `srlab.viz.plot_history` draws the curves of `history.jsonl`. To judge the validation
+# PSNR we need a reference: bicubic on **the same validation crop**, computed the way
+# `Trainer.validate` does it (the central `val_crop` square of `coffee`, its MATLAB-bicubic
+# LR, PSNR on Y with a 4-pixel border cropped).
+
+# %%
+import matplotlib.pyplot as plt
+from srlab.data import center_crops, embedded_images
+from srlab.metrics import batch_psnr
+from srlab.resize import imresize_torch
+from srlab.viz import plot_history
+
+coffee = embedded_images(("coffee",))["coffee"]
+(lr_val, hr_val), = center_crops([coffee], cfg.val_crop, cfg.scale)  # (1, 3, h, w), (1, 3, H, W)
+bicubic_val = batch_psnr(imresize_torch(lr_val, cfg.scale).clamp(0, 1), hr_val, crop_border=cfg.scale).item()
+print(f"validation crop {tuple(hr_val.shape[-2:])}: bicubic {bicubic_val:.2f} dB, "
+      f"SRResNet best {summary['best_psnr']:.2f} dB ({summary['best_psnr'] - bicubic_val:+.2f} dB)")
+
+fig = plot_history(OUT / "history.jsonl")
+ax = fig.axes[-1]  # the validation panel
+ax.axhline(bicubic_val, color="gray", ls=":", label="bicubic")
+ax.ticklabel_format(axis="y", useOffset=False)  # plain dB values, even for tiny differences
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# What to notice: the pixel loss falls quickly and then slowly (log scale); the validation
+# PSNR should rise above the dotted bicubic line. With a bicubic residual it starts *on*
+# the line (the untrained net is bicubic); the plain `colab` network starts far below it
+# and needs a few thousand steps to cross it. In the `smoke` preset six steps barely move
+# anything: the curve is there to show the mechanics.
+
+# %% [markdown]
+# ## The whole `coffee` image, and zoomed crops
+#
+# `srlab.train.load_generator` rebuilds the network from `best.pt` (with its EMA weights)
+# and `srlab.evaluate.model_upscaler` wraps it as a function on numpy images, so it can be
+# scored exactly like bicubic with `srlab.evaluate.score_pair` (PSNR-Y, SSIM-Y, PSNR-RGB).
+
+# %%
+from srlab.evaluate import model_upscaler, score_pair, upscale_classical
+from srlab.resize import imresize, modcrop
+from srlab.train import load_generator
+
+model, _ = load_generator(OUT / "best.pt")
+srresnet = model_upscaler(model, "SRResNet")
+hr = modcrop(coffee, cfg.scale)
+lr = imresize(hr, 1 / cfg.scale)  # the benchmark degradation: MATLAB bicubic x1/4
+outputs = {"bicubic": upscale_classical(lr, cfg.scale, "bicubic"), "SRResNet": srresnet(lr, cfg.scale)}
+scores = {name: score_pair(sr, hr, cfg.scale) for name, sr in outputs.items()}
+print(f"{'coffee x4':<10} {'PSNR-Y':>7} {'SSIM-Y':>7} {'PSNR-RGB':>9}")
+for name, s in scores.items():
+    print(f"{name:<10} {s['psnr_y']:7.2f} {s['ssim_y']:7.4f} {s['psnr_rgb']:9.2f}")
+
+# %%
+from srlab.viz import crop_grid
+
+row = {"name": "coffee", "hr": hr, "panels": {"LR": lr, **outputs, "HR": hr},
+       "captions": {name: f"{s['psnr_y']:.2f} dB" for name, s in scores.items()}}
+crop_grid([row], path=OUT / "crops_coffee.png", scale=cfg.scale, crop=96)
+plt.show()
+
+# %% [markdown]
+# What to notice: the red box on the left marks the most textured 96x96 region, shown
+# magnified in the other panels. A trained SRResNet has cleaner, straighter edges than
+# bicubic, but fine texture is still smooth: this is the averaging effect of the pixel
+# loss, and the reason for notebook 04. (After 6 smoke steps, SRResNet and bicubic look
+# the same.)
+
+# %% [markdown]
+# ## Sample strips
+#
+# Each validation saved a strip in `samples/`: LR (nearest) | EMA output | HR, on the
+# validation crop. Comparing the first and the last shows what training changed.
+
+# %%
+from srlab.images import read_image
+
+strips = sorted((OUT / "samples").glob("step_*.png"))
+shown = [strips[0], strips[-1]] if len(strips) > 1 else strips  # the first and the last
+fig, axes = plt.subplots(len(shown), 1, figsize=(9, 3.2 * len(shown)), squeeze=False)
+for ax, path in zip(axes[:, 0], shown):
+    ax.imshow(read_image(path))
+    ax.set_title(f"{path.name}: LR (nearest) | SRResNet (EMA) | HR", fontsize=9)
+    ax.set_axis_off()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## A benchmark (colab and cpu presets)
+#
+# One image is a weak test. With a real run, evaluate on Set5, the standard benchmark
+# (downloaded once into `RUNS / "data"`). The smoke preset skips this: it must not download.
+
+# %%
+if PRESET != "smoke":
+    from srlab.download import download_dataset
+    from srlab.evaluate import evaluate_folder, format_table
+
+    set5 = download_dataset("set5", RUNS / "data") / "HR"
+    for upscaler in ("bicubic", srresnet):
+        report = evaluate_folder(set5, scale=cfg.scale, upscaler=upscaler)
+        print(f"\n{report['model']} on Set5 x{cfg.scale}\n{format_table(report)}")
+else:
+    print("smoke preset: Set5 evaluation skipped (run with the cpu or colab preset)")
+
+# %% [markdown]
+# What to notice: bicubic gives 28.43 dB on Set5; the paper's SRResNet reaches 32.05 dB
+# after 1M steps on ImageNet, and the `cpu` preset's SRResNet-8 about 30.4 dB after 1000 steps
+# (see the README). Notebook 04 starts from `RUNS / PRESET / "srresnet" / "best.pt"`.
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Switch the pixel loss (`make_config("srresnet", PRESET, pixel_loss="mse")`, or `"l1"`
+#    on the colab preset), train into a new folder such as `RUNS / PRESET / "srresnet_mse"`
+#    and compare the validation curves and crops. Which gives the higher PSNR after the
+#    same number of steps?
+# 2. Count the parameters of `SRResNet(num_block=B)` for B = 4, 8, 16, 32. How does the count
+#    grow with B, and which part of the network stays constant?
+# 3. Interrupt a run: train with `stop_at=` half the steps, then call `train(..., resume=True)`.
+#    Check in `history.jsonl` that the steps continue where they stopped.
+# 4. Build `SRResNet(bicubic_residual=True)` and check, without training, that its output on
+#    `lr` scores bicubic's PSNR (up to rounding to 8 bits). Why does the last convolution
+#    have to start at zero?
+# 5. Turn the batch-norm layers off (`generator={"name": "srresnet", "num_block": 8,
+#    "batch_norm": False, "bicubic_residual": True}`): EDSR argued BN hurts SR. Does it here?

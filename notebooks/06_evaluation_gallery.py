@@ -1,0 +1,421 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/srlab-course/srlab/blob/main/notebooks/06_evaluation_gallery.ipynb)
+#
+# # 06 · Evaluation gallery: every model side by side
+#
+# Notebooks 02-05 built five ways to upscale an image x4: bicubic, SRResNet, SRGAN, RRDBNet
+# and ESRGAN. Here they meet on the same test images, are measured with the same conventions,
+# and are shown at the same zoom, so the numbers and the pictures can be read together.
+#
+# **Learning goals**
+#
+# - Evaluate every trained model on the standard benchmarks with one call per (model, test set).
+# - Read a metrics table critically: why the GAN models lose PSNR and can still look better
+#   (the perception-distortion trade-off), and what a learned metric such as LPIPS adds.
+# - Compare methods on zoomed crops and with a before/after swipe, live and in a saved page.
+# - Export the figures and the table, and know where to go after this course.
+
+# %%
+# Setup: on Colab, install srlab from the repository (Colab's torch is kept as is).
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/srlab-course/srlab"], check=True)
+from srlab import notebook as nb
+print(nb.device_summary())
+
+# %% [markdown]
+# On Colab, uncomment `nb.use_google_drive()` to keep runs on Drive so a disconnect loses
+# nothing; training resumes with `resume=True`. Here it also lets this notebook find the
+# checkpoints that notebooks 03-05 left on Drive.
+
+# %%
+# nb.use_google_drive()
+
+# %% tags=["parameters"]
+PRESET = nb.choose_preset()
+RUNS = nb.runs_dir()
+GALLERY = RUNS / PRESET / "gallery"  # every figure and table of this notebook lands here
+EXPORT_TO_README = PRESET != "smoke"  # also copy them to readme_assets/ (never in CI: no tracked file changes)
+TEST_SETS = ["set5", "set14", "bsd100", "urban100"]  # downloaded unless smoke; trim on a CPU to save time
+GRID_IMAGES = {"set5": "butterfly", "set14": "baboon", "urban100": "img_004"}  # file stems for the zoomed crops
+GAN_CHECKPOINT = "last.pt"  # for SRGAN and ESRGAN: the end of training; "best.pt" = their best-PSNR step
+
+# %% [markdown]
+# ## The contestants
+#
+# | model | notebook | trained with | checkpoint |
+# |---|---|---|---|
+# | bicubic | 02 | nothing: MATLAB's `imresize` | none |
+# | SRResNet | 03 | MSE (pixel loss) | `RUNS/PRESET/srresnet/best.pt` |
+# | SRGAN | 04 | VGG `relu5_4` + BCE adversarial, from SRResNet | `RUNS/PRESET/srgan/last.pt` (`GAN_CHECKPOINT`) |
+# | RRDB (PSNR model) | 05 | L1 | `RUNS/PRESET/rrdb/best.pt` |
+# | ESRGAN | 05 | L1 + VGG `conv5_4` + relativistic GAN, from RRDB | `RUNS/PRESET/esrgan/last.pt` (`GAN_CHECKPOINT`) |
+#
+# A checkpoint records its configuration, so `load_generator` rebuilds the right architecture
+# (SRResNet or RRDBNet, with the preset's size) and loads the EMA weights. For the pixel
+# stages `best.pt` is the step with the best validation PSNR, which is what they aim for. For
+# the GAN stages that file would be the wrong pick: PSNR is what a GAN gives up on purpose, so
+# its best-PSNR step is usually an early one, still close to the pretrained model. We take
+# their `last.pt`, the end of training (`GAN_CHECKPOINT` switches). A missing checkpoint
+# is skipped with a note naming the notebook that makes it, so this notebook works after any
+# subset of the course.
+
+# %%
+import torch
+
+from srlab.evaluate import model_upscaler
+from srlab.train import load_generator
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+CHECKPOINTS = {
+    "SRResNet": (RUNS / PRESET / "srresnet" / "best.pt", "03_srgan_pretrain"),
+    "SRGAN": (RUNS / PRESET / "srgan" / GAN_CHECKPOINT, "04_srgan_adversarial"),
+    "RRDB": (RUNS / PRESET / "rrdb" / "best.pt", "05_esrgan"),
+    "ESRGAN": (RUNS / PRESET / "esrgan" / GAN_CHECKPOINT, "05_esrgan"),
+}
+UPSCALERS = {"bicubic": "bicubic"}  # name -> "bicubic" or a function (lr, scale) -> sr
+for name, (path, notebook) in CHECKPOINTS.items():
+    try:
+        model, cfg = load_generator(nb.require(path, notebook), device=DEVICE)
+    except FileNotFoundError as err:
+        print(f"skipping {name}: {err}")
+        continue
+    UPSCALERS[name] = model_upscaler(model, name, device=DEVICE)
+    print(f"{name:9s} {cfg['generator']}  from {path}")
+
+# %% [markdown]
+# ## The test images
+#
+# The benchmark protocol from notebook 02: HR cropped to a multiple of 4, LR made with MATLAB's
+# bicubic `imresize(hr, 1/4)`, PSNR and SSIM on the luma channel Y with 4 border pixels cropped.
+#
+# - `colab`, `cpu`, `seed`: Set5, Set14, BSD100 and Urban100 (Urban100's buildings and regular
+#   textures are the hardest), downloaded once into `RUNS / "data"`; plus DIV2K's 100 validation
+#   images when notebook 01 downloaded them.
+# - `smoke`: nothing is downloaded. We write a few embedded photos as PNGs, cropped to
+#   256 px to stay fast: `coffee` (held out of every training run) and two others. The smoke
+#   runs trained on those two, so their numbers only show that the pipeline works.
+
+# %%
+from srlab.data import embedded_images
+from srlab.download import download_dataset
+from srlab.images import write_image
+from srlab.viz import detail_box
+
+if PRESET == "smoke":
+    folder = RUNS / PRESET / "eval_embedded"
+    for name, img in embedded_images(("coffee", "chelsea", "astronaut")).items():
+        top, left, size = detail_box(img, 256, multiple=4)  # a textured 256 px square
+        write_image(folder / f"{name}.png", img[top : top + size, left : left + size])
+    TEST_FOLDERS = {"embedded": folder}
+else:
+    TEST_FOLDERS = {name: download_dataset(name, RUNS / "data") / "HR" for name in TEST_SETS}
+    div2k_valid = RUNS / "data" / "div2k" / "DIV2K_valid_HR"
+    if div2k_valid.is_dir():
+        TEST_FOLDERS["div2k_valid"] = div2k_valid
+for name, folder in TEST_FOLDERS.items():
+    print(f"{name:12s} {folder}")
+
+# %% [markdown]
+# ## The metrics table
+#
+# For each test set and each model, `evaluate_folder` makes the LR images, upscales them, and
+# returns per-image and mean PSNR-Y, SSIM-Y and PSNR-RGB:
+#
+# $$\mathrm{PSNR} = 10 \log_{10} \frac{255^2}{\frac{1}{N}\sum (\hat y - y)^2}, \qquad
+#   \mathrm{SSIM}(x, y) = \frac{(2\mu_x\mu_y + C_1)(2\sigma_{xy} + C_2)}{(\mu_x^2 + \mu_y^2 + C_1)(\sigma_x^2 + \sigma_y^2 + C_2)} .$$
+
+# %%
+from srlab.evaluate import evaluate_folder
+
+RESULTS = {}  # test set -> model -> {"psnr_y", "ssim_y", "psnr_rgb"}
+for set_name, folder in TEST_FOLDERS.items():
+    RESULTS[set_name] = {}
+    for name, upscaler in UPSCALERS.items():
+        report = evaluate_folder(folder, scale=4, upscaler=upscaler, progress=PRESET != "smoke")
+        RESULTS[set_name][name] = dict(report["mean"])
+        print(f"{set_name:12s} {name:9s} PSNR-Y {report['mean']['psnr_y']:6.2f} dB  "
+              f"SSIM-Y {report['mean']['ssim_y']:.4f}  ({len(report['images'])} images)")
+
+# %% [markdown]
+# ### LPIPS, a learned perceptual distance
+#
+# PSNR and SSIM compare pixels. **LPIPS** (Zhang et al., 2018) compares deep features of an
+# ImageNet network (AlexNet), with per-channel weights fitted to human judgements of which of
+# two distortions looks closer to a reference; lower is better. It tracks what people see in
+# GAN outputs far better than PSNR. It needs the `lpips` package (`pip install lpips`) and
+# its weights: the small linear layers ship with the package, AlexNet's ImageNet weights are
+# downloaded by torchvision on first use. The cell below adds an LPIPS column when both are
+# available and says so when they are not.
+
+# %%
+from srlab.data import to_rgb8
+from srlab.evaluate import upscale_classical
+from srlab.images import list_images, read_image, to_tensor
+from srlab.resize import imresize, modcrop
+
+
+def upscale(name, lr):
+    """Output of UPSCALERS[name] for an LR image, at 4x."""
+    method = UPSCALERS[name]
+    return upscale_classical(lr, 4, method) if isinstance(method, str) else method(lr, 4)
+
+
+try:
+    import lpips
+
+    LPIPS = lpips.LPIPS(net="alex", verbose=False).to(DEVICE).eval()
+except Exception as err:  # not installed, or its AlexNet weights cannot be downloaded
+    LPIPS = None
+    print(f"LPIPS skipped: {type(err).__name__}: {err}. `pip install lpips` (with internet access "
+          "for AlexNet's weights) adds it to the table.")
+
+if LPIPS is not None:
+    for set_name, folder in TEST_FOLDERS.items():
+        for name in UPSCALERS:
+            scores = []
+            for path in list_images(folder):
+                hr = to_rgb8(modcrop(read_image(path), 4))  # LPIPS wants 3 channels
+                sr = upscale(name, imresize(hr, 1 / 4))
+                with torch.no_grad():  # inputs scaled to [-1, 1]
+                    d = LPIPS(to_tensor(sr).to(DEVICE) * 2 - 1, to_tensor(hr).to(DEVICE) * 2 - 1)
+                scores.append(d.item())
+            RESULTS[set_name][name]["lpips"] = sum(scores) / len(scores)
+    print("LPIPS added")
+
+# %% [markdown]
+# The table in Markdown (the form the README uses); the best value of each column is bold.
+
+# %%
+from IPython.display import Markdown, display
+
+
+def metrics_markdown(results):
+    """One row per model, one column per test set: PSNR-Y / SSIM-Y (/ LPIPS); best in bold."""
+    sets = list(results)
+    models = list(next(iter(results.values())))
+    keys = ["psnr_y", "ssim_y"] + (["lpips"] if "lpips" in results[sets[0]][models[0]] else [])
+    best = {(s, k): (min if k == "lpips" else max)(results[s][m][k] for m in models) for s in sets for k in keys}
+    fmt = {"psnr_y": "{:.2f}", "ssim_y": "{:.4f}", "lpips": "{:.3f}"}
+
+    def cell(s, m, k):  # bold when it equals the best value at the precision shown (ties too)
+        text = fmt[k].format(results[s][m][k])
+        return f"**{text}**" if text == fmt[k].format(best[(s, k)]) else text
+
+    head = " / ".join({"psnr_y": "PSNR-Y (dB)", "ssim_y": "SSIM-Y", "lpips": "LPIPS"}[k] for k in keys)
+    lines = [f"| x4, {head} | " + " | ".join(sets) + " |", "|---" * (len(sets) + 1) + "|"]
+    lines += [f"| {m} | " + " | ".join(" / ".join(cell(s, m, k) for k in keys) for s in sets) + " |" for m in models]
+    return "\n".join(lines)
+
+
+METRICS_MD = metrics_markdown(RESULTS)
+print(METRICS_MD)
+display(Markdown(METRICS_MD))
+
+# %% [markdown]
+# **What to notice.**
+#
+# - The pixel-loss models (SRResNet, RRDB) top the PSNR and SSIM columns: they minimise exactly
+#   the error PSNR measures. RRDB, the bigger network, usually beats SRResNet.
+# - SRGAN and ESRGAN score *lower* PSNR than their own pretrained models (sometimes close to
+#   bicubic), yet people prefer their pictures in blind tests. This is the
+#   **perception-distortion trade-off** (Blau & Michaeli, 2018): no upscaler can be both
+#   optimal in mean error and indistinguishable from real photos; a GAN moves along that curve
+#   on purpose. LPIPS, when present, usually ranks the GAN models first.
+# - Urban100 is the hardest set (long straight edges, repeated patterns: any aliasing shows).
+# - In `smoke` every model trained for six steps from a bicubic shortcut, so all rows sit on
+#   top of bicubic: the table only shows that the pipeline runs.
+#
+# A bar chart of the same PSNR-Y numbers:
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+
+models = list(UPSCALERS)
+x = np.arange(len(RESULTS))
+fig, ax = plt.subplots(figsize=(2.5 + 1.6 * len(RESULTS), 3.2))
+for i, name in enumerate(models):
+    ax.bar(x + (i - (len(models) - 1) / 2) * 0.8 / len(models), [RESULTS[s][name]["psnr_y"] for s in RESULTS],
+           width=0.8 / len(models), label=name)
+ax.set_xticks(x, list(RESULTS))
+ax.set_ylabel("PSNR-Y (dB), x4")
+low = min(r["psnr_y"] for s in RESULTS.values() for r in s.values())
+high = max(r["psnr_y"] for s in RESULTS.values() for r in s.values())
+ax.set_ylim(low - 1.0, high + 0.5)  # zoom on the differences (bars do not start at 0)
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+ax.grid(axis="y", alpha=0.3)
+GALLERY.mkdir(parents=True, exist_ok=True)
+fig.savefig(GALLERY / "psnr.png", dpi=100, bbox_inches="tight")
+plt.show()
+
+# %% [markdown]
+# ## Zoomed crops
+#
+# Averages hide where the methods differ; textures show it. `crop_grid` finds the most
+# textured square of each image (red box) and shows the same crop of every panel at 4x zoom:
+# LR (its pixels, enlarged), bicubic, the four networks, and HR. Under each label: PSNR-Y of
+# the whole image.
+
+# %%
+from srlab.evaluate import score_pair
+from srlab.viz import crop_grid
+
+
+def grid_paths():
+    """The images of the crop grid: all of them in smoke, else GRID_IMAGES (or each set's first)."""
+    if PRESET == "smoke":
+        return list_images(TEST_FOLDERS["embedded"])
+    paths = []
+    for set_name, stem in GRID_IMAGES.items():
+        if set_name in TEST_FOLDERS:
+            found = list_images(TEST_FOLDERS[set_name])
+            paths.append(next((p for p in found if p.stem.lower().startswith(stem.lower())), found[0]))
+    return paths
+
+
+OUTPUTS, rows = {}, []  # image name -> {label: image}
+for path in grid_paths():
+    hr = to_rgb8(modcrop(read_image(path), 4))  # (H, W, 3) uint8
+    lr = imresize(hr, 1 / 4)  # (H/4, W/4, 3)
+    panels = {"LR": lr, **{name: upscale(name, lr) for name in UPSCALERS}, "HR": hr}
+    OUTPUTS[path.stem] = panels
+    captions = {name: f"{score_pair(panels[name], hr, 4)['psnr_y']:.2f} dB" for name in UPSCALERS}
+    rows.append({"name": path.stem, "hr": hr, "panels": panels, "captions": captions})
+
+fig = crop_grid(rows, GALLERY / "crops.png", scale=4)
+plt.show()
+
+# %% [markdown]
+# **What to notice:** bicubic and the pixel-loss models are smooth, their edges clean but
+# their textures (fur, hair, foliage, fabric) washed out. The GAN models draw texture back in:
+# sharper, more photo-like, but not always the *true* texture (compare with HR), and sometimes
+# with artefacts. ESRGAN's textures are usually more natural than SRGAN's. With the `smoke`
+# preset all panels look alike, for the reason given above.
+
+# %% [markdown]
+# ## Before/after swipe
+#
+# Two images of the same scene are easiest to compare on top of each other: drag the slider
+# to wipe from one to the other. `swipe_widget` builds it from core ipywidgets (two dropdowns
+# pick any pair, a slider, an image), so it runs in Colab; it needs a live kernel.
+
+# %%
+from srlab.viz import swipe_widget
+
+first = next(iter(OUTPUTS))
+top, left, size = detail_box(OUTPUTS[first]["HR"], 384, multiple=4)  # at most 384 px: quick to redraw
+SWIPE = {name: img[top : top + size, left : left + size] for name, img in OUTPUTS[first].items() if name != "LR"}
+RIGHT = "ESRGAN" if "ESRGAN" in SWIPE else [n for n in SWIPE if n != "HR"][-1]  # the best model trained so far
+swipe_widget(SWIPE, left="bicubic", right=RIGHT)
+
+# %% [markdown]
+# The same comparison without a kernel: `swipe_html` writes one self-contained HTML snippet
+# (inline CSS and JavaScript, images embedded as base64, no CDN). It survives in a saved or
+# CI-executed notebook and on GitHub-rendered pages that allow scripts, and the same page is
+# written next to the gallery as `swipe.html`, to open in any browser.
+
+# %%
+from IPython.display import HTML
+
+from srlab.viz import swipe_html
+
+HTML(swipe_html(SWIPE["bicubic"], SWIPE[RIGHT], "bicubic", RIGHT, path=GALLERY / "swipe.html"))
+
+# %% [markdown]
+# ## Architecture figures
+#
+# The two networks of SRGAN, as the README shows them. ESRGAN keeps the same outline with
+# three changes: the trunk is 23 RRDBs without batch norm (notebook 05), upsampling is
+# nearest-neighbour + conv instead of PixelShuffle, and the discriminator is a deeper
+# VGG-style network on 128 px patches, trained with the relativistic loss.
+
+# %%
+from srlab.viz import architecture_figure
+
+architecture_figure("generator", GALLERY / "generator.png")
+plt.show()
+
+# %%
+architecture_figure("discriminator", GALLERY / "discriminator.png")
+plt.show()
+
+# %% [markdown]
+# ## Export
+#
+# Everything goes to `GALLERY` (figures, `swipe.html`, and the table as Markdown and JSON).
+# With `EXPORT_TO_README = True` (every preset but `smoke`) the files are also copied into the
+# repository's `readme_assets/`, where the README can show them; CI runs `smoke`, so it never
+# modifies tracked files. On Colab there is no repository checkout: download the gallery
+# folder instead.
+
+# %%
+import json
+import shutil
+from pathlib import Path
+
+(GALLERY / "metrics.md").write_text(METRICS_MD + f"\n\n*x4; preset `{PRESET}`; {nb.device_summary()}.*\n")
+(GALLERY / "metrics.json").write_text(json.dumps({"preset": PRESET, "scale": 4, "results": RESULTS}, indent=1))
+print("gallery:", GALLERY, sorted(p.name for p in GALLERY.iterdir()))
+
+if EXPORT_TO_README:
+    root = next((p for p in (Path.cwd(), *Path.cwd().parents) if (p / "readme_assets").is_dir() and (p / "srlab").is_dir()),
+                None)
+    if root is None:
+        print("no repository checkout found (readme_assets/): nothing copied")
+    else:
+        for f in ("crops.png", "psnr.png", "swipe.html", "metrics.md", "metrics.json", "generator.png", "discriminator.png"):
+            target = f if f in ("generator.png", "discriminator.png") else f"gallery_{f}"
+            shutil.copy(GALLERY / f, root / "readme_assets" / target)
+        print("copied to", root / "readme_assets")
+
+# %% [markdown]
+# ## Going further
+#
+# - **Real-world degradations.** Every model here learned to invert *one* known degradation,
+#   MATLAB bicubic. Real photos are also blurred, noisy and JPEG-compressed, and a
+#   bicubic-trained model sharpens that noise. Real-ESRGAN (Wang et al., 2021) trains on a
+#   random second-order degradation pipeline instead: `python -m srlab train esrgan --preset
+#   colab --degradation realesrgan` (also `degradation="realesrgan"` in `make_config`). Judge
+#   it on your own photos, not on Set5: benchmark LR images are bicubic.
+# - **Several GPUs.** Wrap the models in `torch.nn.parallel.DistributedDataParallel` and launch
+#   with `torchrun`. Batch norm then sees only each GPU's share of the batch: convert the
+#   models that have it (SRResNet, both discriminators) with
+#   `torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)` so statistics are computed over
+#   the whole batch. RRDBNet has no batch norm, one reason ESRGAN scales easily. Give each
+#   process its own data shard (`DistributedSampler`) and save checkpoints from rank 0 only.
+# - **More data.** DIV2K + Flickr2K ("DF2K", `python -m srlab download flickr2k`) is what
+#   the ESRGAN models were trained on; a patch store (notebook 01) keeps the GPU fed.
+# - **Pretrained weights.** `RRDBNet` uses BasicSR's parameter names, so BasicSR-format
+#   checkpoints (e.g. Real-ESRGAN's `RealESRGAN_x4plus.pth`, entry `params_ema`) load with
+#   `load_state_dict` and can be evaluated here like your own models.
+# - **Better judges.** PSNR/SSIM/LPIPS all need a reference. No-reference measures (NIQE,
+#   the PI of the PIRM 2018 challenge) and, best of all, a blind user study tell whether
+#   people prefer the result.
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. **Lanczos in the table.** Add `UPSCALERS["lanczos"] = "lanczos"` and re-run the metrics.
+#    Where does it land relative to bicubic and the networks?
+# 2. **best.pt or last.pt?** Set `GAN_CHECKPOINT = "best.pt"` and run the notebook again.
+#    How far do the GAN models' PSNR and crops move towards their pretrained models? At which
+#    step was each `best.pt` saved (`torch.load(path, weights_only=True)["step"]`)?
+# 3. **Interpolated ESRGAN.** Add the network-interpolated model of notebook 05 with
+#    $\alpha = 0.8$ as a sixth contestant (build it with `load_generator`, then
+#    `load_state_dict(interpolate_networks(...))`). Where does it sit between RRDB and ESRGAN?
+# 4. **Y or RGB?** Put `psnr_rgb` in the table next to `psnr_y`. By how much do they differ,
+#    and does the ranking of the models change?
+# 5. **Your own photo.** Upscale a small photo of yours directly with every model (there is no
+#    HR to compare with, so no metric: look at the crops). Which model looks best on real,
+#    non-bicubic input, and why might the answer differ from the table?
