@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .images import to_tensor
+
 __all__ = ["EMBEDDED_IMAGES", "embedded_images", "to_rgb8", "load_training_images", "RandomPatches", "center_crops",
            "extract_patches", "PatchStore", "PatchDataset", "StorePatches", "is_patch_store", "ImageFolderDataset", "extract_archive", "download_dataset"]
 
@@ -128,8 +130,7 @@ class RandomPatches:
         hrs, lrs = [], []
         with threadpool_limits(1, user_api="blas"):  # small products; threads only fight torch's
             self._fill(rng, hrs, lrs)
-        to_batch = lambda arrs: torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float().div_(255)
-        return to_batch(lrs), to_batch(hrs)
+        return torch.cat([to_tensor(a) for a in lrs]), torch.cat([to_tensor(a) for a in hrs])
 
     def _fill(self, rng, hrs, lrs) -> None:
         from .degradations import degrade
@@ -148,8 +149,6 @@ class RandomPatches:
 def center_crops(images, size: int, scale: int):
     """Validation pairs: the central ``size`` square of each image (whole image if smaller,
     cropped to a multiple of ``scale``) and its bicubic LR, as lists of (1, 3, h, w) tensors."""
-    import torch
-
     from .resize import imresize, modcrop
 
     pairs = []
@@ -158,8 +157,7 @@ def center_crops(images, size: int, scale: int):
         s = min(size, h, w)
         hr = modcrop(img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s], scale)
         lr = imresize(hr, 1 / scale)
-        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255
-        pairs.append((to_t(lr), to_t(hr)))
+        pairs.append((to_tensor(lr), to_tensor(hr)))
     return pairs
 
 
@@ -410,9 +408,8 @@ def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndar
 
 
 def _to_chw_tensor(img: np.ndarray):
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255)  # (3, H, W)
+    """(H, W, 3) uint8 -> (3, H, W) float tensor in [0, 1]: one dataset item."""
+    return to_tensor(img)[0]
 
 
 class PatchDataset:
