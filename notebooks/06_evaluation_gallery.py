@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -23,6 +28,8 @@
 # - Read a metrics table critically: why the GAN models lose PSNR and can still look better
 #   (the perception-distortion trade-off), and what a learned metric such as LPIPS adds.
 # - Compare methods on zoomed crops and with a before/after swipe, live and in a saved page.
+# - Run a blind preference study, and read win rates (Wilson intervals), Bradley-Terry scores
+#   and MOS next to PSNR: where the metric and the people disagree.
 # - Export the figures and the table, and know where to go after this course.
 
 # %%
@@ -49,6 +56,9 @@ EXPORT_TO_README = PRESET != "smoke"  # also copy them to readme_assets/ (never 
 TEST_SETS = ["set5", "set14", "bsd100", "urban100"]  # downloaded unless smoke; trim on a CPU to save time
 GRID_IMAGES = {"set5": "butterfly", "set14": "baboon", "urban100": "img_004"}  # file stems for the zoomed crops
 GAN_CHECKPOINT = "last.pt"  # for SRGAN and ESRGAN: the end of training; "best.pt" = their best-PSNR step
+STUDY_RATER = "student"  # blind study: your name or initials, written into every row of your vote file
+STUDY_RATINGS = False  # also rate each crop 1-5 (the SRGAN paper's MOS protocol); twice the clicks
+SIMULATE_VOTES = PRESET == "smoke"  # smoke/CI: a simulated rater clicks through the study; else you do
 
 # %% [markdown]
 # ## The contestants
@@ -333,6 +343,144 @@ from srlab.viz import swipe_html
 HTML(swipe_html(SWIPE["bicubic"], SWIPE[RIGHT], "bicubic", RIGHT, path=GALLERY / "swipe.html"))
 
 # %% [markdown]
+# ## A blind preference study: measure what PSNR cannot
+#
+# The metrics table and the crops tell two different stories. **Why PSNR and people
+# disagree:** PSNR rewards the *average* of all the images that could have produced the LR
+# input. Where the LR image leaves the texture undetermined (fur, grass, hair), that average is
+# smooth, so the pixel-loss models paint a blur that is never far from the truth, while a GAN
+# paints one *plausible* texture; a plausible texture in slightly the wrong place costs more
+# squared error than a blur, yet looks like a photograph. People judge realism, PSNR judges
+# distance. Only asking people settles which matters, and the SRGAN paper did exactly that:
+# 26 raters gave each image a score from 1 (bad) to 5 (excellent), the **Mean Opinion Score**.
+#
+# The study below asks you. It shows the same crop from two methods side by side, method
+# names hidden, in random order; each method appears on the left as often as on the right
+# (within one), because raters slightly prefer one side. You click the better one, or *same*.
+# HR is one of the contestants: a hidden reference that tells how often people can tell a
+# method from the real photo. Every click is appended at once to a CSV file in the runs
+# folder (`study/votes_RATER.csv`: rater, image, crop, the two methods and their sides, the
+# choice, optional 1-5 ratings, time), so a disconnect loses at most the vote being cast, and
+# re-running the cell resumes where you stopped.
+#
+# **Win rate and its Wilson interval.** A method's win rate is the share of its comparisons it
+# won, a tie counting as half. With $n$ comparisons the estimate is uncertain; the 95 %
+# Wilson interval
+# $\frac{\hat p + z^2/2n \;\pm\; z\sqrt{\hat p(1-\hat p)/n + z^2/4n^2}}{1 + z^2/n}$, $z = 1.96$,
+# is the range of true rates that would make the observed one unsurprising. Unlike the
+# textbook $\hat p \pm z\sqrt{\hat p(1-\hat p)/n}$ it stays inside $[0, 1]$ and is not empty
+# when a method won all or none of a handful of votes, which is what a class collects.
+#
+# **Bradley-Terry scores.** Win rates depend on who a method happened to meet. The
+# Bradley-Terry model gives each method one score $s_i$ with
+# $P(i \text{ preferred over } j) = 1 / (1 + e^{s_j - s_i})$ and fits all scores at once to
+# every pairwise vote by maximum likelihood (the MM algorithm of Hunter, 2004; a tie is half a
+# win each way; each pair starts with one virtual tie so that a method never chosen gets a
+# finite score). A difference of 1 means being preferred about 73 % of the time. The scores
+# rank all methods, and the table puts them next to PSNR and SSIM of the same images.
+
+# %%
+import math
+
+from srlab import study
+
+STUDY_METHODS = [*UPSCALERS, "HR"]  # every model, bicubic and the hidden reference
+STUDY_IMAGES = {name: {m: panels[m] for m in STUDY_METHODS} for name, panels in OUTPUTS.items()}
+STUDY_METRICS = {m: {k: float(np.mean([score_pair(p[m], p["HR"], 4)[k] for p in STUDY_IMAGES.values()]))
+                     for k in ("psnr_y", "ssim_y")} for m in UPSCALERS}  # whole images, as in the crop grid
+STUDY_METRICS["HR"] = {"psnr_y": math.inf, "ssim_y": 1.0}
+rater = "simulated" if SIMULATE_VOTES else STUDY_RATER
+VOTES = RUNS / PRESET / "study" / f"votes_{rater}.csv"
+if SIMULATE_VOTES:
+    VOTES.unlink(missing_ok=True)  # a fresh simulated session on every run
+STUDY = study.BlindStudy(STUDY_IMAGES, VOTES, rater=rater, crop=128, zoom=2, ratings=STUDY_RATINGS,
+                         seed=0 if SIMULATE_VOTES else None)  # a real rater gets a random order of their own
+print(f"{len(STUDY.trials)} comparisons to go ({len(STUDY_METHODS)} methods, {len(STUDY_IMAGES)} images); "
+      f"votes go to {VOTES}")
+STUDY.widget
+
+# %% [markdown]
+# In `smoke` (and in CI) nobody is there to click, so a **simulated rater** votes through the
+# same button callbacks a click uses. It stands for a rater who only likes crisp detail: it
+# prefers the crop with the larger gradient energy relative to HR's, with some randomness
+# (a Bradley-Terry rater). Its results show that the pipeline works, not what people think;
+# with any other preset, vote yourself in the widget above, then run the cells below.
+
+# %%
+def sharpness(crop):
+    """Mean absolute difference between neighbouring pixels: how much fine detail a crop has."""
+    g = crop.astype(np.float32).mean(axis=2)
+    return float(np.abs(np.diff(g, axis=0)).mean() + np.abs(np.diff(g, axis=1)).mean())
+
+
+def sharpness_lover(image, method):
+    """1 for a crop as detailed as HR's, lower for blurrier ones (3 per factor e of detail lost)."""
+    return 1 + 3 * math.log(sharpness(STUDY.crop_of(image, method)) / sharpness(STUDY.crop_of(image, "HR")))
+
+
+if SIMULATE_VOTES:
+    simulated = study.simulate_votes(STUDY, sharpness_lover, noise=0.3, tie=0.1, seed=0)
+    print(f"the simulated rater cast {len(simulated)} votes into {VOTES}")
+else:
+    print("vote in the study above (each click is saved at once), then run the next cell")
+
+# %% [markdown]
+# ### People next to PSNR
+#
+# One row per method, the best-liked first: comparisons, won / tied / lost, the win rate with
+# its 95 % Wilson interval, the Bradley-Terry score and rank, MOS ± its standard error when
+# crops were rated, then PSNR-Y and SSIM-Y of the same images and the rank PSNR gives. Where
+# the two rank columns differ, the metric and the people disagree. The plot shows the win
+# rates and, one point per method, PSNR against the Bradley-Terry score.
+
+# %%
+VOTES_SO_FAR = study.read_votes(VOTES) if VOTES.is_file() else []
+if len({m for v in VOTES_SO_FAR for m in (v.method_left, v.method_right)}) < 2:
+    print("no votes yet: vote in the study above, then run this cell again")
+else:
+    STUDY_MD = study.results_table(VOTES_SO_FAR, STUDY_METRICS)
+    (GALLERY / "study.md").write_text(STUDY_MD + f"\n\n*{len(VOTES_SO_FAR)} votes; preset `{PRESET}`.*\n")
+    display(Markdown("**The test sets (PSNR-Y / SSIM-Y)**\n\n" + METRICS_MD
+                     + f"\n\n**The blind study ({len(VOTES_SO_FAR)} votes, rater `{rater}`)**\n\n" + STUDY_MD))
+    people = [r["method"] for r in study.summarize(VOTES_SO_FAR)]
+    by_psnr = sorted(STUDY_METRICS, key=lambda m: STUDY_METRICS[m]["psnr_y"], reverse=True)
+    print("people rank:", " > ".join(people))
+    print("PSNR ranks: ", " > ".join(by_psnr))
+    study.plot_study(VOTES_SO_FAR, STUDY_METRICS, GALLERY / "study.png")
+    plt.show()
+
+# %% [markdown]
+# **What to notice.** With real raters and the `colab` models, ESRGAN and SRGAN usually climb
+# above RRDB and SRResNet although PSNR ranks them lower, and HR is not always chosen over
+# ESRGAN: a sign the GAN's textures are convincing at this zoom. With a few dozen votes the
+# Wilson intervals are wide; two methods whose intervals overlap a lot are not yet told apart.
+# More raters narrow them, which is what pooling is for.
+#
+# ### Pooling a class's votes
+#
+# Each student runs this notebook (on Colab: set `STUDY_RATER`, vote, then download
+# `study/votes_RATER.csv` from the runs folder, or keep runs on Drive with
+# `nb.use_google_drive()`), and hands in the file. The files are plain CSVs with one header
+# line, so pooling is reading them together:
+#
+# ```bash
+# python -m srlab study report votes_ann.csv votes_bob.csv votes_eve.csv
+# ```
+#
+# prints the same table for everybody's votes, plus the pairwise matrix (how often each method
+# beat each other one). From Python, `study.read_votes([...])` returns the pooled votes for
+# `study.results_table` and `study.plot_study`. A row damaged by a crash is reported with its
+# file and line number and skipped. The cell below pools every vote file in this runs folder.
+
+# %%
+CLASS_FILES = sorted((RUNS / PRESET / "study").glob("votes_*.csv"))
+if CLASS_FILES:
+    print("pooling", [f.name for f in CLASS_FILES])
+    study.main(["report", *map(str, CLASS_FILES)]);
+else:
+    print("no vote files yet in", RUNS / PRESET / "study")
+
+# %% [markdown]
 # ## Architecture figures
 #
 # The two networks of SRGAN, as the README shows them. ESRGAN keeps the same outline with
@@ -353,7 +501,8 @@ plt.show()
 # %% [markdown]
 # ## Export
 #
-# Everything goes to `GALLERY` (figures, `swipe.html`, and the table as Markdown and JSON).
+# Everything goes to `GALLERY` (figures, `swipe.html`, the study's `study.md`/`study.png`, and the
+# table as Markdown and JSON).
 # With `EXPORT_TO_README = True` (every preset but `smoke`) the files are also copied into the
 # repository's `readme_assets/`, where the README can show them; CI runs `smoke`, so it never
 # modifies tracked files. On Colab there is no repository checkout: download the gallery
@@ -400,8 +549,10 @@ if EXPORT_TO_README:
 #   checkpoints (e.g. Real-ESRGAN's `RealESRGAN_x4plus.pth`, entry `params_ema`) load with
 #   `load_state_dict` and can be evaluated here like your own models.
 # - **Better judges.** PSNR/SSIM/LPIPS all need a reference. No-reference measures (NIQE,
-#   the PI of the PIRM 2018 challenge) and, best of all, a blind user study tell whether
-#   people prefer the result.
+#   the PI of the PIRM 2018 challenge) and, best of all, a blind user study like the one
+#   above tell whether people prefer the result. Bigger studies use many more images and
+#   raters, check raters' consistency (repeat a few pairs), and report the Bradley-Terry
+#   scores with bootstrap intervals.
 
 # %% [markdown]
 # ## Exercises
@@ -419,3 +570,6 @@ if EXPORT_TO_README:
 # 5. **Your own photo.** Upscale a small photo of yours directly with every model (there is no
 #    HR to compare with, so no metric: look at the crops). Which model looks best on real,
 #    non-bicubic input, and why might the answer differ from the table?
+# 6. **Be the rater.** Set `SIMULATE_VOTES = False`, `STUDY_RATINGS = True` and your name in
+#    `STUDY_RATER`, and vote. Does your ranking follow PSNR or the GAN models? Pool your file
+#    with a neighbour's (`study.main(["report", a, b])`): how much narrower do the intervals get?
