@@ -1,4 +1,4 @@
-"""Command line: ``python -m srlab {demo,evaluate,train,download,run-notebooks,badges} ...``."""
+"""Command line: ``python -m srlab {demo,evaluate,train,upscale,study,download,run-notebooks,badges} ...``."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--lr", help="folder of LR images (paired by sorted order); default: MATLAB bicubic of HR")
     ev.add_argument("--scale", type=int, default=4)
     ev.add_argument("--model", default="bicubic",
-                    help=f"one of {', '.join(CLASSICAL_METHODS)}, or an srlab checkpoint (.pt)")
+                    help=f"one of {', '.join(CLASSICAL_METHODS)}, an srlab checkpoint (.pt), an ESRGAN/BasicSR "
+                         f".pth, or a published name such as realesrgan-x4plus")
     ev.add_argument("--json", help="also write the report to this JSON file")
 
     dl = sub.add_parser("download", help="fetch DIV2K, Flickr2K or a test set (resumable, verified)")
@@ -42,6 +43,23 @@ def _parser() -> argparse.ArgumentParser:
 
     bd = sub.add_parser("badges", help="rewrite the repository URL in badges, setup cells and README")
     bd.add_argument("--repo", required=True, help="e.g. https://github.com/you/srlab")
+
+    up = sub.add_parser("upscale", help="upscale your own images with a trained or published generator")
+    up.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
+    up.add_argument("-o", "--out", required=True, help="output folder (same file names and formats)")
+    up.add_argument("--weights", required=True,
+                    help="an srlab checkpoint, a BasicSR/ESRGAN .pth, or a published name: "
+                         "realesrgan-x4plus, esrgan-x4, esrgan-psnr-x4 (downloaded once, verified)")
+    up.add_argument("--tile", type=int, default=256,
+                    help="tile size in input pixels; 0 = whole image at once (default: 256)")
+    up.add_argument("--tile-overlap", type=int, default=32, help="context pixels around each tile (default: 32)")
+    up.add_argument("--device", help="cuda, cpu, ... (default: CUDA when available)")
+    up.add_argument("--half", action="store_true", help="fp16 on CUDA, bf16 on CPU")
+    up.add_argument("--suffix", default="", help="added to each output file name, e.g. _x4")
+    up.add_argument("--force", action="store_true", help="overwrite existing outputs")
+
+    st = sub.add_parser("study", add_help=False, help="blind preference study: `study report VOTES.csv...`")
+    st.add_argument("rest", nargs=argparse.REMAINDER)
 
     tr = sub.add_parser("train", help="train a stage: srresnet, srgan, rrdb, esrgan")
     tr.add_argument("stage", choices=("srresnet", "srgan", "rrdb", "esrgan"))
@@ -76,16 +94,16 @@ def _demo(args) -> int:
 def _evaluate(args) -> int:
     upscaler = args.model
     if args.model not in CLASSICAL_METHODS:
-        if not Path(args.model).is_file():
-            print(f"error: unknown --model {args.model!r}: use {', '.join(CLASSICAL_METHODS)} "
-                  "or the path of an srlab checkpoint", file=sys.stderr)
-            return 2
         from .evaluate import model_upscaler
-        from .train import load_generator
+        from .weights import PRETRAINED, load_generator
 
-        model, cfg = load_generator(args.model)
-        if cfg["scale"] != args.scale:
-            print(f"error: {args.model} is a x{cfg['scale']} model but --scale is {args.scale}", file=sys.stderr)
+        if not Path(args.model).is_file() and args.model not in PRETRAINED:
+            print(f"error: unknown --model {args.model!r}: use {', '.join(CLASSICAL_METHODS)}, a weight "
+                  f"file (srlab checkpoint or ESRGAN .pth) or one of {', '.join(PRETRAINED)}", file=sys.stderr)
+            return 2
+        model, info = load_generator(args.model)
+        if info["scale"] != args.scale:
+            print(f"error: {args.model} is a x{info['scale']} model but --scale is {args.scale}", file=sys.stderr)
             return 2
         upscaler = model_upscaler(model, name=Path(args.model).name)
     with warnings.catch_warnings(record=True) as caught:
@@ -100,6 +118,20 @@ def _evaluate(args) -> int:
         Path(args.json).write_text(json.dumps(report, indent=2))
         print(f"wrote {args.json}")
     return 0
+
+
+def _upscale(args) -> int:
+    from .infer import upscale_files
+    from .weights import load_generator
+
+    model, info = load_generator(args.weights, device=args.device or "cpu")
+    print(f"{args.weights}: {info['architecture']['name']} x{info['scale']} ({info['layout']} layout)")
+    report = upscale_files(args.inputs, args.out, model, force=args.force, suffix=args.suffix,
+                           tile=args.tile or None, tile_overlap=args.tile_overlap, device=args.device,
+                           half=args.half)
+    print(f"{len(report['written'])} written to {args.out}, {len(report['skipped'])} skipped (exist), "
+          f"{len(report['failed'])} failed")
+    return 1 if report["failed"] else 0
 
 
 def _train(args) -> int:
@@ -180,10 +212,15 @@ def _badges(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["study"]:  # its own parser: argparse's REMAINDER would swallow nothing after a flag
+        from .study import main as study_main
+
+        return study_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return {"demo": _demo, "evaluate": _evaluate, "train": _train, "download": _download,
-                "run-notebooks": _run_notebooks, "badges": _badges}[args.command](args)
+                "run-notebooks": _run_notebooks, "badges": _badges, "upscale": _upscale}[args.command](args)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

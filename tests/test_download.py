@@ -1,17 +1,14 @@
 """srlab.download against an in-process HTTP server on 127.0.0.1 (no internet needed).
 
-The server serves files from a temporary folder, answers ``Range: bytes=N-`` with 206,
+The server (the ``server`` fixture in conftest.py) serves files from a temporary folder, answers ``Range: bytes=N-`` with 206,
 and has two misbehaving modes: "cut" sends half the body then closes the connection (a
 dropped download), "ignore_range" answers every request with the whole file (200).
 """
 
 import hashlib
-import http.server
 import io
 import re
 import tarfile
-import threading
-import urllib.parse
 import zipfile
 from pathlib import Path
 
@@ -24,68 +21,7 @@ from srlab.download import (DATASETS, CorruptArchiveError, DownloadError, Unsafe
                             download_dataset, download_file, extract_archive)
 from srlab.images import list_images, read_image
 
-# ---------------------------------------------------------------- the local server
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        srv = self.server
-        srv.requests.append((self.path, self.headers.get("Range")))
-        path = srv.root / urllib.parse.unquote(self.path.lstrip("/"))
-        if not path.is_file():
-            self.send_error(404)
-            return
-        data = path.read_bytes()
-        start = 0
-        asked = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        if asked and srv.mode != "ignore_range":
-            start = int(asked.group(1))
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if srv.mode == "cut":  # promise the whole body, send half, hang up
-            body = body[: len(body) // 2]
-            self.close_connection = True
-        self.wfile.write(body)
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-
-@pytest.fixture
-def server(tmp_path, monkeypatch):
-    # a proxy configured in the environment must not see requests to the local server
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    httpd.root = tmp_path / "www"
-    httpd.root.mkdir()
-    httpd.mode = "normal"
-    httpd.requests = []
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
-
-
-def serve(server, name: str, data: bytes) -> str:
-    (server.root / name).write_bytes(data)
-    return f"{server.url}/{name}"
-
+from conftest import serve
 
 # ---------------------------------------------------------------- test data
 

@@ -1,0 +1,215 @@
+"""Upscaling whole images with a trained generator, in tiles so that any size fits.
+
+A generator's activations are many times larger than its input: RRDBNet keeps 64-192
+feature channels per LR pixel and 64 per HR pixel, so a 1000 x 1000 photo needs tens of
+GB untiled. :func:`upscale` therefore cuts the image into tiles on the CPU, sends one tile
+at a time to the device, and writes each result straight into the output image. Peak
+memory then depends on the tile size, not on the image size.
+
+Seams: a convolution near a tile's edge sees padding instead of the real neighbours.
+Each tile is therefore run with ``tile_overlap`` extra LR pixels of real context on every
+side, and only its central part is kept (each output pixel comes from exactly one tile).
+The error left at the borders of the kept part fades with the distance to the padded
+edge, so a margin of a few dozen pixels makes tiled and untiled outputs agree to well
+over 45 dB PSNR (``tests/test_infer.py`` measures it).
+
+Image modes: grayscale is fed to an RGB model as three equal channels and averaged back;
+RGBA upscales its colour with the model and its alpha plane with MATLAB bicubic (alpha is
+a mask, not a photo: a GAN has nothing to add to it, and bicubic keeps edges of shapes
+clean); 8-bit stays 8-bit and 16-bit stays 16-bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .images import ImageReadError, list_images, read_image, write_image
+from .resize import imresize
+
+__all__ = ["upscale", "upscale_files", "collect_inputs", "tile_windows", "model_scale"]
+
+
+def model_scale(model: nn.Module) -> int:
+    """The upscaling factor of ``model``: its ``scale`` attribute, or measured on an 8 x 8 input."""
+    scale = getattr(model, "scale", None)
+    if isinstance(scale, int):
+        return scale
+    param = next(model.parameters())
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 8, 8, device=param.device, dtype=param.dtype))
+    return out.shape[-1] // 8
+
+
+def tile_windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Split ``range(length)`` into tiles: ``(keep_start, keep_stop, win_start, win_stop)``.
+
+    The kept parts ``[keep_start, keep_stop)`` partition the axis; each window adds up to
+    ``overlap`` pixels of context on both sides, clipped to the image.
+    """
+    out = []
+    for start in range(0, length, tile):
+        stop = min(start + tile, length)
+        out.append((start, stop, max(0, start - overlap), min(length, stop + overlap)))
+    return out
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _check_image(image: np.ndarray) -> None:
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"empty image of shape {image.shape}")
+    if image.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        raise ValueError(f"unsupported pixel type {image.dtype}: use uint8, uint16 or float in [0, 1]")
+
+
+def _to_unit_float(pixels: np.ndarray) -> np.ndarray:
+    """uint8/uint16/float pixels -> float32 in [0, 1] (a copy of just this tile)."""
+    if np.issubdtype(pixels.dtype, np.integer):
+        return pixels.astype(np.float32) / np.iinfo(pixels.dtype).max
+    return pixels.astype(np.float32)
+
+
+def _from_unit_float(x: np.ndarray, dtype) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    if np.issubdtype(dtype, np.integer):
+        return np.round(x * np.iinfo(dtype).max).astype(dtype)
+    return x.astype(dtype)
+
+
+def _autocast(device: torch.device, half: bool):
+    """fp16 on CUDA, bf16 on a CPU (where fp16 convolutions are slow or missing); off by default."""
+    if not half:
+        return contextlib.nullcontext()
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def _run_tile(model: nn.Module, rgb: np.ndarray, device: torch.device, half: bool) -> np.ndarray:
+    """(h, w, 3) float32 in [0, 1] -> (h*s, w*s, 3) float32, through the model on ``device``."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device)  # (1, 3, h, w)
+    with _autocast(device, half):
+        y = model(x)  # (1, 3, h*s, w*s)
+    return y[0].float().permute(1, 2, 0).cpu().numpy()  # (h*s, w*s, 3)
+
+
+def upscale(image: np.ndarray, model: nn.Module, tile: int | None = None, tile_overlap: int = 32,
+            device: str | torch.device | None = None, half: bool = False, progress: bool = False) -> np.ndarray:
+    """Upscale an image array with ``model``, tile by tile.
+
+    Args:
+        image: (H, W), (H, W, 1|3|4) array, uint8, uint16 or float in [0, 1], RGB(A) order.
+        model: A generator taking (N, 3, h, w) in [0, 1] to (N, 3, h*s, w*s). It is moved to
+            ``device`` and put in eval mode.
+        tile: Tile size in LR pixels; ``None`` runs the whole image at once.
+        tile_overlap: LR pixels of context added around each tile (see the module docstring).
+        device: ``"cuda"``, ``"cpu"``, ...; default: CUDA when available.
+        half: Run the model in fp16 (CUDA) or bf16 (CPU) autocast.
+        progress: Show a progress bar over the tiles.
+
+    Returns:
+        (H*s, W*s[, C]) array with the input's dtype and channel layout.
+    """
+    image = np.asarray(image)
+    _check_image(image)
+    if tile is not None and tile < 8:
+        raise ValueError(f"tile must be at least 8 pixels (or None for no tiling), got {tile}")
+    if tile_overlap < 0:
+        raise ValueError(f"tile_overlap must be >= 0, got {tile_overlap}")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = model.to(device).eval()
+    scale = model_scale(model)
+
+    squeeze = image.ndim == 3 and image.shape[2] == 1
+    plane = image[..., 0] if squeeze else image
+    colour = plane[..., :3] if plane.ndim == 3 else plane  # (H, W, 3) or (H, W)
+    sr = _upscale_colour(colour, model, scale, tile, tile_overlap, device, half, progress)
+    if plane.ndim == 3 and plane.shape[2] == 4:  # alpha: bicubic, kept apart from the model
+        sr = np.concatenate([sr, imresize(plane[..., 3], scale)[..., None]], axis=2)
+    return sr[..., None] if squeeze else sr
+
+
+def _upscale_colour(colour: np.ndarray, model: nn.Module, scale: int, tile: int | None, overlap: int,
+                    device: torch.device, half: bool, progress: bool) -> np.ndarray:
+    """Tile loop: read a window, run it, keep its centre, write it into the output in place."""
+    h, w = colour.shape[:2]
+    # Models that fold the input with pixel_unshuffle (RRDBNet x2/x1) need windows that
+    # start on multiples of the fold, or a tile would see a shifted grid.
+    align = getattr(model, "unshuffle", 1)
+    tile = _round_up(tile or max(h, w), align)
+    overlap = _round_up(overlap, align)
+    out = np.empty((h * scale, w * scale) + colour.shape[2:], dtype=colour.dtype)
+    windows = [(r, c) for r in tile_windows(h, tile, overlap) for c in tile_windows(w, tile, overlap)]
+    for (r0, r1, wr0, wr1), (c0, c1, wc0, wc1) in tqdm(windows, desc="tiles", unit="tile", leave=False,
+                                                         disable=not progress or len(windows) == 1):
+        window = _to_unit_float(colour[wr0:wr1, wc0:wc1])  # (h', w'[, 3])
+        rgb = np.repeat(window[..., None], 3, axis=2) if window.ndim == 2 else window
+        y = _run_tile(model, rgb, device, half)  # (h'*s, w'*s, 3)
+        y = y.mean(axis=2) if colour.ndim == 2 else y
+        keep = y[(r0 - wr0) * scale:(r1 - wr0) * scale, (c0 - wc0) * scale:(c1 - wc0) * scale]
+        out[r0 * scale:r1 * scale, c0 * scale:c1 * scale] = _from_unit_float(keep, colour.dtype)
+    return out
+
+
+# ---------------------------------------------------------------- many files
+
+
+def collect_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
+    """Files as given, and the image files directly inside each folder (sorted)."""
+    files = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files.extend(list_images(item))
+        elif item.exists():
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {item}")
+    return files
+
+
+def upscale_files(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, model: nn.Module,
+                  force: bool = False, suffix: str = "", progress: bool = True, **kwargs) -> dict[str, list]:
+    """Upscale every input image into ``out_dir`` (same file name and format, plus ``suffix``).
+
+    An unreadable input is reported and skipped; an existing output is skipped unless
+    ``force``. Returns ``{"written": [...], "skipped": [...], "failed": [(path, reason), ...]}``.
+    ``kwargs`` go to :func:`upscale` (tile, tile_overlap, device, half).
+    """
+    out_dir = Path(out_dir)
+    report = {"written": [], "skipped": [], "failed": []}
+    files = collect_inputs(inputs)
+    if not files:
+        raise FileNotFoundError(f"no images found in {', '.join(map(str, inputs))}")
+    bar = tqdm(files, desc="upscale", unit="img", disable=not progress)
+    for path in bar:
+        bar.set_postfix_str(path.name)
+        dest = out_dir / f"{path.stem}{suffix}{path.suffix}"
+        if dest in report["written"] or dest.resolve() == path.resolve():
+            why = "another input has the same name" if dest in report["written"] else "it would overwrite its input"
+            tqdm.write(f"failed {path}: {why} (use another output folder or --suffix)")
+            report["failed"].append((path, why))
+            continue
+        if dest.exists() and not force:
+            tqdm.write(f"skipped {path}: {dest} exists (--force to overwrite)")
+            report["skipped"].append(dest)
+            continue
+        try:
+            image = read_image(path)
+        except (ImageReadError, OSError) as err:
+            tqdm.write(f"failed {path}: {err}")
+            report["failed"].append((path, str(err)))
+            continue
+        write_image(dest, upscale(image, model, **kwargs))
+        report["written"].append(dest)
+    return report
