@@ -545,9 +545,11 @@ if EXPORT_TO_README:
 #   process its own data shard (`DistributedSampler`) and save checkpoints from rank 0 only.
 # - **More data.** DIV2K + Flickr2K ("DF2K", `python -m srlab download flickr2k`) is what
 #   the ESRGAN models were trained on; a patch store (notebook 01) keeps the GPU fed.
-# - **Pretrained weights.** `RRDBNet` uses BasicSR's parameter names, so BasicSR-format
-#   checkpoints (e.g. Real-ESRGAN's `RealESRGAN_x4plus.pth`, entry `params_ema`) load with
-#   `load_state_dict` and can be evaluated here like your own models.
+# - **Published weights, your own photos.** `python -m srlab upscale my_photos/ -o out/
+#   --weights realesrgan-x4plus` upscales photos of any size with Real-ESRGAN, tile by tile.
+#   `srlab.weights.load_generator("esrgan-x4")` returns the paper's ESRGAN (downloaded once,
+#   checksum-verified); `UPSCALERS["ESRGAN (paper)"] = model_upscaler(model, "ESRGAN (paper)")`
+#   puts it in this notebook's tables, crops and study next to your own models.
 # - **Better judges.** PSNR/SSIM/LPIPS all need a reference. No-reference measures (NIQE,
 #   the PI of the PIRM 2018 challenge) and, best of all, a blind user study like the one
 #   above tell whether people prefer the result. Bigger studies use many more images and

@@ -3,6 +3,7 @@
     python -m srlab.bench train   [--preset cpu] [--batch-size 16] [--hr-size 96] [--json OUT]
     python -m srlab.bench quality [--steps 1000] [--hr DIR ...] [--json OUT]
     python -m srlab.bench data    [--hr DIR] [--json OUT]
+    python -m srlab.bench infer   [--model rrdbnet] [--sizes 256 512 1024] [--tile 128] [--json OUT]
 
 ``train`` times one training step of every stage on whatever device is there, in fp32,
 fp32 + channels-last, and mixed precision (+ channels-last) side by side.
@@ -10,6 +11,9 @@ fp32 + channels-last, and mixed precision (+ channels-last) side by side.
 set) and reports its PSNR/SSIM gain over bicubic on Set5 and Set14.
 ``data`` measures training patches per second through a DataLoader with 2 workers: the
 patch store (``PatchDataset``) against the naive way (decode a full 2K PNG per sample).
+``infer`` upscales square photos of each size whole and in tiles, each run in a fresh
+process, and reports seconds per output megapixel and the peak memory the call added
+(resident memory on a CPU, allocated memory on CUDA).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .train import STAGES, Trainer, make_config, pick_amp
+from .train import STAGES, Trainer, make_config
 
 BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 # "amp" is what training picks by itself (fp32 on a CPU without AMX); bf16 is forced to show its cost.
@@ -189,6 +193,81 @@ def bench_data(args) -> dict:
             "workers": 2, "batch_size": 16, "degradation": "bicubic"}
 
 
+def _peak_reset(device: torch.device) -> int:
+    """Reset the peak-memory counter; returns the memory in use now (bytes)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated()
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: VmHWM := VmRSS
+    return _proc_status_bytes("VmRSS")
+
+
+def _peak_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated()
+    return _proc_status_bytes("VmHWM")
+
+
+def _proc_status_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _time_upscale(spec: dict) -> dict:
+    """One measurement, in its own process so that no earlier run's memory is counted."""
+    from skimage import data
+
+    from .infer import upscale
+    from .models import build_generator
+    from .resize import imresize
+
+    torch.manual_seed(0)
+    device = torch.device(spec["device"])
+    model = build_generator(spec["model"], **spec["kwargs"]).eval().to(device)
+    photo = imresize(data.astronaut(), size=(spec["size"], spec["size"]))  # (size, size, 3) uint8
+    upscale(photo[:64, :64], model, device=device)  # warm-up: kernels chosen, weights in place
+    before = _peak_reset(device)
+    start = time.perf_counter()
+    out = upscale(photo, model, tile=spec["tile"], tile_overlap=spec["overlap"], device=device, half=spec["half"])
+    seconds = time.perf_counter() - start
+    peak = _peak_bytes(device) - before
+    megapixels = out.shape[0] * out.shape[1] / 1e6
+    return {"seconds": seconds, "s_per_output_mp": seconds / megapixels, "peak_mib": peak / 2**20}
+
+
+def bench_infer(args) -> dict:
+    import multiprocessing
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    kwargs = {"num_block": args.blocks} if args.blocks else {}
+    results = {}
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1, maxtasksperchild=1) as pool:
+        for size in args.sizes:
+            row = {}
+            for mode, tile in (("untiled", None), ("tiled", args.tile)):
+                spec = dict(model=args.model, kwargs=kwargs, size=size, tile=tile, overlap=args.overlap,
+                            device=device, half=args.half)
+                row[mode] = pool.apply(_time_upscale, (spec,))
+            row["time_ratio"] = row["tiled"]["seconds"] / row["untiled"]["seconds"]
+            results[str(size)] = row
+            print(f"{size:>5} px  untiled {row['untiled']['s_per_output_mp']:7.3f} s/MP {row['untiled']['peak_mib']:8.0f} MiB"
+                  f"   tiled {row['tiled']['s_per_output_mp']:7.3f} s/MP {row['tiled']['peak_mib']:8.0f} MiB"
+                  f"   time tiled/untiled {row['time_ratio']:.2f}", flush=True)
+    growth = {}
+    if len(args.sizes) >= 2:
+        small, large = str(sorted(args.sizes)[-2]), str(max(args.sizes))
+        growth = {mode: results[large][mode]["peak_mib"] / results[small][mode]["peak_mib"]
+                  for mode in ("untiled", "tiled")}
+        print(f"peak memory {large} px / {small} px: untiled {growth['untiled']:.2f}x, tiled {growth['tiled']:.2f}x")
+    return {"model": args.model, "kwargs": kwargs, "device": device, "tile": args.tile, "overlap": args.overlap,
+            "half": args.half, "results": results, "peak_growth": growth}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m srlab.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -215,9 +294,19 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--batches", type=int, default=100)
     d.add_argument("--naive-batches", type=int, default=6)
     d.add_argument("--json")
+    inf = sub.add_parser("infer", help="s per output megapixel and peak memory, tiled and untiled")
+    inf.add_argument("--model", default="rrdbnet", choices=("rrdbnet", "srresnet"))
+    inf.add_argument("--blocks", type=int, help="number of blocks (default: the paper's, 23 RRDBs / 16)")
+    inf.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024], help="input sizes in pixels")
+    inf.add_argument("--tile", type=int, default=128)
+    inf.add_argument("--overlap", type=int, default=32)
+    inf.add_argument("--half", action="store_true", help="fp16 on CUDA, bf16 on CPU")
+    inf.add_argument("--device")
+    inf.add_argument("--json")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
-    result = {"train": bench_train, "quality": bench_quality, "data": bench_data}[args.what](args)
+    result = {"train": bench_train, "quality": bench_quality, "data": bench_data,
+              "infer": bench_infer}[args.what](args)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
