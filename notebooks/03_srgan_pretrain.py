@@ -311,3 +311,32 @@ else:
 #    have to start at zero?
 # 5. Turn the batch-norm layers off (`generator={"name": "srresnet", "num_block": 8,
 #    "batch_norm": False, "bicubic_residual": True}`): EDSR argued BN hurts SR. Does it here?
+
+# %% [markdown]
+# ## Going further: training on several GPUs
+#
+# This notebook trains in one process on one GPU. A machine with several GPUs runs the same
+# training from a terminal on all of them, one process each, with PyTorch's `torchrun` and
+# DistributedDataParallel (DDP):
+#
+# ```bash
+# torchrun --nproc_per_node=4 -m srlab train srresnet --preset colab --batch-size 64
+# ```
+#
+# `--batch-size` is the **global** batch (16 patches per GPU here; it must divide evenly).
+# Every process builds the same batch of the step and trains on its quarter; DDP averages the
+# four gradients, which is the gradient of the whole batch's mean loss. So the run is the
+# one a single GPU would do with a batch of 64, only faster. Rank 0 alone validates, writes
+# `best.pt`/`last.pt`, `history.jsonl` and W&B and shows the progress bar. The checkpoints are
+# ordinary single-process ones: a run resumes (`--resume`) with any number of GPUs, or here.
+#
+# SRResNet has **BatchNorm**, which normalises with the mean and variance of the batch it sees.
+# With plain BN, each GPU would use the statistics of its own 16 patches, not those of the 64
+# in the step, and the result would depend on the number of GPUs. So when srlab runs on several
+# processes it converts the BN layers to **SyncBatchNorm**, whose statistics are those of
+# the global batch (on CPU processes, where PyTorch's SyncBatchNorm has no kernels,
+# `srlab.distributed.CPUSyncBatchNorm` does the same). It costs communication inside every
+# forward and backward pass. To turn it off, set `sync_bn=False` in the config, e.g. in a
+# script started with `torchrun --nproc_per_node=4 my_run.py`:
+# `train(make_config("srresnet", "colab", sync_bn=False), "runs/colab/srresnet")`.
+# Exercise 5's BN-free generator doesn't need either.

@@ -422,3 +422,16 @@ plt.show()
 #    worse than the non-saturating one.
 # 5. Train SRGAN with `init_from="none"` (from a random generator) for as many steps as the
 #    main run and compare its crops and curves. What does pretraining buy?
+
+# %% [markdown]
+# ## Going further: training on several GPUs
+#
+# `torchrun --nproc_per_node=4 -m srlab train srgan --preset colab --batch-size 64` trains
+# SRGAN on four GPUs, one process each (the global batch of 64 is split into four slices of 16;
+# notebook 03's note explains the split). Both networks are wrapped in DistributedDataParallel,
+# so the gradients of G and of D are averaged over the GPUs. The generator's step calls D
+# *unwrapped*, with its weights frozen: D gets no gradient there, and a wrapped D would wait
+# for gradients that never come. The SRGAN discriminator has BatchNorm, synchronised over the
+# GPUs (SyncBatchNorm) like SRResNet's, unless the config says `sync_bn=False`. The logged
+# losses and D(real)/D(fake) are averages over all GPUs, so the collapse detector sees the
+# same numbers as on one GPU; only rank 0 writes the history, checkpoints and warnings.

@@ -430,3 +430,25 @@ display(widgets.VBox([slider, view]))
 # 5. **Pick your $\alpha$.** Using the slider on a `colab` run, choose the $\alpha$ you prefer on
 #    three different crops (change `CROP` or the image). Is the preferred value the same for
 #    every image? What would you ship, and why?
+
+# %% [markdown]
+# ## Going further: training on several GPUs
+#
+# Both stages run on several GPUs from a terminal, e.g. four:
+#
+# ```bash
+# torchrun --nproc_per_node=4 -m srlab train rrdb --preset colab --batch-size 64
+# torchrun --nproc_per_node=4 -m srlab train esrgan --preset colab --batch-size 64
+# ```
+#
+# `--batch-size` is the global batch, split evenly over the GPUs (notebook 03's note explains
+# how, 04's how the two networks are wrapped). RRDBNet has no BatchNorm, one reason ESRGAN removed
+# it, so splitting its batch changes nothing; the VGG-style discriminator has BN, which is
+# synchronised over the GPUs (SyncBatchNorm, unless `sync_bn=False`).
+#
+# One subtlety is new here: the relativistic loss compares each logit with the **mean logit
+# of the batch**, so it isn't a mean of per-sample terms. Split naively, each GPU would compare
+# with the mean of its own slice. srlab first gathers the logits of all GPUs
+# (`srlab.distributed.gather_batch`), so every logit is compared with the global batch's mean.
+# A test checks the whole thing on CPU processes: two processes give the generator weights of
+# one process, to 1e-5.

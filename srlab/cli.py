@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -72,7 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--val-data", help="folder of HR validation images (default: a held-out image)")
     tr.add_argument("--out", help="run folder (default: runs/PRESET/STAGE)")
     tr.add_argument("--steps", type=int, help="override the preset's number of steps")
-    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--batch-size", type=int,
+                    help="the global batch; under torchrun it is split evenly over the processes")
+    tr.add_argument("--no-sync-bn", action="store_true",
+                    help="under torchrun: BatchNorm over each process's slice instead of the global batch")
     tr.add_argument("--init", help="checkpoint to start the generator from (GAN stages; 'none' = scratch)")
     tr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     tr.add_argument("--wandb", choices=("online", "offline", "disabled"), help="Weights & Biases logging")
@@ -142,6 +146,8 @@ def _train(args) -> int:
                                     "wandb": args.wandb}.items() if v is not None}
     if args.random_vgg:
         overrides["vgg_weights"] = None
+    if args.no_sync_bn:
+        overrides["sync_bn"] = False
     cfg = make_config(args.stage, args.preset, **overrides)
     out = args.out or f"runs/{args.preset}/{args.stage}"
     try:
@@ -149,8 +155,9 @@ def _train(args) -> int:
     except TrainingDiverged as err:
         print(f"error: training diverged: {err}", file=sys.stderr)
         return 3
-    print(f"{cfg.stage}: {summary['step']} steps, best validation PSNR-Y {summary['best_psnr']:.2f} dB "
-          f"({summary['stopped']}); checkpoints in {out}/ (best.pt, last.pt)")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, once (the process group is gone by now)
+        print(f"{cfg.stage}: {summary['step']} steps, best validation PSNR-Y {summary['best_psnr']:.2f} dB "
+              f"({summary['stopped']}); checkpoints in {out}/ (best.pt, last.pt)")
     return 0
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from .images import to_tensor
 
 __all__ = ["EMBEDDED_IMAGES", "embedded_images", "to_rgb8", "load_training_images", "RandomPatches", "center_crops",
-           "extract_patches", "PatchStore", "PatchDataset", "StorePatches", "is_patch_store", "ImageFolderDataset", "extract_archive", "download_dataset"]
+           "rank_slice", "extract_patches", "PatchStore", "PatchDataset", "StorePatches", "is_patch_store", "ImageFolderDataset", "extract_archive", "download_dataset"]
 
 # Natural colour photos from skimage.data, with a loader for each (all uint8 RGB).
 EMBEDDED_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle",
@@ -121,29 +121,46 @@ class RandomPatches:
         self.hr_size, self.scale, self.batch_size, self.seed = hr_size, scale, batch_size, seed
         self.degradation = degradation
 
-    def batch(self, step: int):
-        """(lr, hr) float32 tensors in [0, 1]: (N, 3, h, w) and (N, 3, h*scale, w*scale)."""
+    def batch(self, step: int, rank: int = 0, world: int = 1):
+        """(lr, hr) float32 tensors in [0, 1]: (N, 3, h, w) and (N, 3, h*scale, w*scale).
+
+        With ``world`` > 1: process ``rank``'s share of the same global batch (see :func:`rank_slice`).
+        """
         import torch
         from threadpoolctl import threadpool_limits
 
         rng = np.random.default_rng([self.seed, step])
         hrs, lrs = [], []
         with threadpool_limits(1, user_api="blas"):  # small products; threads only fight torch's
-            self._fill(rng, hrs, lrs)
+            self._fill(rng, hrs, lrs, rank_slice(self.batch_size, rank, world))
         return torch.cat([to_tensor(a) for a in lrs]), torch.cat([to_tensor(a) for a in hrs])
 
-    def _fill(self, rng, hrs, lrs) -> None:
+    def _fill(self, rng, hrs, lrs, keep: range) -> None:
         from .degradations import degrade
 
-        for _ in range(self.batch_size):
+        randomised = self.degradation == "realesrgan"  # the one degradation that draws from rng
+        for k in range(self.batch_size):
             img = self.images[rng.choice(len(self.images), p=self.weights)]
             top = rng.integers(0, img.shape[0] - self.hr_size + 1)
             left = rng.integers(0, img.shape[1] - self.hr_size + 1)
-            hr = img[top : top + self.hr_size, left : left + self.hr_size]
-            hr = np.rot90(hr, k=rng.integers(4))
-            hr = hr[:, ::-1] if rng.random() < 0.5 else hr
-            hrs.append(np.ascontiguousarray(hr))
-            lrs.append(degrade(self.degradation, hrs[-1], scale=self.scale, rng=rng))
+            turns, flip = rng.integers(4), rng.random() < 0.5
+            if k not in keep and not randomised:
+                continue  # another rank's sample: its draws are made, so later samples stay the same
+            hr = np.rot90(img[top : top + self.hr_size, left : left + self.hr_size], k=turns)
+            hr = np.ascontiguousarray(hr[:, ::-1] if flip else hr)
+            lr = degrade(self.degradation, hr, scale=self.scale, rng=rng)
+            if k in keep:
+                hrs.append(hr)
+                lrs.append(lr)
+
+
+def rank_slice(batch_size: int, rank: int = 0, world: int = 1) -> range:
+    """The samples of a global batch that process ``rank`` of ``world`` trains on: a contiguous
+    equal slice, so the ranks' slices, in rank order, are the one-process batch."""
+    if batch_size % world:
+        raise ValueError(f"the global batch size {batch_size} must be divisible by the number of processes {world}")
+    share = batch_size // world
+    return range(rank * share, (rank + 1) * share)
 
 
 def center_crops(images, size: int, scale: int):
@@ -475,14 +492,17 @@ class StorePatches:
         self.dataset = PatchDataset(store, hr_size, scale, degradation, augment=True, seed=seed)
         self.batch_size, self.seed = batch_size, seed
 
-    def batch(self, step: int):
+    def batch(self, step: int, rank: int = 0, world: int = 1):
+        """Like :meth:`RandomPatches.batch`, including ``rank``/``world`` (items are independent,
+        so a rank reads only its own)."""
         import torch
         from threadpoolctl import threadpool_limits
 
         rng = np.random.default_rng([self.seed, step, 1])
         self.dataset.set_epoch(step)
+        picked = rng.integers(0, len(self.dataset), self.batch_size)[list(rank_slice(self.batch_size, rank, world))]
         with threadpool_limits(1, user_api="blas"):
-            items = [self.dataset[int(i)] for i in rng.integers(0, len(self.dataset), self.batch_size)]
+            items = [self.dataset[int(i)] for i in picked]
         return torch.stack([lr for lr, _ in items]), torch.stack([hr for _, hr in items])
 
 

@@ -16,6 +16,11 @@ What the loop does besides the losses: mixed precision where the device has it, 
 the generator (used for validation and saved), validation PSNR/SSIM on Y, atomic
 ``last.pt`` / ``best.pt`` checkpoints that resume bit-exactly, early stopping, a guard
 against NaN losses, a discriminator-collapse detector, a JSONL history, W&B if asked.
+
+Several GPUs: ``torchrun --nproc_per_node=N -m srlab train STAGE ...`` runs one process per
+device; :func:`train` sees torchrun's environment and joins its process group itself, and the
+Trainer wraps G and D in DistributedDataParallel (``srlab.distributed`` explains the split).
+``batch_size`` is always the global batch; checkpoints are process-count independent.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from . import distributed
 from . import losses as L
 from .data import RandomPatches, StorePatches, center_crops, is_patch_store, load_training_images
 from .metrics import batch_psnr, batch_ssim
@@ -97,6 +103,9 @@ class TrainConfig:
     collapse_patience: int = 200  # ... for this many steps = collapse
     wandb: str = "disabled"  # "online" | "offline" | "disabled"
     wandb_project: str = "srlab"
+    # several processes (torchrun): BatchNorm statistics over the global batch, not each
+    # process's slice (SRResNet, SRGAN's and ESRGAN's discriminators have BN)
+    sync_bn: bool = True
 
 
 def _stage_defaults(stage: str) -> TrainConfig:
@@ -284,16 +293,24 @@ class Trainer:
     Args:
         cfg: the run's configuration.
         out_dir: run folder: ``last.pt``, ``best.pt``, ``history.jsonl``, ``samples/``.
-        device: "cuda", "cpu", ... (default: CUDA when available).
+        device: "cuda", "cpu", ... (default: CUDA when available; ``cuda:LOCAL_RANK`` under torchrun).
         progress: show a tqdm progress bar.
+
+    In a process group (see :func:`train`), each rank trains on its slice of the global batch
+    with G and D in DistributedDataParallel (``self.G_train``, ``self.D_train``); ``self.G`` and
+    ``self.D`` stay the plain modules, so checkpoints have no ``module.`` prefix. Only rank 0
+    (``self.main``) updates the EMA, validates, logs and saves.
     """
 
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, device: str | None = None, progress: bool = True):
         if cfg.stage not in STAGES:
             raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {', '.join(STAGES)}")
         self.cfg, self.out_dir, self.progress = cfg, Path(out_dir), progress
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.main = self.rank == 0
+        distributed.local_batch(cfg.batch_size)  # fails early when the global batch does not split
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(distributed.device_for_rank(device))
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.seed)
@@ -303,6 +320,7 @@ class Trainer:
 
         self.G = _build_generator(cfg.generator, cfg.scale).to(self.device, memory_format=self.memory_format)
         self.ema = AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        self.G = self._sync_bn(self.G)  # after the EMA copy: the EMA only ever runs in eval mode
         self.D = None
         if cfg.adversarial:
             if not cfg.discriminator:
@@ -310,9 +328,10 @@ class Trainer:
             self.D = _build_discriminator(cfg.discriminator).to(self.device, memory_format=self.memory_format)
             if self.D.input_size != cfg.hr_size:
                 raise ValueError(f"discriminator input_size {self.D.input_size} != hr_size {cfg.hr_size}")
+            self.D = self._sync_bn(self.D)
         self.perceptual = None
         if cfg.perceptual_weight:
-            if cfg.vgg_weights is None:
+            if cfg.vgg_weights is None and self.main:
                 print("note: perceptual loss uses a RANDOM VGG-19 (vgg_weights=None): smoke test only, "
                       "not a perceptual metric")
             with warnings.catch_warnings():
@@ -333,6 +352,12 @@ class Trainer:
         self.collapse = CollapseDetector(cfg.collapse_threshold, cfg.collapse_patience)
         self.history_path = self.out_dir / "history.jsonl"
         self.wandb_run = None
+        # DDP broadcasts rank 0's weights here; loading a checkpoint later is fine, as every rank loads the same one.
+        self.G_train = distributed.wrap(self.G, self.device)
+        self.D_train = distributed.wrap(self.D, self.device) if self.D is not None else None
+
+    def _sync_bn(self, model: nn.Module) -> nn.Module:
+        return distributed.sync_batchnorm(model, self.device) if self.cfg.sync_bn else model
 
     @staticmethod
     def _training_data(cfg: TrainConfig):
@@ -362,8 +387,14 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
     def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
-        """One generator update (and one discriminator update for GAN stages); returns losses."""
-        cfg, G, D = self.cfg, self.G, self.D
+        """One generator update (and one discriminator update for GAN stages) on this rank's
+        slice of the batch; returns losses (averaged over ranks).
+
+        Distributed, G's forward goes through DDP (its gradients are averaged) and so does D's
+        own step; in G's step D is called unwrapped, with its parameters frozen: D gets no
+        gradient there, and a DDP D would wait for gradients that never come.
+        """
+        cfg, G, D = self.cfg, self.G_train, self.D
         lr = lr.to(self.device, memory_format=self.memory_format)  # (N, 3, h, w)
         hr = hr.to(self.device, memory_format=self.memory_format)  # (N, 3, h*s, w*s)
         G.train()
@@ -379,9 +410,10 @@ class Trainer:
                 loss = loss + cfg.perceptual_weight * perceptual
                 logs["loss_perceptual"] = perceptual.item()
             if D is not None:
-                fake_logits = D(sr).float()  # (N, 1)
+                fake_logits = distributed.gather_batch(D(sr).float())  # (B, 1): the global batch's
                 if cfg.adversarial == "ragan":
-                    adv = L.relativistic_generator_loss(D(hr).float().detach(), fake_logits)
+                    real_logits = distributed.gather_batch(D(hr).float().detach())  # (B, 1)
+                    adv = L.relativistic_generator_loss(real_logits, fake_logits)
                 else:
                     adv = L.generator_bce_loss(fake_logits)
                 loss = loss + cfg.adversarial_weight * adv
@@ -392,8 +424,9 @@ class Trainer:
         if D is not None:
             D.requires_grad_(True)
             with self._autocast():
-                real_logits = D(hr).float()  # (N, 1)
-                fake_logits = D(sr.detach()).float()  # (N, 1)
+                # (B, 1) each: the relativistic loss compares with the global batch's mean logit
+                real_logits = distributed.gather_batch(self.D_train(hr).float())
+                fake_logits = distributed.gather_batch(self.D_train(sr.detach()).float())
                 if cfg.adversarial == "ragan":
                     d_loss = L.relativistic_discriminator_loss(real_logits, fake_logits)
                 else:
@@ -405,11 +438,12 @@ class Trainer:
         self.sched_g.step()
         if self.sched_d:
             self.sched_d.step()
-        self.ema.update_parameters(G)
-        return logs
+        if self.main:  # only rank 0 validates and saves the EMA; every rank's G is the same
+            self.ema.update_parameters(self.G)
+        return distributed.mean_over_ranks(logs, self.device)
 
     def _backward_and_step(self, loss: torch.Tensor, opt, model: nn.Module) -> None:
-        if not torch.isfinite(loss):
+        if not distributed.all_finite(loss):  # every rank stops together, or the others would hang
             raise TrainingDiverged(
                 f"loss became {loss.item()} at step {self.step + 1}; nothing was saved after the last good "
                 f"checkpoint ({self.out_dir / 'last.pt'}). Lower the learning rate, set grad_clip, or use amp='off'.")
@@ -467,8 +501,10 @@ class Trainer:
         }
 
     def save(self, name: str = "last.pt") -> Path:
+        """Write a checkpoint atomically; distributed, rank 0 writes it and the others do nothing."""
         path = self.out_dir / name
-        _atomic_save(self.state(), path)
+        if self.main:
+            _atomic_save(self.state(), path)
         return path
 
     def load(self, path: str | Path) -> None:
@@ -498,6 +534,8 @@ class Trainer:
     # ------------------------------------------------------------ logging
 
     def _log(self, record: dict) -> None:
+        if not self.main:
+            return
         with open(self.history_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self.wandb_run is not None:
@@ -510,7 +548,7 @@ class Trainer:
             self.history_path.write_text("".join(json.dumps(r) + "\n" for r in keep))
 
     def _start_wandb(self) -> None:
-        if self.cfg.wandb == "disabled":
+        if self.cfg.wandb == "disabled" or not self.main:
             return
         import wandb
 
@@ -527,15 +565,16 @@ class Trainer:
         end = min(cfg.steps, stop_at or cfg.steps)
         self._start_wandb()
         reason = "finished"
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.stage, disable=not self.progress, dynamic_ncols=True)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.stage, disable=not (self.progress and self.main),
+                   dynamic_ncols=True)
         t0 = time.perf_counter()
         try:
             while self.step < end:
-                lr, hr = self.patches.batch(self.step)
+                lr, hr = self.patches.batch(self.step, self.rank, self.world)  # this rank's slice
                 logs = self.train_step(lr, hr)
                 self.step += 1
                 bar.update(1)
-                if "loss_d" in logs and self.collapse.update(logs["loss_d"]):
+                if "loss_d" in logs and self.collapse.update(logs["loss_d"]) and self.main:
                     msg = COLLAPSE_ADVICE.format(threshold=cfg.collapse_threshold, patience=cfg.collapse_patience)
                     warnings.warn(f"step {self.step}: {msg}", stacklevel=2)
                     self._log({"step": self.step, "event": "discriminator_collapse"})
@@ -554,10 +593,15 @@ class Trainer:
             if self.wandb_run is not None:
                 self.wandb_run.finish()
                 self.wandb_run = None
-        return {"step": self.step, "best_psnr": self.best_psnr, "stopped": reason, "out_dir": str(self.out_dir)}
+        best = distributed.from_main(self.best_psnr, self.device)  # only rank 0 validated
+        return {"step": self.step, "best_psnr": best, "stopped": reason, "out_dir": str(self.out_dir)}
 
     def _validate_and_checkpoint(self) -> bool:
-        """Validate, save best/last, sample; True when early stopping says stop."""
+        """Validate, save best/last, sample (rank 0); True on every rank when early stopping says stop."""
+        stop = self._validate_and_save() if self.main else False
+        return bool(distributed.from_main(float(stop), self.device))  # the others wait here for rank 0
+
+    def _validate_and_save(self) -> bool:
         metrics = self.validate()
         self._log({"step": self.step, **metrics})
         self.save_samples()
@@ -594,23 +638,44 @@ def read_history(path: str | Path) -> list[dict]:
 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: str | None = None,
           progress: bool = True, stop_at: int | None = None) -> dict:
-    """Train ``cfg`` in ``out_dir``; ``resume=True`` continues from ``out_dir/last.pt``."""
-    out_dir = Path(out_dir)
+    """Train ``cfg`` in ``out_dir``; ``resume=True`` continues from ``out_dir/last.pt``.
+
+    Started by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment), this process joins the
+    process group (NCCL on GPUs, Gloo on CPUs), trains its share and leaves the group at
+    the end; ``cfg.batch_size`` is the global batch. A checkpoint resumes with any number
+    of processes.
+    """
+    device = distributed.device_for_rank(device)
+    started = distributed.start(device)
+    try:
+        summary = _train(cfg, Path(out_dir), resume, device, progress, stop_at)
+    except BaseException:
+        distributed.finish(started, wait=False)  # no barrier: the other ranks may never get there
+        raise
+    distributed.finish(started)
+    return summary
+
+
+def _train(cfg: TrainConfig, out_dir: Path, resume: bool, device: str, progress: bool, stop_at: int | None) -> dict:
+    say = print if distributed.is_main() else (lambda *a, **k: None)
     last = out_dir / "last.pt"
     resuming = resume and last.exists()
     if resume and not resuming:
-        print(f"no checkpoint at {last}: starting a new {cfg.stage} run")
+        say(f"no checkpoint at {last}: starting a new {cfg.stage} run")
     init = None if resuming or not cfg.init_from else _resolve_init(cfg, out_dir)  # fail before building
     trainer = Trainer(cfg, out_dir, device=device, progress=progress)
     if resuming:
         trainer.load(last)
-        trainer._trim_history()
-        print(f"resuming {cfg.stage} from step {trainer.step} ({last})")
+        if trainer.main:
+            trainer._trim_history()
+        say(f"resuming {cfg.stage} from step {trainer.step} ({last})"
+            + (f" with {trainer.world} processes" if trainer.world > 1 else ""))
     else:
-        trainer.history_path.unlink(missing_ok=True)  # a fresh run starts a fresh history
+        if trainer.main:
+            trainer.history_path.unlink(missing_ok=True)  # a fresh run starts a fresh history
         if init is not None:
             trainer.init_generator(init)
-            print(f"generator initialised from {init}")
+            say(f"generator initialised from {init}")
     return trainer.fit(stop_at=stop_at)
 
 
