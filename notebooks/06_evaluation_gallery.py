@@ -537,12 +537,11 @@ if EXPORT_TO_README:
 #   random second-order degradation pipeline instead: `python -m srlab train esrgan --preset
 #   colab --degradation realesrgan` (also `degradation="realesrgan"` in `make_config`). Judge
 #   it on your own photos, not on Set5: benchmark LR images are bicubic.
-# - **Several GPUs.** Wrap the models in `torch.nn.parallel.DistributedDataParallel` and launch
-#   with `torchrun`. Batch norm then sees only each GPU's share of the batch: convert the
-#   models that have it (SRResNet, both discriminators) with
-#   `torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)` so statistics are computed over
-#   the whole batch. RRDBNet has no batch norm, one reason ESRGAN scales easily. Give each
-#   process its own data shard (`DistributedSampler`) and save checkpoints from rank 0 only.
+# - **Several GPUs.** `torchrun --nproc_per_node=4 -m srlab train esrgan --preset colab`
+#   trains any stage with one process per GPU (DistributedDataParallel); `--batch-size` stays
+#   the global batch, BatchNorm is synchronised over all GPUs (SRResNet, both discriminators;
+#   RRDBNet has none, one reason ESRGAN scales easily), and the checkpoints resume with any
+#   number of GPUs. The README's "Training on several GPUs" explains the details.
 # - **More data.** DIV2K + Flickr2K ("DF2K", `python -m srlab download flickr2k`) is what
 #   the ESRGAN models were trained on; a patch store (notebook 01) keeps the GPU fed.
 # - **Published weights, your own photos.** `python -m srlab upscale my_photos/ -o out/
