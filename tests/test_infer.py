@@ -110,6 +110,20 @@ def test_sixteen_bit_stays_sixteen_bit(lr_photo, small_model):
     assert out16.max() > 255  # really 16-bit values, not 8-bit ones in a 16-bit array
 
 
+@pytest.mark.filterwarnings("ignore:divide by zero")
+def test_half_precision_stays_close_to_fp32(lr_photo, small_model):
+    img = lr_photo[:32, :32]
+    seen = []
+    hook = small_model.conv_first.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    try:
+        full, half = upscale(img, small_model, device="cpu"), upscale(img, small_model, device="cpu", half=True)
+    finally:
+        hook.remove()
+    assert seen == [torch.float32, torch.bfloat16]  # the convolutions really ran in bf16 on the CPU
+    assert half.dtype == np.uint8 and half.shape == full.shape
+    assert peak_signal_noise_ratio(full, half, data_range=255) >= 30
+
+
 def test_bad_arguments_are_explained(small_model):
     with pytest.raises(ValueError, match="image"):
         upscale(np.zeros((4, 4, 2), np.uint8), small_model)
