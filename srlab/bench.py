@@ -261,8 +261,8 @@ def bench_infer(args) -> dict:
     growth = {}
     if len(args.sizes) >= 2:
         small, large = str(sorted(args.sizes)[-2]), str(max(args.sizes))
-        growth = {mode: results[large][mode]["peak_mib"] / results[small][mode]["peak_mib"]
-                  for mode in ("untiled", "tiled")}
+        growth = {mode: results[large][mode]["peak_mib"] / max(results[small][mode]["peak_mib"], 1e-9)
+                  for mode in ("untiled", "tiled")}  # a tiny input may add no memory at all
         print(f"peak memory {large} px / {small} px: untiled {growth['untiled']:.2f}x, tiled {growth['tiled']:.2f}x")
     return {"model": args.model, "kwargs": kwargs, "device": device, "tile": args.tile, "overlap": args.overlap,
             "half": args.half, "results": results, "peak_growth": growth}

@@ -21,25 +21,25 @@ from conftest import serve
 SMALL = dict(num_feat=16, num_block=3, num_grow_ch=32)  # spandrel assumes the usual growth of 32
 
 
-def _old_2019(state: dict) -> dict:
-    names = {"conv_body": "trunk_conv", "conv_up1": "upconv1", "conv_up2": "upconv2", "conv_hr": "HRconv"}
+def _rename(state: dict, block: str, names: dict) -> dict:
+    """BasicSR names -> an old layout: ``block`` formats a dense-block conv, ``names`` maps the rest."""
     out = {}
     for key, value in state.items():
         m = re.fullmatch(r"body\.(\d+)\.rdb(\d)\.(conv\d)\.(\w+)", key)
         layer, _, kind = key.partition(".")
-        out[f"RRDB_trunk.{m[1]}.RDB{m[2]}.{m[3]}.{m[4]}" if m else f"{names.get(layer, layer)}.{kind}"] = value
+        out[block.format(*m.groups()) if m else f"{names.get(layer, layer)}.{kind}"] = value
     return out
+
+
+def _old_2019(state: dict) -> dict:
+    names = {"conv_body": "trunk_conv", "conv_up1": "upconv1", "conv_up2": "upconv2", "conv_hr": "HRconv"}
+    return _rename(state, "RRDB_trunk.{0}.RDB{1}.{2}.{3}", names)
 
 
 def _old_2018(state: dict, num_block: int) -> dict:
     names = {"conv_first": "model.0", "conv_body": f"model.1.sub.{num_block}", "conv_up1": "model.3",
              "conv_up2": "model.6", "conv_hr": "model.8", "conv_last": "model.10"}
-    out = {}
-    for key, value in state.items():
-        m = re.fullmatch(r"body\.(\d+)\.rdb(\d)\.(conv\d)\.(\w+)", key)
-        layer, _, kind = key.partition(".")
-        out[f"model.1.sub.{m[1]}.RDB{m[2]}.{m[3]}.0.{m[4]}" if m else f"{names[layer]}.{kind}"] = value
-    return out
+    return _rename(state, "model.1.sub.{0}.RDB{1}.{2}.0.{3}", names)
 
 
 @pytest.fixture(scope="module")
