@@ -463,14 +463,12 @@ def balanced_schedule(methods: list[str], images: list[str], repeats: int = 1, s
 
 
 def _crop_png(img: np.ndarray, box: tuple[int, int, int], zoom: int) -> bytes:
-    import base64
-
-    from .viz import _png_base64
+    from .viz import png_bytes
 
     top, left, size = box
     crop = img[top : top + size, left : left + size]
     crop = np.repeat(np.repeat(crop, zoom, axis=0), zoom, axis=1)  # nearest: the rater sees real pixels
-    return base64.b64decode(_png_base64(crop))
+    return png_bytes(crop)
 
 
 class BlindStudy:

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 __all__ = ["detail_box", "show_image", "crop_grid", "plot_history", "swipe_html", "swipe_composite", "swipe_widget",
-           "architecture_figure"]
+           "png_bytes", "architecture_figure"]
 
 
 def _as_display(img: np.ndarray) -> np.ndarray:
@@ -127,16 +127,21 @@ def plot_history(history, path: str | Path | None = None):
 # ---------------------------------------------------------------- before/after swipe
 
 
-def _png_base64(img: np.ndarray) -> str:
-    import base64
-
+def png_bytes(img: np.ndarray) -> bytes:
+    """An RGB or grayscale image (any dtype) as 8-bit PNG file bytes, e.g. for an ipywidgets Image."""
     import cv2
 
     img = (_as_display(img) * 255).round().astype(np.uint8)
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".png", img)
-    return base64.b64encode(buf.tobytes()).decode("ascii")
+    return buf.tobytes()
+
+
+def _png_base64(img: np.ndarray) -> str:
+    import base64
+
+    return base64.b64encode(png_bytes(img)).decode("ascii")
 
 
 def swipe_html(left: np.ndarray, right: np.ndarray, left_label: str = "before", right_label: str = "after",
@@ -210,7 +215,7 @@ def swipe_widget(images: dict, left: str | None = None, right: str | None = None
 
     def redraw(_=None):
         comp = swipe_composite(images[pick_l.value], images[pick_r.value], split.value)
-        view.value = __import__("base64").b64decode(_png_base64(comp))
+        view.value = png_bytes(comp)
 
     for control in (pick_l, pick_r, split):
         control.observe(redraw, names="value")
