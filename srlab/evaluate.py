@@ -50,22 +50,16 @@ def upscale_classical(lr: np.ndarray, scale: int, method: str = "bicubic") -> np
 def model_upscaler(model, name: str = "model", device: str = "cpu") -> Upscaler:
     """Wrap a generator as ``(lr, scale) -> sr`` on numpy images, in fp32, keeping the dtype.
 
-    Grayscale input is repeated to RGB for an RGB model and the output averaged back to one
-    channel; 16-bit input is fed as [0, 1] floats and written back as 16 bit.
+    It runs :func:`srlab.infer.upscale` on the whole image (benchmark images are small):
+    grayscale goes through an RGB model as three equal channels and is averaged back, and
+    16-bit input is fed as [0, 1] floats and written back as 16 bit.
     """
-    import torch
-
-    from .images import to_image, to_tensor
+    from .infer import upscale as run_model
 
     model = model.to(device).eval()
 
-    @torch.no_grad()
     def upscale(lr: np.ndarray, scale: int) -> np.ndarray:
-        x = to_tensor(lr).to(device)  # (1, C, h, w) in [0, 1]
-        gray = x.shape[1] == 1
-        sr = model(x.expand(-1, 3, -1, -1) if gray else x).float()  # (1, 3, h*s, w*s)
-        sr = sr.mean(dim=1, keepdim=True) if gray else sr
-        return to_image(sr, dtype=lr.dtype)
+        return run_model(lr, model, device=device)
 
     upscale.__name__ = name
     return upscale
