@@ -48,7 +48,7 @@ from .metrics import batch_psnr, batch_ssim
 from .models import SRGANDiscriminator, VGGStyleDiscriminator, build_generator
 
 __all__ = ["STAGES", "PRESETS", "TrainConfig", "make_config", "Trainer", "train", "TrainingDiverged",
-           "CollapseDetector", "load_generator", "interpolate_networks", "read_history", "pick_amp"]
+           "CollapseDetector", "load_generator", "generator_from_checkpoint", "interpolate_networks", "read_history", "pick_amp"]
 
 STAGES = ("srresnet", "srgan", "rrdb", "esrgan")
 PRESETS = ("colab", "cpu", "smoke", "seed")
@@ -714,6 +714,11 @@ def load_generator(path: str | Path, ema: bool = True, device: str = "cpu") -> t
         raise ValueError(f"{path} is not a readable srlab checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(ckpt, dict) or "config" not in ckpt or "generator" not in ckpt:
         raise ValueError(f"{path} is not an srlab checkpoint (no 'config'/'generator' entries)")
+    return generator_from_checkpoint(ckpt, ema, device)
+
+
+def generator_from_checkpoint(ckpt: dict, ema: bool = True, device: str = "cpu") -> tuple[nn.Module, dict]:
+    """:func:`load_generator` for a checkpoint dict already read (``torch.load(weights_only=True)``)."""
     cfg = ckpt["config"]
     model = _build_generator(cfg["generator"], cfg["scale"])
     weights = ckpt.get("generator_ema") if ema and ckpt.get("generator_ema") else ckpt["generator"]

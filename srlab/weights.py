@@ -210,9 +210,9 @@ def load_generator(path_or_name: str | os.PathLike, ema: bool = True, device: st
                                 f"({', '.join(PRETRAINED)})")
     obj = read_weights(path)
     if "config" in obj and "generator" in obj:  # an srlab checkpoint
-        from .train import load_generator as load_srlab
+        from .train import generator_from_checkpoint
 
-        model, cfg = load_srlab(path, ema=ema, device=device)
+        model, cfg = generator_from_checkpoint(obj, ema=ema, device=device)
         return model, {"source": source, "layout": "srlab", "scale": cfg["scale"],
                        "architecture": cfg["generator"]}
     state = _unwrap(obj, ema)
