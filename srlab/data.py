@@ -158,7 +158,8 @@ def rank_slice(batch_size: int, rank: int = 0, world: int = 1) -> range:
     """The samples of a global batch that process ``rank`` of ``world`` trains on: a contiguous
     equal slice, so the ranks' slices, in rank order, are the one-process batch."""
     if batch_size % world:
-        raise ValueError(f"the global batch size {batch_size} must be divisible by the number of processes {world}")
+        raise ValueError(f"batch_size={batch_size} is the global batch and must be divisible by the number of "
+                         f"processes ({world}): use e.g. --batch-size {batch_size // world * world or world}")
     share = batch_size // world
     return range(rank * share, (rank + 1) * share)
 

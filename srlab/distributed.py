@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["rank", "world_size", "is_main", "start", "finish", "device_for_rank", "local_batch", "wrap",
+__all__ = ["rank", "world_size", "is_main", "start", "finish", "device_for_rank", "wrap",
            "sync_batchnorm", "CPUSyncBatchNorm", "gather_batch", "all_finite", "mean_over_ranks", "from_main", "barrier"]
 
 
@@ -88,16 +88,6 @@ def finish(started: bool, wait: bool = True) -> None:
 def barrier() -> None:
     if _active():
         dist.barrier()
-
-
-def local_batch(global_batch: int) -> int:
-    """This rank's share of the global batch; the global batch must split evenly, or the
-    averaged gradient would weight the ranks' samples unequally."""
-    world = world_size()
-    if global_batch % world:
-        raise ValueError(f"batch_size={global_batch} is the global batch and must be divisible by the "
-                         f"number of processes ({world}): use e.g. --batch-size {global_batch // world * world or world}")
-    return global_batch // world
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from . import losses as L
-from .data import RandomPatches, StorePatches, center_crops, is_patch_store, load_training_images
+from .data import RandomPatches, StorePatches, center_crops, is_patch_store, load_training_images, rank_slice
 from .metrics import batch_psnr, batch_ssim
 from .models import SRGANDiscriminator, VGGStyleDiscriminator, build_generator
 
@@ -308,7 +308,7 @@ class Trainer:
         self.cfg, self.out_dir, self.progress = cfg, Path(out_dir), progress
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.main = self.rank == 0
-        distributed.local_batch(cfg.batch_size)  # fails early when the global batch does not split
+        rank_slice(cfg.batch_size, self.rank, self.world)  # fails early when the global batch does not split
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.device = torch.device(distributed.device_for_rank(device))
         if self.device.type == "cuda":
