@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .images import ImageReadError, list_images, read_image, write_image
+from .images import ImageReadError, list_images, read_image, to_image, to_tensor, write_image
 from .resize import imresize
 
 __all__ = ["upscale", "upscale_files", "collect_inputs", "tile_windows", "model_scale"]
@@ -73,20 +73,6 @@ def _check_image(image: np.ndarray) -> None:
         raise ValueError(f"unsupported pixel type {image.dtype}: use uint8, uint16 or float in [0, 1]")
 
 
-def _to_unit_float(pixels: np.ndarray) -> np.ndarray:
-    """uint8/uint16/float pixels -> float32 in [0, 1] (a copy of just this tile)."""
-    if np.issubdtype(pixels.dtype, np.integer):
-        return pixels.astype(np.float32) / np.iinfo(pixels.dtype).max
-    return pixels.astype(np.float32)
-
-
-def _from_unit_float(x: np.ndarray, dtype) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    if np.issubdtype(dtype, np.integer):
-        return np.round(x * np.iinfo(dtype).max).astype(dtype)
-    return x.astype(dtype)
-
-
 def _autocast(device: torch.device, half: bool):
     """fp16 on CUDA, bf16 on a CPU (where fp16 convolutions are slow or missing); off by default."""
     if not half:
@@ -96,12 +82,16 @@ def _autocast(device: torch.device, half: bool):
 
 
 @torch.no_grad()
-def _run_tile(model: nn.Module, rgb: np.ndarray, device: torch.device, half: bool) -> np.ndarray:
-    """(h, w, 3) float32 in [0, 1] -> (h*s, w*s, 3) float32, through the model on ``device``."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device)  # (1, 3, h, w)
+def _run_tile(model: nn.Module, window: np.ndarray, device: torch.device, half: bool) -> torch.Tensor:
+    """(h, w[, 3]) pixels -> (1, C, h*s, w*s) float32 on the CPU, C as in the input.
+
+    A grayscale window goes through the RGB model as three equal channels and is averaged back.
+    """
+    x = to_tensor(window).to(device)  # (1, C, h, w) in [0, 1]
+    gray = x.shape[1] == 1
     with _autocast(device, half):
-        y = model(x)  # (1, 3, h*s, w*s)
-    return y[0].float().permute(1, 2, 0).cpu().numpy()  # (h*s, w*s, 3)
+        y = model(x.expand(-1, 3, -1, -1) if gray else x).float()  # (1, 3, h*s, w*s)
+    return (y.mean(dim=1, keepdim=True) if gray else y).cpu()
 
 
 def upscale(image: np.ndarray, model: nn.Module, tile: int | None = None, tile_overlap: int = 32,
@@ -153,12 +143,9 @@ def _upscale_colour(colour: np.ndarray, model: nn.Module, scale: int, tile: int 
     windows = [(r, c) for r in tile_windows(h, tile, overlap) for c in tile_windows(w, tile, overlap)]
     for (r0, r1, wr0, wr1), (c0, c1, wc0, wc1) in tqdm(windows, desc="tiles", unit="tile", leave=False,
                                                          disable=not progress or len(windows) == 1):
-        window = _to_unit_float(colour[wr0:wr1, wc0:wc1])  # (h', w'[, 3])
-        rgb = np.repeat(window[..., None], 3, axis=2) if window.ndim == 2 else window
-        y = _run_tile(model, rgb, device, half)  # (h'*s, w'*s, 3)
-        y = y.mean(axis=2) if colour.ndim == 2 else y
-        keep = y[(r0 - wr0) * scale:(r1 - wr0) * scale, (c0 - wc0) * scale:(c1 - wc0) * scale]
-        out[r0 * scale:r1 * scale, c0 * scale:c1 * scale] = _from_unit_float(keep, colour.dtype)
+        y = _run_tile(model, colour[wr0:wr1, wc0:wc1], device, half)  # (1, C, h'*s, w'*s)
+        keep = y[..., (r0 - wr0) * scale:(r1 - wr0) * scale, (c0 - wc0) * scale:(c1 - wc0) * scale]
+        out[r0 * scale:r1 * scale, c0 * scale:c1 * scale] = to_image(keep, colour.dtype)
     return out
 
 
