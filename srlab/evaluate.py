@@ -23,8 +23,8 @@ from .images import ImageReadError, drop_alpha, list_images, read_image
 from .metrics import psnr, ssim
 from .resize import imresize, modcrop
 
-__all__ = ["CLASSICAL_METHODS", "upscale_classical", "model_upscaler", "score_pair", "evaluate_folder",
-           "format_table"]
+__all__ = ["CLASSICAL_METHODS", "METRICS", "upscale_classical", "model_upscaler", "score_pair", "evaluate_folder",
+           "metrics_table", "format_table"]
 
 _CV2_FLAGS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "lanczos": cv2.INTER_LANCZOS4}
 CLASSICAL_METHODS = ("nearest", "bilinear", "bicubic", "lanczos")
@@ -131,10 +131,74 @@ def evaluate_folder(hr_dir, lr_dir=None, scale: int = 4, upscaler: Upscaler | st
     return {"scale": scale, "model": name, "mean": mean, "images": rows, "skipped": skipped}
 
 
-def format_table(report: dict) -> str:
-    """The report as a fixed-width text table, one row per image and the mean last."""
-    lines = [f"{'image':<24} {'PSNR-Y':>8} {'SSIM-Y':>8} {'PSNR-RGB':>9}"]
-    for r in report["images"] + [{"name": "mean", **report["mean"]}]:
-        lines.append(f"{r['name']:<24} {r['psnr_y']:8.2f} {r['ssim_y']:8.4f} {r['psnr_rgb']:9.2f}")
-    lines.insert(-1, "-" * len(lines[0]))
+# key -> (column header, number format, which value is best: max, min or None for no bold)
+METRICS = {
+    "psnr_y": ("PSNR-Y (dB)", "{:.2f}", max),
+    "ssim_y": ("SSIM-Y", "{:.4f}", max),
+    "psnr_rgb": ("PSNR-RGB (dB)", "{:.2f}", max),
+    "psnr": ("PSNR (dB)", "{:.2f}", max),
+    "ssim": ("SSIM", "{:.4f}", max),
+    "lpips": ("LPIPS", "{:.3f}", min),
+    "change": ("change (dB)", "{:+.2f}", None),
+}
+
+
+def _metric(key: str) -> tuple[str, str, Callable | None]:
+    return METRICS.get(key, (key, "{:.4g}", None))
+
+
+def metrics_table(rows: dict, metrics=("psnr_y", "ssim_y", "psnr_rgb"), *, label: str = "method",
+                  groups=None, bold: bool = True) -> str:
+    """Rows of metrics as one Markdown table: the course's only results-table formatter.
+
+    Notebooks show it rendered (``IPython.display.Markdown``, or :func:`srlab.notebook.show_markdown`);
+    the command line prints the same text.
+
+    Args:
+        rows: ``{row name: {metric: value}}``; with ``groups``, ``{row name: {group: {metric: value}}}``.
+        metrics: the metric keys to show, in order. Known keys (:data:`METRICS`) get their header,
+            precision and direction (LPIPS: lower is better); others are shown with 4 digits.
+        label: the first column's header.
+        groups: e.g. test-set names: one column per group, its cell the metrics joined by " / "
+            (``| x4, PSNR-Y (dB) / SSIM-Y | Set5 | Set14 |``).
+        bold: the best value of each column in bold (every value that equals it as printed).
+            A missing value is shown as "–".
+    """
+    metrics = list(metrics)
+    columns = [(g, k) for g in groups for k in metrics] if groups is not None else [(None, k) for k in metrics]
+
+    def value(name, group, key):
+        entry = rows[name] if group is None else rows[name].get(group, {})
+        return entry.get(key)
+
+    def text(v, key):
+        return "–" if v is None else _metric(key)[1].format(v)
+
+    best = {}
+    for group, key in columns:
+        pick = _metric(key)[2]
+        values = [v for name in rows if (v := value(name, group, key)) is not None]
+        if bold and pick is not None and values:
+            best[group, key] = text(pick(values), key)
+
+    def cell(name, group, key):
+        shown = text(value(name, group, key), key)
+        return f"**{shown}**" if best.get((group, key)) == shown else shown
+
+    if groups is None:
+        head = [label, *(_metric(k)[0] for k in metrics)]
+        body = [[str(name), *(cell(name, None, k) for k in metrics)] for name in rows]
+    else:
+        heads = " / ".join(_metric(k)[0] for k in metrics)
+        head = [f"{label}, {heads}" if label else heads, *map(str, groups)]
+        body = [[str(name), *(" / ".join(cell(name, g, k) for k in metrics) for g in groups)] for name in rows]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
     return "\n".join(lines)
+
+
+def format_table(report: dict) -> str:
+    """An :func:`evaluate_folder` report as a Markdown table: one row per image, the mean last."""
+    rows = {r["name"]: r for r in report["images"]}
+    rows["**mean**"] = report["mean"]
+    return metrics_table(rows, label="image", bold=False)

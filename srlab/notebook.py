@@ -5,7 +5,9 @@ The notebooks stay short because this module holds the plumbing:
     from srlab import notebook as nb
     PRESET = nb.choose_preset()          # SRLAB_PRESET, else colab on a GPU, else smoke
     RUNS = nb.runs_dir()                 # where patch stores, checkpoints and figures go
+    DATA = nb.training_data(RUNS, PRESET)  # notebook 01's patch store, else the embedded photos
     nb.require(RUNS / "cpu/srresnet/best.pt", "03_srgan_pretrain")
+    nb.show_markdown(table)              # a Markdown table, rendered in a notebook
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["REPO_URL", "NOTEBOOKS", "in_colab", "choose_preset", "runs_dir", "use_google_drive", "require",
-           "colab_badge", "rewrite_repo_url", "device_summary"]
+           "training_data", "show_markdown", "colab_badge", "rewrite_repo_url", "device_summary"]
 
 # The one place the repository URL lives; `python -m srlab badges --repo URL` rewrites it
 # here, in every notebook's badge and setup cell, and in the README.
@@ -45,7 +47,7 @@ def choose_preset(verbose: bool = True) -> str:
     ``smoke`` without (seconds on a CPU); says which and why."""
     import torch
 
-    from .train import PRESETS
+    from .presets import PRESETS
 
     env = os.environ.get("SRLAB_PRESET")
     if env:
@@ -104,6 +106,38 @@ def require(path: str | Path, notebook: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run notebook {notebook} first (with the same preset)")
     return path
+
+
+def training_data(runs: str | Path, preset: str, verbose: bool = True) -> str | None:
+    """What the training notebooks train on: the patch store notebook 01 cut at
+    ``runs/preset/patches`` when it is there (as a path string for ``make_config(data=...)``),
+    else ``None``: the embedded photos, with the validation photo held out. Says which."""
+    from .data import is_patch_store
+    from .presets import VALIDATION_IMAGE
+
+    store = Path(runs) / preset / "patches"
+    if is_patch_store(store):
+        if verbose:
+            print("training data: the patch store of notebook 01:", store)
+        return str(store)
+    if verbose:
+        print(f"training data: the embedded photos, {VALIDATION_IMAGE} held out for validation "
+              f"(no patch store at {store}: run 01_data_prep first to train on its patches)")
+    return None
+
+
+def show_markdown(text: str) -> None:
+    """Show Markdown (a results table) rendered in a notebook; print it anywhere else."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:
+        get_ipython = None
+    shell = get_ipython() if get_ipython else None
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        display(Markdown(text))
+    else:
+        print(text)
 
 
 def colab_badge(name: str, repo_url: str = REPO_URL) -> str:

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-__all__ = ["detail_box", "show_image", "crop_grid", "plot_history", "swipe_html", "swipe_composite", "swipe_widget",
+__all__ = ["detail_box", "show_image", "crop_grid", "compare", "compare_images", "plain_ticks", "plot_history", "swipe_html", "swipe_composite", "swipe_widget",
            "png_bytes", "architecture_figure"]
 
 
@@ -85,6 +85,67 @@ def crop_grid(rows: list[dict], path: str | Path | None = None, scale: int = 4, 
     return fig
 
 
+def compare_images(images: dict, scale: int = 4, *, path: str | Path | None = None, crop: int = 96,
+                   table: bool = True) -> dict[str, dict[str, dict[str, float]]]:
+    """Score every method's output on every image and draw one :func:`crop_grid` of them all.
+
+    Args:
+        images: ``{image name: {"hr": HR, "outputs": {method: SR image}, "lr": LR (optional)}}``;
+            each row shows LR (when given), the outputs in order, then HR, each captioned with
+            its PSNR-Y in dB.
+        path: where to save the figure as PNG (see :func:`crop_grid`).
+        table: also show the scores as a Markdown table (:func:`srlab.notebook.show_markdown`):
+            PSNR-Y, SSIM-Y and PSNR-RGB for one image, PSNR-Y / SSIM-Y per image for several.
+    Returns ``{image name: {method: score_pair(...)}}`` (PSNR-Y, SSIM-Y, PSNR-RGB with the
+    benchmark conventions: border ``scale`` cropped).
+    """
+    from .evaluate import metrics_table, score_pair
+    from .notebook import show_markdown
+
+    scores, rows = {}, []
+    for name, item in images.items():
+        hr, outputs = item["hr"], item["outputs"]
+        scores[name] = {method: score_pair(sr, hr, scale) for method, sr in outputs.items()}
+        lr = item.get("lr")
+        panels = {**({"LR": lr} if lr is not None else {}), **outputs, "HR": hr}
+        captions = {method: f"{s['psnr_y']:.2f} dB" for method, s in scores[name].items()}
+        rows.append({"name": name, "hr": hr, "panels": panels, "captions": captions})
+    if table:
+        if len(scores) == 1:
+            (name, per_method), = scores.items()
+            show_markdown(metrics_table(per_method, label=f"{name}, x{scale}"))
+        else:
+            methods = list(dict.fromkeys(m for per_method in scores.values() for m in per_method))
+            by_method = {m: {img: scores[img][m] for img in scores if m in scores[img]} for m in methods}
+            show_markdown(metrics_table(by_method, ("psnr_y", "ssim_y"), label=f"x{scale}", groups=list(scores)))
+    crop_grid(rows, path=path, scale=scale, crop=crop)
+    return scores
+
+
+def compare(outputs: dict, hr: np.ndarray, scale: int = 4, *, lr: np.ndarray | None = None, name: str = "image",
+            path: str | Path | None = None, crop: int = 96, table: bool = True) -> dict[str, dict[str, float]]:
+    """Compare upscalers on one image: score each output against ``hr``, show the table, draw the crops.
+
+    ``outputs`` is ``{method: SR image}`` (same size as ``hr``); ``lr``, when given, is shown
+    first. Returns ``{method: {"psnr_y", "ssim_y", "psnr_rgb"}}``; the figure is the current
+    one (``plt.gcf()``), saved to ``path`` when given.
+    """
+    item = {"hr": hr, "outputs": outputs, "lr": lr}
+    return compare_images({name: item}, scale, path=path, crop=crop, table=table)[name]
+
+
+def plain_ticks(ax, axis: str = "y") -> None:
+    """Tick labels as plain numbers (30.69, not an offset such as ``1e-5 + 3.069e1``);
+    log-scaled axes are left as they are."""
+    from matplotlib.ticker import ScalarFormatter
+
+    scale = ax.get_yscale() if axis == "y" else ax.get_xscale()
+    if scale == "linear":
+        fmt = ScalarFormatter(useOffset=False)
+        fmt.set_scientific(False)
+        (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
+
+
 def plot_history(history, path: str | Path | None = None):
     """Loss curves of a run: generator losses, discriminator (loss, D(real), D(fake)), validation.
 
@@ -113,6 +174,7 @@ def plot_history(history, path: str | Path | None = None):
         ax.set_xlabel("step")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
+        plain_ticks(ax)  # a nearly flat curve keeps readable dB values, not an axis offset
     collapses = [r["step"] for r in history if r.get("event") == "discriminator_collapse"]
     for ax in axes[0]:
         for step in collapses:

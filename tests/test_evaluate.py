@@ -109,3 +109,50 @@ def test_module_entry_point_runs(messy_folder):
     assert proc.returncode == 0, proc.stderr
     assert "warning: skipped 2 of 6 images" in proc.stderr
     assert proc.stdout.count(".png") == 4
+
+
+# ---------------------------------------------------------------- the one results-table formatter
+
+
+def _parse_markdown(table: str) -> list[list[str]]:
+    lines = table.strip().splitlines()
+    assert set(lines[1].replace("|", "")) == {"-"}, "second line is the Markdown header rule"
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in (lines[0], *lines[2:])]
+
+
+def test_metrics_table_formats_and_bolds_the_best_of_each_column():
+    from srlab.evaluate import metrics_table
+
+    rows = {"bicubic": {"psnr_y": 28.4251, "ssim_y": 0.81036, "lpips": 0.34},
+            "SRGAN": {"psnr_y": 26.0, "ssim_y": 0.7, "lpips": 0.12},
+            "twin": {"psnr_y": 28.4249, "ssim_y": 0.5}}  # equal to bicubic at 2 decimals; no LPIPS
+    table = _parse_markdown(metrics_table(rows, ("psnr_y", "ssim_y", "lpips"), label="x4 method"))
+    assert table[0] == ["x4 method", "PSNR-Y (dB)", "SSIM-Y", "LPIPS"]
+    assert table[1] == ["bicubic", "**28.43**", "**0.8104**", "0.340"]
+    assert table[2] == ["SRGAN", "26.00", "0.7000", "**0.120**"]  # LPIPS: lower is better
+    assert table[3] == ["twin", "28.42", "0.5000", "–"]  # 28.4249 prints 28.42, not the best 28.43
+
+
+def test_metrics_table_groups_put_one_column_per_test_set():
+    from srlab.evaluate import metrics_table
+
+    rows = {"bicubic": {"Set5": {"psnr_y": 28.43, "ssim_y": 0.8111}, "Set14": {"psnr_y": 26.0, "ssim_y": 0.7029}},
+            "RRDB": {"Set5": {"psnr_y": 30.56, "ssim_y": 0.8658}}}
+    table = _parse_markdown(metrics_table(rows, ("psnr_y", "ssim_y"), label="x4", groups=["Set5", "Set14"], bold=False))
+    assert table == [["x4, PSNR-Y (dB) / SSIM-Y", "Set5", "Set14"],
+                     ["bicubic", "28.43 / 0.8111", "26.00 / 0.7029"],
+                     ["RRDB", "30.56 / 0.8658", "– / –"]]
+
+
+def test_format_table_is_the_markdown_table_of_a_report(photo):
+    from srlab.evaluate import format_table, score_pair
+
+    hr = photo[:96, :128]
+    sr = imresize(imresize(hr, 1 / 4), 4)
+    s = score_pair(sr, hr, 4)
+    report = {"images": [{"name": "a.png", **s}], "mean": s}
+    table = _parse_markdown(format_table(report))
+    assert table[0] == ["image", "PSNR-Y (dB)", "SSIM-Y", "PSNR-RGB (dB)"]
+    assert table[1][0] == "a.png" and table[2][0] == "**mean**"
+    assert float(table[1][1]) == pytest.approx(_skimage_psnr_y(sr, hr, 4), abs=0.005)
+    assert "**" not in "".join(table[1][1:])  # per-image rows of different images: nothing to bold

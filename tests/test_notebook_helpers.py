@@ -42,3 +42,98 @@ def test_rewrite_repo_url_changes_badges_setup_cells_and_readme(tmp_path):
     assert "git+https://github.com/me/fork\n" in (tmp_path / "notebooks" / "01_data_prep.py").read_text()
     assert "github/me/fork/blob/main/notebooks/01_data_prep.ipynb" in (tmp_path / "README.md").read_text()
     assert old not in (tmp_path / "srlab" / "notebook.py").read_text()
+
+
+def test_training_data_prefers_the_patch_store(tmp_path, capsys, photo):
+    from srlab.data import PatchStore, extract_patches
+    from srlab.images import write_image
+
+    assert nb.training_data(tmp_path, "smoke") is None
+    assert "embedded photos, coffee held out" in capsys.readouterr().out
+    write_image(tmp_path / "hr" / "a.png", photo)
+    store = extract_patches(tmp_path / "hr", tmp_path / "smoke" / "patches", size=32, stride=32, workers=1)
+    assert nb.training_data(tmp_path, "smoke") == str(tmp_path / "smoke" / "patches")
+    assert "patch store" in capsys.readouterr().out
+    assert len(PatchStore(store)) == (96 // 32) * (128 // 32)  # the store it points at is the real one
+
+
+def test_show_markdown_prints_outside_a_notebook(capsys):
+    nb.show_markdown("| a |\n|---|\n| 1 |")
+    assert capsys.readouterr().out == "| a |\n|---|\n| 1 |\n"
+
+
+def _skimage_psnr_y(sr, hr, border):
+    from skimage.color import rgb2ycbcr
+    from skimage.metrics import peak_signal_noise_ratio
+
+    y = lambda img: rgb2ycbcr(img / 255.0)[..., 0]
+    crop = (slice(border, -border), slice(border, -border))
+    return peak_signal_noise_ratio(y(hr)[crop], y(sr)[crop], data_range=255)
+
+
+def test_compare_scores_tabulates_and_captions_the_crops(tmp_path, capsys, photo):
+    import cv2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from srlab.resize import imresize
+    from srlab.viz import compare
+
+    hr = photo  # 96x128
+    lr = imresize(hr, 1 / 4)
+    outputs = {"bicubic": imresize(lr, 4), "nearest": cv2.resize(lr, (128, 96), interpolation=cv2.INTER_NEAREST)}
+    scores = compare(outputs, hr, 4, lr=lr, name="astronaut", path=tmp_path / "grid.png", crop=32)
+    expected = {m: _skimage_psnr_y(sr, hr, 4) for m, sr in outputs.items()}
+    for m in outputs:
+        assert scores[m]["psnr_y"] == pytest.approx(expected[m], abs=1e-6)
+    table = capsys.readouterr().out
+    assert table.splitlines()[0] == "| astronaut, x4 | PSNR-Y (dB) | SSIM-Y | PSNR-RGB (dB) |"
+    assert f"| bicubic | **{expected['bicubic']:.2f}** |" in table  # bicubic beats nearest, in bold
+    fig = plt.gcf()
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["astronaut", "LR", f"bicubic\n{expected['bicubic']:.2f} dB",
+                      f"nearest\n{expected['nearest']:.2f} dB", "HR"]
+    assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
+    plt.close(fig)
+
+
+def test_compare_images_draws_one_row_per_image(capsys, photo):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from srlab.resize import imresize
+    from srlab.viz import compare_images
+
+    images = {}
+    for name, hr in (("a", photo[:, :64]), ("b", photo[:, 64:])):
+        images[name] = {"hr": hr, "outputs": {"bicubic": imresize(imresize(hr, 1 / 4), 4)}}
+    scores = compare_images(images, 4, crop=32)
+    assert set(scores) == {"a", "b"}
+    assert scores["b"]["bicubic"]["psnr_y"] == pytest.approx(
+        _skimage_psnr_y(images["b"]["outputs"]["bicubic"], images["b"]["hr"], 4), abs=1e-6)
+    assert capsys.readouterr().out.splitlines()[0] == "| x4, PSNR-Y (dB) / SSIM-Y | a | b |"
+    assert len(plt.gcf().axes) == 2 * 3  # two rows: full HR, bicubic crop, HR crop
+    plt.close("all")
+
+
+def test_history_plot_has_plain_tick_labels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from srlab.viz import plot_history
+
+    history = [{"step": s, "loss_g": 0.1 / s} for s in (1, 2, 3)]
+    history += [{"step": 3, "val_psnr": 30.6912}, {"step": 6, "val_psnr": 30.6914}]  # a nearly flat curve
+    fig = plot_history(history)
+    fig.canvas.draw()
+    val = fig.axes[-1]
+    assert val.yaxis.get_offset_text().get_text() == ""  # no "1e-5+3.069e1"
+    labels = [t.get_text() for t in val.get_yticklabels() if t.get_text()]
+    assert labels and all(30.69 <= float(t.replace("\u2212", "-")) <= 30.70 for t in labels)
+    plt.close(fig)
