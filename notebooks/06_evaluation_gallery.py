@@ -382,7 +382,7 @@ HTML(swipe_html(SWIPE["bicubic"], SWIPE[RIGHT], "bicubic", RIGHT, path=GALLERY /
 # %%
 import math
 
-from srlab import study
+from srlab import preference, study, votes
 
 STUDY_METHODS = [*UPSCALERS, "HR"]  # every model, bicubic and the hidden reference
 STUDY_IMAGES = {name: {m: panels[m] for m in STUDY_METHODS} for name, panels in OUTPUTS.items()}

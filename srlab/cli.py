@@ -59,8 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--suffix", default="", help="added to each output file name, e.g. _x4")
     up.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
-    st = sub.add_parser("study", add_help=False, help="blind preference study: `study report VOTES.csv...`")
-    st.add_argument("rest", nargs=argparse.REMAINDER)
+    st = sub.add_parser("study", help="blind preference study: `study report VOTES.csv...`",
+                        description="blind preference study: pool vote files and report")
+    st_sub = st.add_subparsers(dest="study_command", required=True, metavar="{report}")
+    rep = st_sub.add_parser("report", help="win rates, Wilson intervals, Bradley-Terry scores and MOS of vote CSVs")
+    rep.add_argument("votes", nargs="+", metavar="VOTES.csv", help="one CSV per rater, or pooled ones")
+    rep.add_argument("--prior", type=float, default=1.0,
+                     help="virtual tied comparisons per pair in the Bradley-Terry fit (default: 1)")
 
     tr = sub.add_parser("train", help="train a stage: srresnet, srgan, rrdb, esrgan")
     tr.add_argument("stage", choices=("srresnet", "srgan", "rrdb", "esrgan"))
@@ -173,6 +178,22 @@ def _download(args) -> int:
     return 0
 
 
+def _study(args) -> int:
+    """``study report``: bad rows are warnings, a missing file exits 2 (via main), no usable votes 1."""
+    from .preference import report
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            text, code = report(args.votes, prior=args.prior), 0
+        except ValueError as err:  # no valid votes, or votes on a single method
+            text, code = f"error: {err}", 1
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    print(text, file=sys.stderr if code else sys.stdout)
+    return code
+
+
 def _run_notebooks(args) -> int:
     import os
 
@@ -220,14 +241,11 @@ def _badges(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["study"]:  # its own parser: argparse's REMAINDER would swallow nothing after a flag
-        from .study import main as study_main
-
-        return study_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return {"demo": _demo, "evaluate": _evaluate, "train": _train, "download": _download,
-                "run-notebooks": _run_notebooks, "badges": _badges, "upscale": _upscale}[args.command](args)
+                "run-notebooks": _run_notebooks, "badges": _badges, "upscale": _upscale,
+                "study": _study}[args.command](args)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

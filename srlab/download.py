@@ -5,8 +5,9 @@ Three layers, each usable alone:
 * ``download_file``: one URL to one file, resumed with an HTTP ``Range`` request after a
   dropped connection, checked against a size and sha256 when they are known;
 * ``extract_archive``: a zip or tar unpacked only after every entry is checked (no
-  absolute paths, no ``..``, no links leaving the folder), into a temporary folder that
-  is moved into place only once the whole archive came out;
+  absolute paths, no ``..``, no links leaving the folder; tar members also go through
+  tarfile's own ``data`` extraction filter where Python has it), into a temporary folder
+  that is moved into place only once the whole archive came out;
 * ``download_dataset``: a name from ``DATASETS`` to a verified folder of images, with a
   ``.complete`` marker so a second call does nothing.
 
@@ -53,7 +54,8 @@ class DownloadError(ValueError):
 
 
 class UnsafeArchiveError(DownloadError):
-    """An archive entry that would land outside the extraction folder (absolute path, ``..``, link)."""
+    """An archive entry that would land outside the extraction folder (absolute path, ``..``, link),
+    or a device or other special file."""
 
 
 class CorruptArchiveError(DownloadError):
@@ -300,7 +302,8 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike, subfold
     """Safely extract a .zip, .tar, .tar.gz or .tgz into ``dest``; returns the extracted files.
 
     Every entry is checked before anything is written: absolute paths, ``..`` components,
-    links pointing outside ``dest`` and device files raise UnsafeArchiveError. Extraction
+    links pointing outside ``dest`` and device files raise UnsafeArchiveError (a tar's members
+    meet tarfile's own ``data`` filter first, where Python has it: ``_data_filter``). Extraction
     goes to ``dest.parent/.tmp-<name>`` and replaces ``dest`` only when the whole archive came
     out, so a corrupt or truncated archive (CorruptArchiveError, a DownloadError) leaves
     ``dest`` as it was and no temporary folder behind.
@@ -312,12 +315,12 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike, subfold
     tmp = dest.parent / (".tmp-" + dest.name)
     try:
         with _open_archive(archive) as handle:
-            entries = _list_entries(handle)
+            shutil.rmtree(tmp, ignore_errors=True)  # leftovers of an interrupted run
+            tmp.mkdir(parents=True)  # empty: tarfile's filter judges paths against it, untouched by old links
+            entries = _list_entries(handle, tmp)
             _check_links(entries)  # a hostile archive is refused whole, even outside subfolder
             selected = _select(entries, subfolder, archive)
             _check_links(selected)  # links must stay inside dest once the prefix is gone
-            shutil.rmtree(tmp, ignore_errors=True)  # leftovers of an interrupted run
-            tmp.mkdir(parents=True)
             written = _write_entries(selected, tmp, progress, archive.name)
     except _CORRUPT as err:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -340,8 +343,8 @@ def _open_archive(archive: Path):
     raise DownloadError(f"{archive}: unsupported archive type (expected .zip, .tar, .tar.gz or .tgz)")
 
 
-def _list_entries(handle) -> list[_Entry]:
-    return _zip_entries(handle) if isinstance(handle, zipfile.ZipFile) else _tar_entries(handle)
+def _list_entries(handle, root: Path) -> list[_Entry]:
+    return _zip_entries(handle) if isinstance(handle, zipfile.ZipFile) else _tar_entries(handle, root)
 
 
 def _zip_entries(zf: zipfile.ZipFile) -> list[_Entry]:
@@ -358,9 +361,10 @@ def _zip_entries(zf: zipfile.ZipFile) -> list[_Entry]:
     return entries
 
 
-def _tar_entries(tf: tarfile.TarFile) -> list[_Entry]:
+def _tar_entries(tf: tarfile.TarFile, root: Path) -> list[_Entry]:
     entries, files = [], set()
     for member in tf.getmembers():  # reads the whole archive: a truncated one fails here
+        _data_filter(member, root)
         parts = _safe_parts(member.name)
         if member.isdir():
             entries.append(_Entry(member.name, parts, "dir"))
@@ -377,6 +381,24 @@ def _tar_entries(tf: tarfile.TarFile) -> list[_Entry]:
         else:
             raise UnsafeArchiveError(f"{member.name!r} is a device, fifo or other special file")
     return entries
+
+
+def _data_filter(member: tarfile.TarInfo, root: Path) -> None:
+    """Refuse ``member`` if tarfile's own ``data`` extraction filter (PEP 706: Python 3.12,
+    backported to 3.11.4 and 3.10.12) would: special files, absolute link targets, names or
+    link targets that leave ``root``. Its FilterError becomes an UnsafeArchiveError.
+
+    The hand checks stay behind it: for zips, for older Pythons, and for what the filter lets
+    through here: absolute names (it strips their leading ``/`` instead of refusing them), paths
+    through symlinks (it sees no link on disk, none being extracted yet), and links that leave
+    the selected subfolder.
+    """
+    if not hasattr(tarfile, "data_filter"):
+        return
+    try:
+        tarfile.data_filter(member, str(root))
+    except tarfile.FilterError as err:  # a TarError: left as it is, it would be called corruption
+        raise UnsafeArchiveError(f"unsafe archive entry: {err} (refused by tarfile's data filter)") from err
 
 
 def _safe_parts(name: str) -> tuple[str, ...]:

@@ -253,6 +253,21 @@ def test_links_inside_the_folder_are_extracted(tmp_path):
     assert (tmp_path / "out/pics/alias.png").read_bytes() == (tmp_path / "out/pics/copy.png").read_bytes() == b"pixels"
 
 
+@pytest.mark.parametrize("use_filter", [True, False], ids=["data_filter", "by_hand"])
+@pytest.mark.parametrize("name, kind, target", [("pics/null", tarfile.CHRTYPE, ""),
+                                                ("pics/etc", tarfile.SYMTYPE, "/etc")])
+def test_tar_members_meet_the_data_filter_where_python_has_it(tmp_path, monkeypatch, use_filter, name, kind, target):
+    if use_filter and not hasattr(tarfile, "data_filter"):
+        pytest.skip("this Python's tarfile has no data filter (it came with 3.12, 3.11.4 and 3.10.12)")
+    if not use_filter:  # an older Python: the hand checks alone must refuse the same members
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    archive = write(tmp_path / "special.tar", make_tar({"pics/a.png": b"data"}, links={name: (kind, target)}))
+    with pytest.raises(UnsafeArchiveError, match=name) as err:
+        extract_archive(archive, tmp_path / "out")
+    assert isinstance(err.value.__cause__, getattr(tarfile, "FilterError", ())) == use_filter
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
 # ---------------------------------------------------------------- download_dataset
 
 

@@ -1,0 +1,164 @@
+"""The vote files of the blind preference study: one CSV row per comparison.
+
+Columns (:data:`COLUMNS`), after one header line::
+
+    rater, image, crop ("top:left:size" in pixels), method_left, method_right,
+    choice (left/right/same), rating_left, rating_right (1-5 or empty), time (ISO 8601, UTC)
+
+:func:`append_vote` adds one row the moment a vote is cast, flushed and fsynced, so a crash
+or a Colab disconnect loses at most that vote. :func:`read_votes` reads and merges any number
+of such files (one per student); a malformed or truncated row is reported with its file and
+line number (a :class:`BadVoteRow` warning) and skipped, so one torn line never costs a class
+its other votes.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from dataclasses import astuple, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable
+
+__all__ = ["COLUMNS", "CHOICES", "Vote", "BadVoteRow", "append_vote", "read_votes", "write_votes", "one_line"]
+
+COLUMNS = ("rater", "image", "crop", "method_left", "method_right", "choice", "rating_left", "rating_right", "time")
+CHOICES = ("left", "right", "same")
+
+
+class BadVoteRow(UserWarning):
+    """A CSV row that was skipped; the message names its file and line number."""
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One comparison: which of two crops (``method_left`` shown left) the rater preferred."""
+
+    rater: str
+    image: str
+    crop: str  # "top:left:size" of the square shown, in pixels of the SR image
+    method_left: str
+    method_right: str
+    choice: str  # "left", "right" or "same"
+    rating_left: int | None = None  # absolute 1-5 ratings (MOS), when the study asked for them
+    rating_right: int | None = None
+    time: str = ""  # ISO 8601
+
+    @property
+    def winner(self) -> str | None:
+        return {"left": self.method_left, "right": self.method_right}.get(self.choice)
+
+    def ratings(self) -> list[tuple[str, int]]:
+        """``(method, rating)`` for each side that was rated."""
+        pairs = [(self.method_left, self.rating_left), (self.method_right, self.rating_right)]
+        return [(m, r) for m, r in pairs if r is not None]
+
+    def row(self) -> list[str]:
+        return ["" if v is None else str(v) for v in astuple(self)]
+
+
+def one_line(text: str) -> str:
+    """``text`` with its runs of whitespace, line breaks included, made single spaces: names
+    go into a line-oriented CSV, where a line break inside a field would tear the row."""
+    return " ".join(str(text).split())
+
+
+# ---------------------------------------------------------------- writing
+
+
+def append_vote(path: str | Path, vote: Vote) -> None:
+    """Append one vote to ``path`` (header first if the file is new), then flush and fsync,
+    so a crash or a Colab disconnect loses at most the vote being cast. A last line torn by an
+    earlier crash is closed first, so it stays a single (skipped) bad row."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        if not new and not _ends_with_newline(path):
+            f.write("\n")
+        writer = csv.writer(f, lineterminator="\n")
+        if new:
+            writer.writerow(COLUMNS)
+        writer.writerow([one_line(v) for v in vote.row()])
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def write_votes(path: str | Path, votes: Iterable[Vote]) -> Path:
+    """Write ``votes`` to a new CSV (e.g. a class's pooled votes), replacing ``path``."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    for vote in votes:
+        append_vote(path, vote)
+    return path
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_votes(paths: str | Path | Iterable[str | Path]) -> list[Vote]:
+    """All valid votes of one or several CSV files (one per rater, or pooled), in order.
+
+    Merging raters is just reading their files together. Bad rows are skipped with a
+    :class:`BadVoteRow` warning naming the file and line; a missing file raises FileNotFoundError.
+    """
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    votes = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"no vote file {path}")
+        votes += _read_one(path)
+    return votes
+
+
+def _read_one(path: Path) -> list[Vote]:
+    votes, header = [], ",".join(COLUMNS)
+    # line by line, so a torn or unbalanced quote cannot swallow the rows after it
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip() or line.strip() == header:  # blank, or the header (again, after `cat`)
+                continue
+            try:
+                votes.append(_parse_row(next(csv.reader([line]))))
+            except (ValueError, csv.Error) as err:
+                warnings.warn(f"{path}:{lineno}: skipped a bad row: {err}: {line[:80]!r}", BadVoteRow, stacklevel=3)
+    return votes
+
+
+def _parse_row(fields: list[str]) -> Vote:
+    """A Vote from one CSV row, or ValueError saying what is wrong with it."""
+    if len(fields) != len(COLUMNS):
+        raise ValueError(f"expected {len(COLUMNS)} fields, found {len(fields)} (truncated row?)")
+    rec = dict(zip(COLUMNS, (f.strip() for f in fields)))
+    for key in ("rater", "image", "method_left", "method_right"):
+        if not rec[key]:
+            raise ValueError(f"empty {key}")
+    if rec["method_left"] == rec["method_right"]:
+        raise ValueError(f"a method compared with itself ({rec['method_left']})")
+    if rec["choice"] not in CHOICES:
+        raise ValueError(f"choice {rec['choice']!r} is not one of {', '.join(CHOICES)}")
+    parts = rec["crop"].split(":")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"crop {rec['crop']!r} is not top:left:size")
+    ratings = [_rating(rec, key) for key in ("rating_left", "rating_right")]
+    try:
+        datetime.fromisoformat(rec["time"])
+    except ValueError:
+        raise ValueError(f"time {rec['time']!r} is not an ISO 8601 date-time (truncated row?)") from None
+    return Vote(rec["rater"], rec["image"], rec["crop"], rec["method_left"], rec["method_right"], rec["choice"],
+                ratings[0], ratings[1], rec["time"])
+
+
+def _rating(rec: dict[str, str], key: str) -> int | None:
+    if rec[key] and rec[key] not in {"1", "2", "3", "4", "5"}:
+        raise ValueError(f"{key} {rec[key]!r} is not an integer from 1 to 5")
+    return int(rec[key]) if rec[key] else None
