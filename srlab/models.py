@@ -3,7 +3,10 @@
 Every generator has the same contract: it takes a low-resolution batch
 ``(N, C, h, w)`` with values roughly in [0, 1] and returns the high-resolution
 batch ``(N, C, h * scale, w * scale)``. Every discriminator takes an HR patch
-of a fixed size and returns one raw logit per image, shape ``(N, 1)``.
+of a fixed size and returns one raw score per image, shape ``(N, 1)``: the last layer
+is linear, with no sigmoid, so the same network serves as a logit for a BCE or
+relativistic loss and as the unbounded critic of a Wasserstein GAN. Both
+discriminators take ``batch_norm=False`` for WGAN-GP (see :class:`SRGANDiscriminator`).
 
 Shape comments use ``F`` for ``num_feat``, ``G`` for ``num_grow_ch`` and
 ``s`` for ``scale``.
@@ -438,6 +441,11 @@ class ConvAutoencoder(nn.Module):
 # ---------------------------------------------------------------------------
 
 
+def _norm_layer(channels: int, batch_norm: bool) -> nn.Module:
+    """BN, or nothing: an ``nn.Identity`` has no parameters, so it adds no state-dict keys."""
+    return nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
+
+
 class SRGANDiscriminator(nn.Module):
     """The SRGAN discriminator.
 
@@ -448,19 +456,27 @@ class SRGANDiscriminator(nn.Module):
     2 on every second one), BN after all but the first, LeakyReLU(0.2); then
     Dense(1024), LeakyReLU(0.2), Dense(1).
 
-    Returns a raw logit ``(N, 1)``, not a probability: the paper's final
-    sigmoid is left to the loss, which uses BCE-with-logits because
-    ``log(sigmoid(z))`` computed in one step is numerically stable where
-    ``log`` of a saturated sigmoid is not.
+    Returns a raw score ``(N, 1)`` from the last Linear layer, not a
+    probability: the paper's final sigmoid is left to the loss, which uses
+    BCE-with-logits because ``log(sigmoid(z))`` computed in one step is
+    numerically stable where ``log`` of a saturated sigmoid is not. A raw score
+    is also what a WGAN critic must output (Arjovsky et al. 2017).
 
     Args:
         num_in_ch: Channels of the HR input.
         num_feat: Channels of the first conv; later ones are 2x, 4x, 8x this.
         input_size: Side of the square HR patch; must be divisible by 16
             (four stride-2 convs), since the Linear layer's size depends on it.
+        batch_norm: ``False`` drops the seven BN layers, for a WGAN-GP critic
+            (Gulrajani et al. 2017): the gradient penalty is taken per sample,
+            and BN makes each sample's score depend on the rest of the batch.
+            The paper suggests layer norm instead; without any norm is the
+            simplest critic that keeps the penalty valid. The convs keep their
+            biases either way, so only the BN keys leave the state dict.
     """
 
-    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 96) -> None:
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 96,
+                 batch_norm: bool = True) -> None:
         super().__init__()
         if input_size <= 0 or input_size % 16 != 0:
             raise ValueError(
@@ -476,7 +492,7 @@ class SRGANDiscriminator(nn.Module):
             stride = 2 if i % 2 == 1 else 1
             layers.append(nn.Conv2d(in_ch, out_ch, 3, stride, 1))
             # No BN on the first layer: it would normalise away the raw pixel statistics.
-            if i > 0:
+            if i > 0 and batch_norm:
                 layers.append(nn.BatchNorm2d(out_ch))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             in_ch = out_ch
@@ -504,16 +520,21 @@ class VGGStyleDiscriminator(nn.Module):
     Pairs of (3x3 stride-1, 4x4 stride-2) convs halve the size five times
     (six for ``input_size=256``) down to 4x4, then linear1 (-> 100) and
     linear2 (-> 1). Convs followed by BN have no bias (BN's shift replaces it).
-    Returns a raw logit ``(N, 1)``; apply the sigmoid in the loss
-    (BCE-with-logits, or the relativistic loss of ESRGAN).
+    Returns a raw score ``(N, 1)`` from linear2, with no sigmoid; apply it in
+    the loss (BCE-with-logits, or the relativistic loss of ESRGAN), or use the
+    score as is as a WGAN critic.
 
     Args:
         num_in_ch: Channels of the HR input.
         num_feat: Channels of the first stage; later stages use 2x, 4x, 8x.
         input_size: Side of the square HR patch, 128 or 256.
+        batch_norm: ``False`` for a WGAN-GP critic (see :class:`SRGANDiscriminator`):
+            every ``bnX_Y`` becomes an identity with no parameters and the conv
+            before it gets its bias back. ``True`` keeps BasicSR's state dict.
     """
 
-    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 128) -> None:
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 128,
+                 batch_norm: bool = True) -> None:
         super().__init__()
         if input_size not in (128, 256):
             raise ValueError(
@@ -521,36 +542,37 @@ class VGGStyleDiscriminator(nn.Module):
             )
         self.input_size = input_size
         nf = num_feat
+        bias = not batch_norm  # a conv followed by BN needs no bias: BN's shift replaces it
         self.conv0_0 = nn.Conv2d(num_in_ch, nf, 3, 1, 1, bias=True)
-        self.conv0_1 = nn.Conv2d(nf, nf, 4, 2, 1, bias=False)
-        self.bn0_1 = nn.BatchNorm2d(nf, affine=True)
+        self.conv0_1 = nn.Conv2d(nf, nf, 4, 2, 1, bias=bias)
+        self.bn0_1 = _norm_layer(nf, batch_norm)
 
-        self.conv1_0 = nn.Conv2d(nf, nf * 2, 3, 1, 1, bias=False)
-        self.bn1_0 = nn.BatchNorm2d(nf * 2, affine=True)
-        self.conv1_1 = nn.Conv2d(nf * 2, nf * 2, 4, 2, 1, bias=False)
-        self.bn1_1 = nn.BatchNorm2d(nf * 2, affine=True)
+        self.conv1_0 = nn.Conv2d(nf, nf * 2, 3, 1, 1, bias=bias)
+        self.bn1_0 = _norm_layer(nf * 2, batch_norm)
+        self.conv1_1 = nn.Conv2d(nf * 2, nf * 2, 4, 2, 1, bias=bias)
+        self.bn1_1 = _norm_layer(nf * 2, batch_norm)
 
-        self.conv2_0 = nn.Conv2d(nf * 2, nf * 4, 3, 1, 1, bias=False)
-        self.bn2_0 = nn.BatchNorm2d(nf * 4, affine=True)
-        self.conv2_1 = nn.Conv2d(nf * 4, nf * 4, 4, 2, 1, bias=False)
-        self.bn2_1 = nn.BatchNorm2d(nf * 4, affine=True)
+        self.conv2_0 = nn.Conv2d(nf * 2, nf * 4, 3, 1, 1, bias=bias)
+        self.bn2_0 = _norm_layer(nf * 4, batch_norm)
+        self.conv2_1 = nn.Conv2d(nf * 4, nf * 4, 4, 2, 1, bias=bias)
+        self.bn2_1 = _norm_layer(nf * 4, batch_norm)
 
-        self.conv3_0 = nn.Conv2d(nf * 4, nf * 8, 3, 1, 1, bias=False)
-        self.bn3_0 = nn.BatchNorm2d(nf * 8, affine=True)
-        self.conv3_1 = nn.Conv2d(nf * 8, nf * 8, 4, 2, 1, bias=False)
-        self.bn3_1 = nn.BatchNorm2d(nf * 8, affine=True)
+        self.conv3_0 = nn.Conv2d(nf * 4, nf * 8, 3, 1, 1, bias=bias)
+        self.bn3_0 = _norm_layer(nf * 8, batch_norm)
+        self.conv3_1 = nn.Conv2d(nf * 8, nf * 8, 4, 2, 1, bias=bias)
+        self.bn3_1 = _norm_layer(nf * 8, batch_norm)
 
-        self.conv4_0 = nn.Conv2d(nf * 8, nf * 8, 3, 1, 1, bias=False)
-        self.bn4_0 = nn.BatchNorm2d(nf * 8, affine=True)
-        self.conv4_1 = nn.Conv2d(nf * 8, nf * 8, 4, 2, 1, bias=False)
-        self.bn4_1 = nn.BatchNorm2d(nf * 8, affine=True)
+        self.conv4_0 = nn.Conv2d(nf * 8, nf * 8, 3, 1, 1, bias=bias)
+        self.bn4_0 = _norm_layer(nf * 8, batch_norm)
+        self.conv4_1 = nn.Conv2d(nf * 8, nf * 8, 4, 2, 1, bias=bias)
+        self.bn4_1 = _norm_layer(nf * 8, batch_norm)
 
         if input_size == 256:
             # One more halving so the Linear layer still sees 4x4 maps.
-            self.conv5_0 = nn.Conv2d(nf * 8, nf * 8, 3, 1, 1, bias=False)
-            self.bn5_0 = nn.BatchNorm2d(nf * 8, affine=True)
-            self.conv5_1 = nn.Conv2d(nf * 8, nf * 8, 4, 2, 1, bias=False)
-            self.bn5_1 = nn.BatchNorm2d(nf * 8, affine=True)
+            self.conv5_0 = nn.Conv2d(nf * 8, nf * 8, 3, 1, 1, bias=bias)
+            self.bn5_0 = _norm_layer(nf * 8, batch_norm)
+            self.conv5_1 = nn.Conv2d(nf * 8, nf * 8, 4, 2, 1, bias=bias)
+            self.bn5_1 = _norm_layer(nf * 8, batch_norm)
 
         self.linear1 = nn.Linear(nf * 8 * 4 * 4, 100)
         self.linear2 = nn.Linear(100, 1)

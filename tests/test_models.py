@@ -134,6 +134,32 @@ def test_vgg_discriminator_parameter_count():
     assert count_parameters(VGGStyleDiscriminator(input_size=256)) == expected + extra
 
 
+def test_srgan_discriminator_without_batch_norm_parameter_count():
+    # The seven BN layers (after conv 2..8) go, 2 parameters per channel; the convs
+    # already had biases, so nothing comes back: 64+128+128+256+256+512+512 = 1856 channels.
+    expected = 23_565_505 - 2 * 1856
+    assert count_parameters(SRGANDiscriminator(batch_norm=False)) == expected == 23_561_793
+
+
+def test_vgg_discriminator_without_batch_norm_parameter_count():
+    f = 64
+    # Every conv now has a bias and no BN follows it.
+    convs = [
+        (3, f, 3), (f, f, 4),
+        (f, 2 * f, 3), (2 * f, 2 * f, 4),
+        (2 * f, 4 * f, 3), (4 * f, 4 * f, 4),
+        (4 * f, 8 * f, 3), (8 * f, 8 * f, 4),
+        (8 * f, 8 * f, 3), (8 * f, 8 * f, 4),
+    ]
+    dense = linear_params(8 * f * 4 * 4, 100) + linear_params(100, 1)
+    expected = sum(conv_params(*c) for c in convs) + dense
+    # = the BN model minus 2 * 2880 BN parameters plus 2880 conv biases (conv0_1 .. conv4_1).
+    assert expected == 14_499_401 - 2880
+    assert count_parameters(VGGStyleDiscriminator(batch_norm=False)) == expected
+    extra = conv_params(8 * f, 8 * f, 3) + conv_params(8 * f, 8 * f, 4)
+    assert count_parameters(VGGStyleDiscriminator(input_size=256, batch_norm=False)) == expected + extra
+
+
 def test_count_parameters_trainable_only():
     model = SRCNN()
     model.conv1.requires_grad_(False)
@@ -363,6 +389,76 @@ def test_vgg_discriminator_wrong_size_and_bad_input_size():
     assert "96x96" in str(err.value)
     with pytest.raises(ValueError, match="128"):
         VGGStyleDiscriminator(input_size=192)
+
+
+# The three critic layouts, small enough for fast forward and backward passes.
+SMALL_DISCRIMINATORS = [
+    (SRGANDiscriminator, dict(num_feat=4, input_size=32)),
+    (VGGStyleDiscriminator, dict(num_feat=4, input_size=128)),
+    (VGGStyleDiscriminator, dict(num_feat=4, input_size=256)),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs", SMALL_DISCRIMINATORS)
+def test_discriminator_without_batch_norm_has_no_bn_and_keeps_conv_biases(cls, kwargs):
+    model = cls(**kwargs, batch_norm=False)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert not any("running_" in k or "bn" in k for k in model.state_dict())
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(c.bias is not None for c in convs)
+
+
+def _batch_for(kwargs: dict, n: int) -> torch.Tensor:
+    side = kwargs["input_size"]
+    return torch.rand(n, 3, side, side)
+
+
+def _cross_sample_gradient(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """d score_0 / d x_j for the other samples j: all zero iff sample 0's score ignores them."""
+    x = x.clone().requires_grad_(True)
+    model(x)[0].sum().backward()
+    return x.grad[1:]
+
+
+@pytest.mark.parametrize("cls, kwargs", SMALL_DISCRIMINATORS)
+def test_critic_without_batch_norm_scores_each_sample_on_its_own(cls, kwargs):
+    # The WGAN-GP penalty is (||d D(x_i) / d x_i|| - 1)^2 for each sample i: it is only
+    # that sample's gradient if D(x_i) does not depend on the other samples of the batch.
+    torch.manual_seed(0)
+    critic = cls(**kwargs, batch_norm=False).train()
+    x = _batch_for(kwargs, 3)
+    alone = critic(x[:1])
+    with_others = critic(torch.cat([x[:1], _batch_for(kwargs, 2)]))[:1]
+    torch.testing.assert_close(with_others, alone, atol=1e-6, rtol=1e-5)
+    assert torch.count_nonzero(_cross_sample_gradient(critic, x)) == 0
+
+
+@pytest.mark.parametrize("cls, kwargs", SMALL_DISCRIMINATORS)
+def test_batch_norm_in_train_mode_couples_the_samples(cls, kwargs):
+    # The counter-example: BN normalises with the batch's statistics, so a sample's score
+    # moves when its neighbours change, and its gradient reaches them.
+    torch.manual_seed(0)
+    model = cls(**kwargs).train()
+    x = _batch_for(kwargs, 3)
+    first = model(x)[:1]
+    changed = model(torch.cat([x[:1], _batch_for(kwargs, 2)]))[:1]
+    assert (first - changed).abs().max() > 1e-4
+    assert _cross_sample_gradient(model, x).abs().max() > 0
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+@pytest.mark.parametrize("cls, kwargs", SMALL_DISCRIMINATORS)
+def test_discriminator_output_is_the_last_linear_layer_with_no_sigmoid(cls, kwargs, batch_norm):
+    # A zero weight leaves the last layer's bias: the output must be exactly that bias, -3
+    # (a sigmoid would give 0.047, a tanh -0.995), so the score is unbounded, as a WGAN
+    # critic needs, and a logit for BCE-with-logits.
+    model = cls(**kwargs, batch_norm=batch_norm).eval()
+    last = model.classifier[-1] if cls is SRGANDiscriminator else model.linear2
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(-3.0)
+        out = model(_batch_for(kwargs, 2))
+    assert torch.equal(out, torch.full((2, 1), -3.0))
 
 
 # ---------------------------------------------------------------------------
