@@ -470,8 +470,8 @@ class SRGANDiscriminator(nn.Module):
         batch_norm: ``False`` drops the seven BN layers, for a WGAN-GP critic
             (Gulrajani et al. 2017): the gradient penalty is taken per sample,
             and BN makes each sample's score depend on the rest of the batch.
-            The paper suggests layer norm instead; without any norm is the
-            simplest critic that keeps the penalty valid. The convs keep their
+            The paper suggests layer norm instead; no norm at all is the
+            simplest choice that keeps the penalty valid. The convs keep their
             biases either way, so only the BN keys leave the state dict.
     """
 
