@@ -5,8 +5,9 @@ degradation model *is* part of the problem definition. Three are provided:
 
 * ``bicubic``: MATLAB ``imresize(hr, 1/4, 'bicubic')``, the benchmark convention since
   SRCNN (Dong et al. 2014). Clean, noise-free, known kernel.
-* ``blur_bicubic``: a Gaussian blur (sigma 1.5) before the bicubic downscale, the "BD"
-  setting of e.g. Zhang et al., RDN (CVPR 2018). Models a softer camera/optics.
+* ``blur_bicubic``: Gaussian blur (sigma 1.5) + bicubic downscale; close to, but not, the
+  "BD" setting of Zhang et al., RDN (CVPR 2018), which blurs with a 7x7 Gaussian of sigma
+  1.6. Models a softer camera/optics.
 * ``realesrgan``: the randomised second-order model of Real-ESRGAN (Wang et al.,
   "Real-ESRGAN: Training Real-World Blind Super-Resolution with Pure Synthetic Data",
   ICCV-W 2021, arXiv:2107.10833): blur, resize, noise and JPEG applied twice with random
@@ -127,14 +128,16 @@ def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def blur_bicubic(hr: np.ndarray, scale: int = 4, radius: float = 1.5) -> np.ndarray:
-    """Gaussian blur, then MATLAB bicubic downscale: the "BD" degradation.
+    """Gaussian blur (sigma 1.5), then MATLAB bicubic downscale.
 
-    Zhang et al., "Residual Dense Network for Image Super-Resolution" (CVPR 2018) blur with
-    a 7x7 sigma-1.6 Gaussian; our seed project B used PIL's ``ImageFilter.GaussianBlur(
-    radius=1.5)``, which is what this reproduces. PIL's "radius" is the standard deviation
-    sigma (not the kernel's half-width), so ``radius`` here is sigma too. PIL approximates
-    the Gaussian by three box blurs; we use the true Gaussian (see ``gaussian_blur``), which
-    agrees with PIL to well under one grey level on photos away from the border.
+    Close to, but not, the "BD" setting of Zhang et al., "Residual Dense Network for Image
+    Super-Resolution" (CVPR 2018), which blurs with a 7x7 Gaussian of sigma 1.6: our seed
+    project B used PIL's ``ImageFilter.GaussianBlur(radius=1.5)``, which is what this
+    reproduces, so its scores are not comparable with published BD tables. PIL's "radius"
+    is the standard deviation sigma (not the kernel's half-width), so ``radius`` here is
+    sigma too. PIL approximates the Gaussian by three box blurs; we use the true Gaussian
+    (see ``gaussian_blur``), which agrees with PIL to well under one grey level on photos
+    away from the border.
 
     Integer images are rounded after the blur, as PIL's 8-bit output would be, then
     downscaled with MATLAB's rounding.
