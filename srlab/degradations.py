@@ -20,6 +20,10 @@ dtype: integer in -> integer out (rounded, clipped); float in -> float32 in [0, 
 H and W must be multiples of ``scale`` (use ``srlab.resize.modcrop``) so HR and LR pixels
 stay aligned. Randomised ones take ``rng``: a ``numpy.random.Generator`` or an int seed;
 every random choice is drawn from it, so the same seed gives the same LR image.
+
+``usm_sharpen`` is not a degradation but its opposite, on the HR side: Real-ESRGAN's GAN
+stage sharpens the ground truth by unsharp masking, trains the pixel and perceptual losses
+towards it, and makes the LR image from the sharpened HR.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from scipy.special import j1
 from srlab.resize import imresize
 
 __all__ = [
-    "bicubic", "blur_bicubic", "realesrgan", "degrade", "DEGRADATIONS",
+    "bicubic", "blur_bicubic", "realesrgan", "degrade", "DEGRADATIONS", "usm_sharpen",
     "RealESRGANOptions", "StageOptions",
     "gaussian_blur", "gaussian_kernel", "generalized_gaussian_kernel", "plateau_kernel",
     "sinc_kernel", "random_kernel", "filter2d", "resize", "random_resize",
@@ -48,13 +52,13 @@ KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau
 # --------------------------------------------------------------------------- dtype helpers
 
 
-def _to_float(img: np.ndarray) -> np.ndarray:
-    """Image as float32 in [0, 1] (integer images are divided by their type's maximum)."""
+def _to_float(img: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Image as float in [0, 1] (integer images are divided by their type's maximum)."""
     img = np.asarray(img)
     if np.issubdtype(img.dtype, np.integer):
-        return img.astype(np.float32) / np.iinfo(img.dtype).max
+        return img.astype(dtype) / np.iinfo(img.dtype).max
     if np.issubdtype(img.dtype, np.floating):
-        return img.astype(np.float32)
+        return img.astype(dtype)
     raise TypeError(f"expected an integer or float image, got dtype {img.dtype}")
 
 
@@ -149,6 +153,47 @@ def blur_bicubic(hr: np.ndarray, scale: int = 4, radius: float = 1.5) -> np.ndar
     """
     hr = _check_hr(hr, scale)
     return bicubic(gaussian_blur(hr, radius), scale)
+
+
+def usm_sharpen(img: np.ndarray, weight: float = 0.5, radius: int = 50,
+                threshold: float = 10) -> np.ndarray:
+    """Real-ESRGAN's unsharp masking (BasicSR ``usm_sharp`` / ``USMSharp``), same dtype out.
+
+    Real-ESRGAN's GAN stage trains its L1 and perceptual losses towards a sharpened ground
+    truth, so the generator learns to restore crisper edges than the data has (the GAN loss
+    still sees the plain HR). With ``blur`` a wide Gaussian blur of the image:
+
+        residual  = img - blur                 the detail a blur removes
+        mask      = |residual| * 255 > threshold
+        soft_mask = the mask, blurred the same way
+        sharp     = clip(img + weight * residual, 0, 1)
+        out       = soft_mask * sharp + (1 - soft_mask) * img
+
+    The mask keeps flat and gently shaded areas (|residual| under ``threshold`` grey
+    levels) as they are, so noise and smooth gradients are not amplified; blurring the mask
+    fades the sharpening in and out instead of cutting it at the mask's edge. Each channel
+    is sharpened on its own. Computed in float64; integer images are rounded once at the end.
+
+    Args:
+        img: (H, W[, C]) uint8/uint16 or float image in [0, 1].
+        weight: strength: how much of the residual is added back.
+        radius: BasicSR's name for the *width* of the Gaussian kernel, rounded up to odd:
+            50 gives 51x51. Its sigma is OpenCV's default for that width,
+            0.3 * ((width - 1) / 2 - 1) + 0.8 (8.0 for 51).
+        threshold: smallest |residual| sharpened, in 8-bit grey levels.
+    """
+    x = _to_float(img, np.float64)
+    width = radius + 1 if radius % 2 == 0 else radius
+
+    def blur(a: np.ndarray) -> np.ndarray:
+        # sigma 0: OpenCV derives it from the width. Reflect-101, the border of BasicSR's
+        # torch filter2D (F.pad mode="reflect").
+        return cv2.GaussianBlur(a, (width, width), 0, borderType=cv2.BORDER_REFLECT_101)
+
+    residual = x - blur(x)
+    soft_mask = blur((np.abs(residual) * 255 > threshold).astype(np.float64))
+    sharp = np.clip(x + weight * residual, 0.0, 1.0)
+    return _from_float(soft_mask * sharp + (1 - soft_mask) * x, np.asarray(img).dtype)
 
 
 # --------------------------------------------------------------------------- blur kernels

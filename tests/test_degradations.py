@@ -14,6 +14,7 @@ from srlab.degradations import (
     DEGRADATIONS, RealESRGANOptions, StageOptions, add_gaussian_noise, add_poisson_noise, bicubic,
     blur_bicubic, degrade, gaussian_blur, gaussian_kernel, generalized_gaussian_kernel,
     jpeg_compress, plateau_kernel, random_kernel, random_resize, realesrgan, sinc_kernel,
+    usm_sharpen,
 )
 from srlab.images import read_image
 from srlab.metrics import psnr
@@ -110,6 +111,87 @@ def test_blur_bicubic_is_bicubic_of_the_blurred_image(photo):
 
 def test_blur_bicubic_is_smoother_than_bicubic(photo):
     assert high_freq_energy(blur_bicubic(photo)) < 0.8 * high_freq_energy(bicubic(photo))
+
+
+# --------------------------------------------------------------------------- USM sharpening
+
+
+USM_SIGMA = 8.0  # OpenCV's sigma for a 51-tap kernel: 0.3 * ((51 - 1) / 2 - 1) + 0.8
+
+
+def usm_by_hand(x, blur, weight=0.5, threshold=10):
+    """BasicSR's usm_sharp written out for a float64 image and a given blur."""
+    residual = x - blur(x)
+    soft_mask = blur((np.abs(residual) * 255 > threshold).astype(np.float64))
+    sharp = np.clip(x + weight * residual, 0, 1)
+    return soft_mask * sharp + (1 - soft_mask) * x
+
+
+def cv2_blur_51(a):
+    return cv2.GaussianBlur(a, (51, 51), USM_SIGMA, borderType=cv2.BORDER_REFLECT_101)
+
+
+def test_usm_kernel_is_opencvs_default_sigma_for_51_taps():
+    # sigma=0 in the reference means "derive it from the width": a Gaussian of sigma 8.
+    taps = np.arange(51) - 25
+    gauss = np.exp(-(taps**2) / (2 * USM_SIGMA**2))
+    np.testing.assert_allclose(cv2.getGaussianKernel(51, 0, cv2.CV_64F).ravel(), gauss / gauss.sum(),
+                               atol=1e-15)
+
+
+def test_usm_sharpen_float_is_the_hand_computation(photo):
+    x = photo.astype(np.float64) / 255
+    mask = np.abs(x - cv2_blur_51(x)) * 255 > 10
+    assert 0.1 < mask.mean() < 0.9  # the photo has both sharpened and untouched pixels
+    out = usm_sharpen(photo.astype(np.float32) / 255)
+    assert out.dtype == np.float32 and out.shape == photo.shape
+    np.testing.assert_allclose(out, usm_by_hand(x, cv2_blur_51), atol=1e-6)
+    strong = usm_sharpen(x, weight=1.0, threshold=4)
+    np.testing.assert_allclose(strong, usm_by_hand(x, cv2_blur_51, weight=1.0, threshold=4), atol=1e-6)
+
+
+def test_usm_sharpen_uint8_is_the_float_result_rounded(photo):
+    ref = np.rint(usm_by_hand(photo.astype(np.float64) / 255, cv2_blur_51) * 255)
+    out = usm_sharpen(photo)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, ref.astype(np.uint8))
+    assert np.abs(out.astype(int) - photo).max() > 5  # and it did sharpen
+
+
+def test_usm_sharpen_leaves_flat_and_gently_shaded_images_unchanged():
+    flat = np.full((40, 50, 3), 0.5, np.float32)
+    np.testing.assert_array_equal(usm_sharpen(flat), flat)
+    np.testing.assert_array_equal(usm_sharpen(np.full((40, 50, 3), 128, np.uint8)), 128)
+    # A ramp of 0.2 over 64 px: a symmetric blur keeps a line, so |residual| is 0 more than
+    # 25 px from the border and at most 255 * 0.2 / 63 * 8 * sqrt(2 / pi) = 5.2 grey levels
+    # at the mirrored border (where the ramp folds into a V): under the threshold of 10.
+    ramp = np.tile(np.linspace(0.3, 0.5, 64, dtype=np.float32), (32, 1))
+    np.testing.assert_array_equal(usm_sharpen(ramp), ramp)
+
+
+def test_usm_sharpen_overshoots_an_edge_by_the_1d_hand_computation():
+    # Every row is the same step, so the 2D blur is the 1D blur of a row: a 51-tap Gaussian
+    # of sigma 8 with the reflect-101 border (numpy's mode="reflect"), written in numpy.
+    row = np.where(np.arange(64) < 32, 0.2, 0.8)
+    taps = np.arange(51) - 25
+    kernel = np.exp(-(taps**2) / (2 * USM_SIGMA**2))
+    kernel /= kernel.sum()
+
+    def blur_rows(a):
+        padded = np.pad(a, ((0, 0), (25, 25)), mode="reflect")
+        return np.stack([np.correlate(r, kernel, mode="valid") for r in padded])
+
+    img = np.tile(row, (16, 1))
+    expected = usm_by_hand(img, blur_rows)[0]
+    out = usm_sharpen(img)
+    np.testing.assert_allclose(out, np.tile(expected, (16, 1)), atol=1e-6)
+    # Overshoot on both sides of the edge: darker than 0.2 left of it, brighter than 0.8 right.
+    # (By hand at the edge: residual = -/+0.6 * 0.475 = 0.285, weight 0.5 -> 0.14; the soft
+    # mask there is about 0.9.)
+    assert out[0, 31] < 0.2 - 0.1 and out[0, 32] > 0.8 + 0.1
+    assert out.min() >= 0 and out.max() <= 1
+    # Far from the edge (beyond the mask and its blur) the image is left as it was.
+    np.testing.assert_allclose(out[:, [0, 63]], img[:, [0, 63]], atol=1e-7)
 
 
 # --------------------------------------------------------------------------- kernels
