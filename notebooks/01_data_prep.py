@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -73,25 +78,26 @@ LOADER_BATCHES = 4 if PRESET == "smoke" else 20  # batches timed in the speed te
 # an interrupted download; a second call finds the `.complete` marker and does nothing.
 #
 # In `smoke` there is no download: the **embedded photos** that ship inside scikit-image's
-# wheel stand in for DIV2K. One of them, `coffee`, is held out: the training engine
-# validates on it, so it never enters the training folder.
+# wheel stand in for DIV2K. One of them, `srlab.presets.VALIDATION_IMAGE` (`coffee`), is held
+# out: the training engine validates on it, so it never enters the training folder.
 
 # %%
 from srlab.data import embedded_images
 from srlab.download import download_dataset
 from srlab.images import list_images, write_image
+from srlab.presets import VALIDATION_IMAGE
 
 if PRESET == "smoke":
     hr_dir = RUNS / PRESET / "hr"
     for name, img in embedded_images().items():
-        if name != "coffee":  # held out for validation
+        if name != VALIDATION_IMAGE:  # held out for validation
             write_image(hr_dir / f"{name}.png", img)
 else:
     div2k = download_dataset("div2k", RUNS / "data")  # about 4 GB, once; later calls return at once
     hr_dir = div2k / "DIV2K_train_HR"
 
 hr_files = list_images(hr_dir)
-print(f"{len(hr_files)} HR training images in {hr_dir}")
+print(f"{len(hr_files)} HR training images in {hr_dir}" + (f" ({VALIDATION_IMAGE} held out)" if PRESET == "smoke" else ""))
 
 # %% [markdown]
 # What to notice: in `smoke` there are 6 photos (7 embedded, minus `coffee`); with DIV2K there
@@ -139,8 +145,8 @@ print(f"{len(store.shards)} shard(s), {shard_bytes / 2**20:.1f} MiB on disk in {
 #
 # `PatchDataset` turns the store into a torch dataset. Item $i$:
 #
-# 1. takes sub-image $i$ and a random $96 \times 96$ HR crop of it, with its corner on the
-#    LR grid (a multiple of the scale $s = 4$);
+# 1. takes sub-image $i$ and a random $96 \times 96$ HR crop of it (`HR_SIZE`), with its corner
+#    on the LR grid (a multiple of the scale $s$, `SCALE` = 4);
 # 2. applies a random 90-degree rotation and horizontal flip (8 orientations: photos have no
 #    preferred orientation at this scale, so this multiplies the data for free);
 # 3. makes the LR input with a degradation, here MATLAB bicubic: $x = (y)\!\downarrow_s$, a
@@ -165,7 +171,7 @@ for k in range(4):
     lr, hr = dataset[k * len(dataset) // 4]
     show_image(axes[0, k], to_image(lr), f"LR {lr.shape[2]}x{lr.shape[1]}")
     show_image(axes[1, k], to_image(hr), f"HR {hr.shape[2]}x{hr.shape[1]}")
-fig.suptitle("(LR, HR) training pairs: random crop, flip and rotation, bicubic x4")
+fig.suptitle(f"(LR, HR) training pairs: random crop, flip and rotation, bicubic x{SCALE}")
 fig.tight_layout()
 plt.show()
 
@@ -189,7 +195,7 @@ plt.show()
 # | name | $k$, $n$, JPEG | used by |
 # |---|---|---|
 # | `bicubic` | MATLAB bicubic antialiasing filter only (no extra blur, no noise) | SRCNN, SRGAN, ESRGAN and every Set5/Set14 table |
-# | `blur_bicubic` | Gaussian blur, $\sigma = 1.5$ px, then bicubic | the "BD" setting (RDN); a blurrier camera |
+# | `blur_bicubic` | Gaussian blur, $\sigma = 1.5$ px, then bicubic | student project B; a blurrier camera. Close to, but not, RDN's "BD" setting ($7 \times 7$ Gaussian, $\sigma = 1.6$) |
 # | `realesrgan` | random blur (Gaussian, generalised, plateau, sinc), random resize, Gaussian or Poisson noise, JPEG, all applied **twice** | Real-ESRGAN: real photos from the web |
 #
 # Below: the most textured $128 \times 128$ patch of the first training photo and its LR
@@ -217,7 +223,7 @@ lrs = {
 fig, axes = plt.subplots(1, 1 + len(lrs), figsize=(2.6 * (1 + len(lrs)), 3))
 show_image(axes[0], patch, f"HR {patch.shape[1]}x{patch.shape[0]}")
 for ax, (name, lr) in zip(axes[1:], lrs.items()):
-    show_image(ax, upscale_classical(lr, SCALE, "nearest"), f"{name}\nLR {lr.shape[1]}x{lr.shape[0]}, nearest x4")
+    show_image(ax, upscale_classical(lr, SCALE, "nearest"), f"{name}\nLR {lr.shape[1]}x{lr.shape[0]}, nearest x{SCALE}")
 fig.tight_layout()
 plt.show()
 

@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -54,18 +59,11 @@ RESUME = True                # continue from last.pt when this run folder alread
 # Notebook 01 cuts DIV2K into a *patch store* (sub-images in memory-mapped shards) at
 # `RUNS / PRESET / "patches"`. When it is there we train from it; when it is not, training
 # falls back on the photos embedded in scikit-image (everything except `coffee`, which is
-# held out for validation). Either way validation uses the central crop of `coffee`.
+# held out for validation). Either way validation uses the central crop of `coffee`
+# (`srlab.presets.VALIDATION_IMAGE`). `nb.training_data` makes the choice and says which.
 
 # %%
-from srlab.data import is_patch_store
-
-store = RUNS / PRESET / "patches"
-DATA = str(store) if is_patch_store(store) else None
-if DATA:
-    print("training data: the patch store of notebook 01:", store)
-else:
-    print(f"training data: the embedded photos (no patch store at {store}; run 01_data_prep "
-          "first to train on DIV2K)")
+DATA = nb.training_data(RUNS, PRESET)  # the patch store's path, or None: the embedded photos
 
 # %% [markdown]
 # ## The SRResNet architecture
@@ -134,14 +132,14 @@ with torch.no_grad():
 #   paper's plain network with MSE; `smoke` keeps MSE but uses the residual.
 
 # %%
-from srlab.models import build_generator
-from srlab.train import make_config
+from srlab.checkpoint import generator_from_config
+from srlab.presets import make_config
 
 overrides = {k: v for k, v in {"steps": STEPS, "batch_size": BATCH_SIZE, "data": DATA}.items() if v is not None}
 cfg = make_config("srresnet", PRESET, **overrides)
-spec = dict(cfg.generator)
-generator = build_generator(spec.pop("name"), scale=cfg.scale, **spec)
-print(f"preset {PRESET}: generator {cfg.generator}, {count_parameters(generator):,} parameters")
+SCALE = cfg.scale
+generator = generator_from_config(cfg)  # the untrained network this config describes
+print(f"preset {PRESET}: generator {cfg.generator}, x{SCALE}, {count_parameters(generator):,} parameters")
 print(f"pixel loss: {cfg.pixel_loss}, bicubic residual: {cfg.generator.get('bicubic_residual', False)}")
 print(f"{cfg.steps} steps, batch {cfg.batch_size} of {cfg.hr_size}px HR patches, Adam lr {cfg.lr_g}, "
       f"validation every {cfg.val_every} steps")
@@ -187,25 +185,25 @@ print("run folder:", sorted(p.name for p in OUT.iterdir()))
 # `srlab.viz.plot_history` draws the curves of `history.jsonl`. To judge the validation
 # PSNR we need a reference: bicubic on **the same validation crop**, computed the way
 # `Trainer.validate` does it (the central `val_crop` square of `coffee`, its MATLAB-bicubic
-# LR, PSNR on Y with a 4-pixel border cropped).
+# LR, PSNR on Y with a border of `SCALE` pixels cropped).
 
 # %%
 import matplotlib.pyplot as plt
 from srlab.data import center_crops, embedded_images
 from srlab.metrics import batch_psnr
+from srlab.presets import VALIDATION_IMAGE
 from srlab.resize import imresize_torch
 from srlab.viz import plot_history
 
-coffee = embedded_images(("coffee",))["coffee"]
-(lr_val, hr_val), = center_crops([coffee], cfg.val_crop, cfg.scale)  # (1, 3, h, w), (1, 3, H, W)
-bicubic_val = batch_psnr(imresize_torch(lr_val, cfg.scale).clamp(0, 1), hr_val, crop_border=cfg.scale).item()
-print(f"validation crop {tuple(hr_val.shape[-2:])}: bicubic {bicubic_val:.2f} dB, "
+val_image = embedded_images((VALIDATION_IMAGE,))[VALIDATION_IMAGE]
+(lr_val, hr_val), = center_crops([val_image], cfg.val_crop, SCALE)  # (1, 3, h, w), (1, 3, H, W)
+bicubic_val = batch_psnr(imresize_torch(lr_val, SCALE).clamp(0, 1), hr_val, crop_border=SCALE).item()
+print(f"validation crop of {VALIDATION_IMAGE} {tuple(hr_val.shape[-2:])}: bicubic {bicubic_val:.2f} dB, "
       f"SRResNet best {summary['best_psnr']:.2f} dB ({summary['best_psnr'] - bicubic_val:+.2f} dB)")
 
-fig = plot_history(OUT / "history.jsonl")
+fig = plot_history(OUT / "history.jsonl")  # plain dB tick labels, even for tiny differences
 ax = fig.axes[-1]  # the validation panel
 ax.axhline(bicubic_val, color="gray", ls=":", label="bicubic")
-ax.ticklabel_format(axis="y", useOffset=False)  # plain dB values, even for tiny differences
 ax.legend(fontsize=8)
 plt.show()
 
@@ -219,31 +217,24 @@ plt.show()
 # %% [markdown]
 # ## The whole `coffee` image, and zoomed crops
 #
-# `srlab.train.load_generator` rebuilds the network from `best.pt` (with its EMA weights)
+# `srlab.checkpoint.load_generator` rebuilds the network from `best.pt` (with its EMA weights)
 # and `srlab.evaluate.model_upscaler` wraps it as a function on numpy images, so it can be
-# scored exactly like bicubic with `srlab.evaluate.score_pair` (PSNR-Y, SSIM-Y, PSNR-RGB).
+# scored exactly like bicubic. `srlab.viz.compare` scores each output (PSNR-Y, SSIM-Y,
+# PSNR-RGB, with `srlab.evaluate.score_pair`), shows the table and draws zoomed crops.
 
 # %%
-from srlab.evaluate import model_upscaler, score_pair, upscale_classical
+from srlab.checkpoint import load_generator
+from srlab.evaluate import model_upscaler, upscale_classical
 from srlab.resize import imresize, modcrop
-from srlab.train import load_generator
+from srlab.viz import compare
 
-model, _ = load_generator(OUT / "best.pt")
+model, info = load_generator(OUT / "best.pt")
+print(f"best.pt: step {info['step']}, {info['architecture']}")
 srresnet = model_upscaler(model, "SRResNet")
-hr = modcrop(coffee, cfg.scale)
-lr = imresize(hr, 1 / cfg.scale)  # the benchmark degradation: MATLAB bicubic x1/4
-outputs = {"bicubic": upscale_classical(lr, cfg.scale, "bicubic"), "SRResNet": srresnet(lr, cfg.scale)}
-scores = {name: score_pair(sr, hr, cfg.scale) for name, sr in outputs.items()}
-print(f"{'coffee x4':<10} {'PSNR-Y':>7} {'SSIM-Y':>7} {'PSNR-RGB':>9}")
-for name, s in scores.items():
-    print(f"{name:<10} {s['psnr_y']:7.2f} {s['ssim_y']:7.4f} {s['psnr_rgb']:9.2f}")
-
-# %%
-from srlab.viz import crop_grid
-
-row = {"name": "coffee", "hr": hr, "panels": {"LR": lr, **outputs, "HR": hr},
-       "captions": {name: f"{s['psnr_y']:.2f} dB" for name, s in scores.items()}}
-crop_grid([row], path=OUT / "crops_coffee.png", scale=cfg.scale, crop=96)
+hr = modcrop(val_image, SCALE)
+lr = imresize(hr, 1 / SCALE)  # the benchmark degradation: MATLAB bicubic x1/SCALE
+outputs = {"bicubic": upscale_classical(lr, SCALE, "bicubic"), "SRResNet": srresnet(lr, SCALE)}
+scores = compare(outputs, hr, SCALE, lr=lr, name=VALIDATION_IMAGE, path=OUT / f"crops_{VALIDATION_IMAGE}.png")
 plt.show()
 
 # %% [markdown]
@@ -285,8 +276,8 @@ if PRESET != "smoke":
 
     set5 = download_dataset("set5", RUNS / "data") / "HR"
     for upscaler in ("bicubic", srresnet):
-        report = evaluate_folder(set5, scale=cfg.scale, upscaler=upscaler)
-        print(f"\n{report['model']} on Set5 x{cfg.scale}\n{format_table(report)}")
+        report = evaluate_folder(set5, scale=SCALE, upscaler=upscaler)
+        nb.show_markdown(f"**{report['model']} on Set5 x{SCALE}**\n\n{format_table(report)}")
 else:
     print("smoke preset: Set5 evaluation skipped (run with the cpu or colab preset)")
 
