@@ -10,6 +10,11 @@
 
 Image conventions for training: everything becomes (H, W, 3) uint8 RGB: grayscale is
 repeated to three channels, alpha is dropped, 16-bit is scaled to 8 bits (x / 257, rounded).
+
+Training batches are ``(lr, hr)``, or ``(lr, hr, hr_sharp)`` with ``usm_target=True``:
+Real-ESRGAN's GAN stage aims its pixel and perceptual losses at the unsharp-masked HR
+(``srlab.degradations.usm_sharpen``) and, like its ``feed_data``, degrades that sharpened
+HR, not the plain one, to make the LR.
 """
 
 from __future__ import annotations
@@ -92,6 +97,26 @@ def load_training_images(folder=None, exclude: tuple[str, ...] = ()) -> dict[str
     return images
 
 
+def _training_sample(hr: np.ndarray, degradation: str, scale: int, rng, usm_target: bool) -> tuple:
+    """``(lr, hr)`` from one augmented HR patch, or ``(lr, hr, hr_sharp)`` with ``usm_target``.
+
+    The sharpened patch is what Real-ESRGAN degrades (``filter2D(self.gt_usm, ...)`` in its
+    ``feed_data``), so the LR is made from it; it is rounded to 8 bits like every training
+    image here (the reference keeps it in float: at most half a grey level apart).
+    """
+    from .degradations import degrade, usm_sharpen
+
+    if not usm_target:
+        return degrade(degradation, hr, scale=scale, rng=rng), hr
+    sharp = usm_sharpen(hr)
+    return degrade(degradation, sharp, scale=scale, rng=rng), hr, sharp
+
+
+def _stack(samples: list[tuple], join) -> tuple:
+    """Per-sample tuples ``(lr, hr[, hr_sharp])`` -> one batch tensor per position."""
+    return tuple(join(list(column)) for column in zip(*samples))
+
+
 class RandomPatches:
     """Random HR crops of in-memory images with random flips/90-degree rotations, and their LR.
 
@@ -105,10 +130,13 @@ class RandomPatches:
         batch_size: patches per batch.
         seed: base seed.
         degradation: how LR is made (``srlab.degradations``; default MATLAB bicubic).
+        usm_target: also return the USM-sharpened HR, the target of Real-ESRGAN's pixel and
+            perceptual losses, and make the LR from it (see :func:`_training_sample`).
+            ``False`` gives the same batches as before the option existed.
     """
 
     def __init__(self, images, hr_size: int, scale: int, batch_size: int, seed: int = 0,
-                 degradation: str = "bicubic"):
+                 degradation: str = "bicubic", usm_target: bool = False):
         if hr_size % scale:
             raise ValueError(f"hr_size={hr_size} must be a multiple of scale={scale}")
         images = list(images)
@@ -119,10 +147,11 @@ class RandomPatches:
         areas = np.array([im.shape[0] * im.shape[1] for im in self.images], dtype=np.float64)
         self.weights = areas / areas.sum()  # big images give proportionally more patches
         self.hr_size, self.scale, self.batch_size, self.seed = hr_size, scale, batch_size, seed
-        self.degradation = degradation
+        self.degradation, self.usm_target = degradation, usm_target
 
     def batch(self, step: int, rank: int = 0, world: int = 1):
-        """(lr, hr) float32 tensors in [0, 1]: (N, 3, h, w) and (N, 3, h*scale, w*scale).
+        """(lr, hr) float32 tensors in [0, 1]: (N, 3, h, w) and (N, 3, h*scale, w*scale);
+        (lr, hr, hr_sharp) with ``usm_target``, hr_sharp shaped like hr.
 
         With ``world`` > 1: process ``rank``'s share of the same global batch (see :func:`rank_slice`).
         """
@@ -130,15 +159,14 @@ class RandomPatches:
         from threadpoolctl import threadpool_limits
 
         rng = np.random.default_rng([self.seed, step])
-        hrs, lrs = [], []
         with threadpool_limits(1, user_api="blas"):  # small products; threads only fight torch's
-            self._fill(rng, hrs, lrs, rank_slice(self.batch_size, rank, world))
-        return torch.cat([to_tensor(a) for a in lrs]), torch.cat([to_tensor(a) for a in hrs])
+            samples = self._samples(rng, rank_slice(self.batch_size, rank, world))
+        return _stack(samples, lambda arrays: torch.cat([to_tensor(a) for a in arrays]))
 
-    def _fill(self, rng, hrs, lrs, keep: range) -> None:
-        from .degradations import degrade
-
+    def _samples(self, rng, keep: range) -> list[tuple]:
+        """The kept samples of one batch as ``(lr, hr[, hr_sharp])`` uint8 arrays."""
         randomised = self.degradation == "realesrgan"  # the one degradation that draws from rng
+        samples = []
         for k in range(self.batch_size):
             img = self.images[rng.choice(len(self.images), p=self.weights)]
             top = rng.integers(0, img.shape[0] - self.hr_size + 1)
@@ -148,10 +176,10 @@ class RandomPatches:
                 continue  # another rank's sample: its draws are made, so later samples stay the same
             hr = np.rot90(img[top : top + self.hr_size, left : left + self.hr_size], k=turns)
             hr = np.ascontiguousarray(hr[:, ::-1] if flip else hr)
-            lr = degrade(self.degradation, hr, scale=self.scale, rng=rng)
+            sample = _training_sample(hr, self.degradation, self.scale, rng, self.usm_target)
             if k in keep:
-                hrs.append(hr)
-                lrs.append(lr)
+                samples.append(sample)
+        return samples
 
 
 def rank_slice(batch_size: int, rank: int = 0, world: int = 1) -> range:
@@ -438,10 +466,14 @@ class PatchDataset:
     Item ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``, so it is reproducible
     with any number of DataLoader workers; call ``set_epoch(e)`` before each epoch.
     Returns ``(lr, hr)`` float tensors in [0, 1]: (3, hr_size / scale, ...) and (3, hr_size, hr_size).
+
+    ``usm_target=True`` adds a third tensor, the USM-sharpened HR, and makes the LR from it
+    (see :class:`RandomPatches`); with pre-computed LR the stored LR is used as it is, as
+    Real-ESRGAN does for paired data (it then only sharpens the ground truth).
     """
 
     def __init__(self, store, hr_size: int = 128, scale: int = 4, degradation: str | None = "bicubic",
-                 augment: bool = True, seed: int = 0):
+                 augment: bool = True, seed: int = 0, usm_target: bool = False):
         self.store = store if isinstance(store, PatchStore) else PatchStore(store)
         if hr_size % scale:
             raise ValueError(f"hr_size={hr_size} must be a multiple of scale={scale}")
@@ -456,7 +488,7 @@ class PatchDataset:
             if degradation not in DEGRADATIONS:
                 raise ValueError(f"unknown degradation {degradation!r}; choose one of {sorted(DEGRADATIONS)}")
         self.hr_size, self.scale, self.degradation = hr_size, scale, degradation
-        self.augment, self.seed, self.epoch = augment, seed, 0
+        self.augment, self.seed, self.epoch, self.usm_target = augment, seed, 0, usm_target
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -476,21 +508,26 @@ class PatchDataset:
             lr = self.store.lr(i)[top // s : top // s + h, left // s : left // s + h]
             pair = _augment([hr, lr], rng) if self.augment else [hr, lr]
             hr, lr = pair
-        else:
-            from .degradations import degrade
+            sample = (lr, hr)
+            if self.usm_target:
+                from .degradations import usm_sharpen
 
+                sample += (usm_sharpen(hr),)
+        else:
             hr = _augment([hr], rng)[0] if self.augment else hr
-            lr = degrade(self.degradation, np.ascontiguousarray(hr), scale=s, rng=rng)
-        return _to_chw_tensor(lr), _to_chw_tensor(hr)
+            sample = _training_sample(np.ascontiguousarray(hr), self.degradation, s, rng, self.usm_target)
+        return tuple(_to_chw_tensor(a) for a in sample)
 
 
 class StorePatches:
     """Training batches from a patch store with the :class:`RandomPatches` contract:
-    batch ``step`` is a pure function of ``(seed, step)``, so resumed runs are exact."""
+    batch ``step`` is a pure function of ``(seed, step)``, so resumed runs are exact;
+    ``usm_target`` as there (see :class:`PatchDataset`)."""
 
     def __init__(self, store, hr_size: int, scale: int, batch_size: int, seed: int = 0,
-                 degradation: str = "bicubic"):
-        self.dataset = PatchDataset(store, hr_size, scale, degradation, augment=True, seed=seed)
+                 degradation: str = "bicubic", usm_target: bool = False):
+        self.dataset = PatchDataset(store, hr_size, scale, degradation, augment=True, seed=seed,
+                                    usm_target=usm_target)
         self.batch_size, self.seed = batch_size, seed
 
     def batch(self, step: int, rank: int = 0, world: int = 1):
@@ -504,7 +541,7 @@ class StorePatches:
         picked = rng.integers(0, len(self.dataset), self.batch_size)[list(rank_slice(self.batch_size, rank, world))]
         with threadpool_limits(1, user_api="blas"):
             items = [self.dataset[int(i)] for i in picked]
-        return torch.stack([lr for lr, _ in items]), torch.stack([hr for _, hr in items])
+        return _stack(items, torch.stack)
 
 
 def is_patch_store(path) -> bool:

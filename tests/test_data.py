@@ -162,3 +162,92 @@ def test_training_reads_a_patch_store_reproducibly(hr_folder, tmp_path):
     hr_u8 = (hr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     assert np.array_equal((lr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), blur_bicubic(hr_u8, 4))
     assert trainer.fit()["step"] == 6
+
+
+# ---------------------------------------------------------------- USM-sharpened targets
+
+
+def _u8(batch, j):
+    """Sample j of a (N, 3, H, W) batch in [0, 1] as the (H, W, 3) uint8 image it came from."""
+    return (batch[j].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def _assert_same_batches(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, atol=0, rtol=0)
+
+
+def _check_usm_batch(plain, sharp, scale=4):
+    """Same crops as without the option; hr_sharp is the USM of hr; LR is the MATLAB bicubic
+    of hr_sharp (Real-ESRGAN degrades the sharpened ground truth), not of hr."""
+    from srlab.degradations import usm_sharpen
+
+    lr_plain, hr_plain = plain
+    lr, hr, hr_sharp = sharp
+    assert hr_sharp.shape == hr.shape and hr_sharp.dtype == torch.float32
+    torch.testing.assert_close(hr, hr_plain, atol=0, rtol=0)
+    for j in range(hr.shape[0]):
+        np.testing.assert_array_equal(_u8(hr_sharp, j), usm_sharpen(_u8(hr, j)))
+        np.testing.assert_array_equal(_u8(lr, j), imresize(_u8(hr_sharp, j), 1 / scale))
+    assert not torch.equal(hr_sharp, hr) and not torch.equal(lr, lr_plain)
+
+
+def test_random_patches_usm_target_degrades_the_sharpened_hr():
+    from srlab.data import RandomPatches, embedded_images
+
+    images = list(embedded_images(("astronaut", "chelsea")).values())
+    plain = RandomPatches(images, hr_size=48, scale=4, batch_size=3, seed=5)
+    sharp = RandomPatches(images, hr_size=48, scale=4, batch_size=3, seed=5, usm_target=True)
+    assert len(plain.batch(2)) == 2  # the default keeps the (lr, hr) pair
+    _check_usm_batch(plain.batch(2), sharp.batch(2))
+
+
+@pytest.mark.parametrize("degradation", ["bicubic", "realesrgan"])
+def test_random_patches_usm_batches_are_reproducible_and_split_across_ranks(degradation):
+    from srlab.data import RandomPatches, embedded_images
+
+    images = list(embedded_images(("astronaut", "coffee")).values())
+    patches = RandomPatches(images, hr_size=32, scale=4, batch_size=6, seed=3, degradation=degradation,
+                            usm_target=True)
+    whole = patches.batch(7)
+    assert len(whole) == 3
+    _assert_same_batches(patches.batch(7), whole)
+    assert not torch.equal(patches.batch(8)[2], whole[2])
+    parts = [patches.batch(7, rank, 3) for rank in range(3)]
+    _assert_same_batches(tuple(torch.cat([p[i] for p in parts]) for i in range(3)), whole)
+
+
+def test_store_patches_usm_target(hr_folder, tmp_path):
+    from srlab.data import StorePatches
+
+    folder, _ = hr_folder
+    with pytest.warns(UserWarning):
+        store = extract_patches(folder, tmp_path / "store", size=48, stride=24, workers=1, progress=False)
+    plain = StorePatches(store, hr_size=32, scale=4, batch_size=4, seed=1)
+    sharp = StorePatches(store, hr_size=32, scale=4, batch_size=4, seed=1, usm_target=True)
+    whole = sharp.batch(2)
+    _check_usm_batch(plain.batch(2), whole)
+    _assert_same_batches(sharp.batch(2), whole)
+    assert not torch.equal(sharp.batch(3)[2], whole[2])
+    parts = [sharp.batch(2, rank, 2) for rank in range(2)]
+    _assert_same_batches(tuple(torch.cat([p[i] for p in parts]) for i in range(3)), whole)
+
+
+def test_patch_dataset_usm_target_keeps_the_stored_lr(tmp_path):
+    # Paired data, as in Real-ESRGAN's paired fine-tuning: the LR is the stored file's,
+    # only the target is sharpened.
+    from srlab.degradations import usm_sharpen
+
+    rng = np.random.default_rng(2)
+    hr = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    write_image(tmp_path / "hr" / "x.png", hr)
+    write_image(tmp_path / "lr" / "x.png", imresize(hr, 1 / 4))
+    store = extract_patches(tmp_path / "hr", tmp_path / "store", size=64, stride=64, lr_dir=tmp_path / "lr",
+                            workers=1, progress=False)
+    plain = PatchDataset(store, hr_size=48, scale=4, degradation=None, seed=0)
+    sharp = PatchDataset(store, hr_size=48, scale=4, degradation=None, seed=0, usm_target=True)
+    lr, hr_t = plain[0]
+    lr_s, hr_s, hr_sharp = sharp[0]
+    assert torch.equal(lr_s, lr) and torch.equal(hr_s, hr_t)
+    np.testing.assert_array_equal(_u8(hr_sharp[None], 0), usm_sharpen(_u8(hr_t[None], 0)))
