@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -66,15 +71,7 @@ print("pretrained generator:", PRETRAINED)
 # embedded photos. Validation always uses the held-out `coffee` crop.
 
 # %%
-from srlab.data import is_patch_store
-
-store = RUNS / PRESET / "patches"
-DATA = str(store) if is_patch_store(store) else None
-if DATA:
-    print("training data: the patch store of notebook 01:", store)
-else:
-    print(f"training data: the embedded photos (no patch store at {store}; run 01_data_prep "
-          "first to train on DIV2K)")
+DATA = nb.training_data(RUNS, PRESET)  # the patch store's path, or None: the embedded photos
 
 # %% [markdown]
 # ## The content loss: distances between VGG features
@@ -82,9 +79,15 @@ else:
 # Pixel MSE punishes a sharp texture that is shifted by one pixel more than a blur. SRGAN
 # compares images where such a shift matters less: in the feature maps $\phi$ of a VGG-19
 # network trained on ImageNet classification. With $\phi_{i,j}$ the feature map after the
-# $j$-th convolution (and its ReLU) before the $i$-th max-pooling, of size $W \times H \times C$:
+# $j$-th convolution (and its ReLU) before the $i$-th max-pooling, and $W_{i,j}$ and $H_{i,j}$
+# its width and height, the paper (Ledig et al., eq. 5) writes
 #
-# $$\mathcal{L}_{VGG} = \frac{1}{WHC}\sum_{x,y,c} \Big(\phi_{i,j}(y)_{x,y,c} - \phi_{i,j}\big(G(x_{LR})\big)_{x,y,c}\Big)^2$$
+# $$\mathcal{L}_{VGG/i,j} = \frac{1}{W_{i,j}H_{i,j}}\sum_{x=1}^{W_{i,j}}\sum_{y=1}^{H_{i,j}} \Big(\phi_{i,j}(y)_{x,y} - \phi_{i,j}\big(G(x_{LR})\big)_{x,y}\Big)^2$$
+#
+# normalised by the feature map's width and height only: the squared differences of all
+# $C$ channels at a position are summed. srlab's `PerceptualLoss` takes the mean over the
+# channels too (as BasicSR does): it divides by $W_{i,j} H_{i,j} C$ (and the batch size), so
+# it is the paper's sum divided by $C$ (512 for `relu5_4`), a constant factor.
 #
 # | who | layer | meaning |
 # |---|---|---|
@@ -93,13 +96,15 @@ else:
 #
 # Deeper layers leave more freedom in the exact pixels, which is what lets the GAN invent
 # texture. (The paper also divides the features by 12.75, i.e. multiplies the loss by
-# about 0.006; srlab's `PerceptualLoss` does not, so with the same weights the adversarial
-# term counts relatively less here than in the paper.)
+# $1/12.75^2 \approx 0.006$; srlab's `PerceptualLoss` does not. With both differences the
+# paper's content loss is $512 / 12.75^2 \approx 3.1$ times srlab's, so with the same weights
+# the adversarial term counts about three times more here, relative to the content loss, than
+# in the paper.)
 
 # %%
 import torch
 from srlab.losses import VGG19_LAYERS
-from srlab.train import make_config
+from srlab.presets import make_config
 
 overrides = {k: v for k, v in {"steps": STEPS, "adversarial_weight": ADV_WEIGHT, "data": DATA}.items()
              if v is not None}
@@ -226,8 +231,8 @@ print(summary)
 # %% [markdown]
 # What to notice: the run starts with "generator initialised from .../srresnet/best.pt"; in
 # smoke you also see the engine's note that the VGG is random. (On a first run with
-# `RESUME = True`, "no checkpoint ... starting srgan from scratch" only means a fresh run:
-# G is still initialised from SRResNet.) The progress bar shows `d` (the D loss) next to
+# `RESUME = True`, "no checkpoint at .../last.pt: starting a new srgan run" only means a
+# fresh run: G is still initialised from SRResNet.) The progress bar shows `d` (the D loss) next to
 # the G losses.
 
 # %% [markdown]
@@ -243,7 +248,7 @@ import math
 
 import numpy as np
 from srlab.train import read_history
-from srlab.viz import plot_history
+from srlab.viz import plain_ticks, plot_history
 
 
 def smooth(values, n_points):
@@ -280,6 +285,7 @@ def gan_curves(history, adversarial_weight, title):
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+        plain_ticks(ax)  # plain numbers on the linear axes, never an offset such as "1e-5+3.069e1"
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
@@ -310,25 +316,26 @@ plt.show()
 #
 # For the SRGAN we load `last.pt`, not `best.pt`: `best.pt` is picked by validation PSNR,
 # which a GAN gives up on purpose, so it is usually one of the first checkpoints.
+# `srlab.viz.compare` scores the three on the whole held-out photo, shows the table and
+# draws the zoomed crops, as in notebook 03.
 
 # %%
+from srlab.checkpoint import load_generator
 from srlab.data import embedded_images
-from srlab.evaluate import model_upscaler, score_pair, upscale_classical
+from srlab.evaluate import model_upscaler, upscale_classical
+from srlab.presets import VALIDATION_IMAGE
 from srlab.resize import imresize, modcrop
-from srlab.train import load_generator
-from srlab.viz import crop_grid
+from srlab.viz import compare
 
-hr = modcrop(embedded_images(("coffee",))["coffee"], cfg.scale)
-lr = imresize(hr, 1 / cfg.scale)
-outputs = {"bicubic": upscale_classical(lr, cfg.scale, "bicubic")}
+SCALE = cfg.scale
+hr = modcrop(embedded_images((VALIDATION_IMAGE,))[VALIDATION_IMAGE], SCALE)
+lr = imresize(hr, 1 / SCALE)
+outputs = {"bicubic": upscale_classical(lr, SCALE, "bicubic")}
 for name, ckpt in (("SRResNet", PRETRAINED), ("SRGAN", OUT / "last.pt")):
-    outputs[name] = model_upscaler(load_generator(ckpt)[0], name)(lr, cfg.scale)
-scores = {name: score_pair(sr, hr, cfg.scale) for name, sr in outputs.items()}
-for name, s in scores.items():
-    print(f"{name:<9} PSNR-Y {s['psnr_y']:6.2f} dB   SSIM-Y {s['ssim_y']:.4f}")
-row = {"name": "coffee", "hr": hr, "panels": {**outputs, "HR": hr},
-       "captions": {name: f"{s['psnr_y']:.2f} dB" for name, s in scores.items()}}
-crop_grid([row], path=OUT / "crops_coffee.png", scale=cfg.scale, crop=96)
+    model, info = load_generator(ckpt)
+    outputs[name] = model_upscaler(model, name)(lr, SCALE)
+    print(f"{name}: {ckpt.name} of step {info['step']}")
+scores = compare(outputs, hr, SCALE, lr=lr, name=VALIDATION_IMAGE, path=OUT / f"crops_{VALIDATION_IMAGE}.png")
 plt.show()
 
 # %% [markdown]

@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -53,17 +58,13 @@ CROP = 64  # side, in LR pixels, of the crop the interpolation slider re-runs
 # ## Training data
 #
 # Notebook 01 may have cut the training photos into a patch store (memory-mapped shards,
-# fast to sample). If it is there we train from it; otherwise from the photos embedded in
-# scikit-image (with `coffee` held out for validation), which is what the `smoke` preset
-# uses in any case.
+# fast to sample). If it is there we train from it (in `smoke`, notebook 01 cuts it from the
+# embedded photos); otherwise from the photos embedded in scikit-image, with `coffee`
+# (`srlab.presets.VALIDATION_IMAGE`) held out for validation.
 
 # %%
-from srlab.data import is_patch_store
-
-PATCHES = RUNS / PRESET / "patches"
-DATA = str(PATCHES) if is_patch_store(PATCHES) else None
+DATA = nb.training_data(RUNS, PRESET)  # the patch store's path, or None: the embedded photos
 OVERRIDES = {"data": DATA, **({"steps": STEPS} if STEPS else {})}
-print("training data:", DATA or "the embedded photos (coffee held out)")
 
 # %% [markdown]
 # ## What ESRGAN changes, in one table
@@ -114,16 +115,17 @@ print("training data:", DATA or "the embedded photos (coffee held out)")
 # unchanged, and training grows the corrections from there.
 
 # %%
+from srlab.checkpoint import generator_from_config
 from srlab.models import build_generator, count_parameters
-from srlab.train import make_config
+from srlab.presets import make_config
 
-paper = build_generator("rrdbnet", scale=4, num_block=23)  # the paper's RRDBNet
+paper = build_generator("rrdbnet", scale=4, num_block=23)  # the paper's RRDBNet, x4
 print(f"RRDBNet, 23 RRDBs (paper): {count_parameters(paper):,} parameters")
 
 cfg_rrdb = make_config("rrdb", PRESET, **OVERRIDES)
-spec = dict(cfg_rrdb.generator)
-ours = build_generator(spec.pop("name"), scale=cfg_rrdb.scale, **spec)
-print(f"RRDBNet in preset {PRESET!r} {cfg_rrdb.generator}: {count_parameters(ours):,} parameters")
+SCALE = cfg_rrdb.scale
+ours = generator_from_config(cfg_rrdb)  # the untrained network this preset trains
+print(f"RRDBNet in preset {PRESET!r} {cfg_rrdb.generator}, x{SCALE}: {count_parameters(ours):,} parameters")
 print(paper.body[0].rdb1)  # one dense block: note the growing input channels
 
 # %% [markdown]
@@ -190,18 +192,44 @@ plt.show()
 # $$\mathcal{L}_1 = \frac{1}{N}\sum_{i} \big| G(x_{LR})_i - y_i \big| .$$
 #
 # Paper settings: Adam with learning rate $2\times10^{-4}$, halved every 200k steps, 128 px HR
-# patches. Pretraining matters twice: the GAN stage avoids bad local minima, and the
+# patches. The presets train far fewer steps, so their schedules differ: the cell below prints,
+# from the configs, the `milestones` (the steps where the learning rate is multiplied by
+# `lr_gamma`) of this preset and of `colab`.
+# Pretraining matters twice: the GAN stage avoids bad local minima, and the
 # discriminator sees plausible images from the first step instead of noise.
 #
 # The training engine keeps an **exponential moving average** (EMA) of the generator weights,
 # $\bar\theta_t = \beta_{EMA}\,\bar\theta_{t-1} + (1-\beta_{EMA})\,\theta_t$ with
-# $\beta_{EMA} = 0.999$; validation and the saved `generator_ema` use the averaged weights,
-# which are smoother and less noisy than the last step's.
+# $\beta_{EMA}$ = `ema_decay` (0.999 in `colab`; the short `cpu` and `smoke` runs use less);
+# validation and the checkpoints' EMA weights (what `load_generator` loads by default) are the
+# averaged ones, which are smoother and less noisy than the last step's.
 
 # %%
 from srlab.train import train
 
-print({k: getattr(cfg_rrdb, k) for k in ("steps", "hr_size", "batch_size", "pixel_loss", "lr_g", "milestones")})
+
+def schedule(cfg):
+    """The learning-rate schedule of a config, in words: lr, then x lr_gamma at each milestone."""
+    reached = [f"{m:,}" for m in cfg.milestones if m < cfg.steps]
+    beyond = [f"{m:,}" for m in cfg.milestones if m >= cfg.steps]
+    text = f"lr {cfg.lr_g:g} for {cfg.steps:,} steps"
+    if reached:
+        text += f", multiplied by {cfg.lr_gamma:g} at step{'s' * (len(reached) > 1)} {', '.join(reached)}"
+    if beyond:
+        text += f" (milestone{'s' * (len(beyond) > 1)} {', '.join(beyond)} after the last step: never reached)"
+    return text
+
+
+def schedules(stage, cfg):
+    """This preset's schedule of ``stage`` and, for comparison, the colab preset's."""
+    lines = [f"{stage}, preset {PRESET!r}: {schedule(cfg)}"]
+    if PRESET != "colab":
+        lines.append(f"{stage}, preset 'colab': {schedule(make_config(stage, 'colab'))}")
+    return "\n".join(lines)
+
+
+print({k: getattr(cfg_rrdb, k) for k in ("steps", "hr_size", "batch_size", "pixel_loss", "ema_decay")})
+print(schedules("rrdb", cfg_rrdb))
 rrdb_summary = train(cfg_rrdb, RUNS / PRESET / "rrdb", resume=RESUME)
 print(rrdb_summary)
 
@@ -281,9 +309,10 @@ for shift in (-4.0, 0.0, 4.0):
 # $$\mathcal{L}_G = \mathcal{L}_{percep} + \lambda\, \mathcal{L}_G^{Ra} + \eta\, \mathcal{L}_1,
 #   \qquad \lambda = 5\times10^{-3},\ \eta = 10^{-2},$$
 #
-# trained with Adam at $10^{-4}$ (halved at 50k, 100k, 200k, 300k steps), starting from the
-# RRDB model above, with a VGG-style discriminator on 128 px patches. The EMA of the generator
-# is kept as before.
+# trained in the paper with Adam at $10^{-4}$ for 400k steps, halved at 50k, 100k, 200k and
+# 300k, starting from the RRDB model above, with a VGG-style discriminator on 128 px patches.
+# The presets train far fewer steps: the cell below prints the schedule this preset actually
+# uses, and `colab`'s. The EMA of the generator is kept as before.
 #
 # In `smoke` the VGG has **random weights** (no download; the run says so): the loss runs, but
 # it is not a perceptual measure.
@@ -293,6 +322,7 @@ cfg_esrgan = make_config("esrgan", PRESET, **OVERRIDES)  # init_from="auto": sta
 print({k: getattr(cfg_esrgan, k) for k in ("steps", "pixel_weight", "perceptual_layer", "perceptual_criterion",
                                            "perceptual_weight", "adversarial", "adversarial_weight",
                                            "discriminator", "init_from", "ema_decay")})
+print(schedules("esrgan", cfg_esrgan))
 esrgan_summary = train(cfg_esrgan, RUNS / PRESET / "esrgan", resume=RESUME)
 print(esrgan_summary)
 
@@ -325,43 +355,47 @@ plt.show()
 # noise with the PSNR model's blur. We blend the EMA weights of `rrdb/best.pt` (the PSNR model)
 # and `esrgan/last.pt` (the end of GAN training: the GAN stage's `best.pt` is its best-*PSNR*
 # step, usually an early one, the opposite of what we want here), and run each blend on a
-# textured crop of `coffee`, the photo held out of training.
+# textured crop of `coffee`, the photo held out of training. `srlab.checkpoint` does the
+# work: `load_generator` loads both models (EMA weights), `interpolated_generator` builds
+# the blended network from them with `interpolate_networks` (the formula above, applied to
+# every weight tensor).
 
 # %%
+from srlab.checkpoint import interpolated_generator, load_generator
 from srlab.data import embedded_images
 from srlab.images import to_image, to_tensor
 from srlab.metrics import psnr
+from srlab.presets import VALIDATION_IMAGE
 from srlab.resize import imresize, modcrop
-from srlab.train import interpolate_networks, load_generator
 from srlab.viz import detail_box, show_image
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 psnr_path = nb.require(RUNS / PRESET / "rrdb" / "best.pt", "05_esrgan (the RRDB stage above)")
 gan_path = nb.require(RUNS / PRESET / "esrgan" / "last.pt", "05_esrgan (the ESRGAN stage above)")
-psnr_sd = torch.load(psnr_path, map_location=DEVICE, weights_only=True)["generator_ema"]
-gan_sd = torch.load(gan_path, map_location=DEVICE, weights_only=True)["generator_ema"]
-model, _ = load_generator(gan_path, device=DEVICE)  # the architecture; weights are replaced below
+psnr_model, psnr_info = load_generator(psnr_path, device=DEVICE)
+gan_model, gan_info = load_generator(gan_path, device=DEVICE)
+print(f"alpha = 0: {psnr_path} (step {psnr_info['step']}); alpha = 1: {gan_path} (step {gan_info['step']})")
 
-hr_full = modcrop(embedded_images(("coffee",))["coffee"], 4)
-top, left, size = detail_box(hr_full, 4 * CROP, multiple=4)
-hr = hr_full[top : top + size, left : left + size]  # (4*CROP, 4*CROP, 3) uint8
-lr = imresize(hr, 1 / 4)  # (CROP, CROP, 3): MATLAB bicubic, the training degradation
+hr_full = modcrop(embedded_images((VALIDATION_IMAGE,))[VALIDATION_IMAGE], SCALE)
+top, left, size = detail_box(hr_full, SCALE * CROP, multiple=SCALE)
+hr = hr_full[top : top + size, left : left + size]  # (SCALE*CROP, SCALE*CROP, 3) uint8
+lr = imresize(hr, 1 / SCALE)  # (CROP, CROP, 3): MATLAB bicubic, the training degradation
 
 
 @torch.no_grad()
 def upscale_blend(alpha):
     """The blended network's output for the LR crop, as a uint8 image."""
-    model.load_state_dict(interpolate_networks(psnr_sd, gan_sd, alpha))
-    return to_image(model(to_tensor(lr).to(DEVICE)))
+    blend = interpolated_generator(psnr_model, gan_model, alpha)
+    return to_image(blend(to_tensor(lr).to(DEVICE)))
 
 
 # %%
 alphas = (0.0, 0.25, 0.5, 0.75, 1.0)
 fig, axes = plt.subplots(1, len(alphas) + 2, figsize=(2.2 * (len(alphas) + 2), 2.6))
-show_image(axes[0], imresize(lr, 4), "bicubic")
+show_image(axes[0], imresize(lr, SCALE), "bicubic")
 for ax, alpha in zip(axes[1:], alphas):
     sr = upscale_blend(alpha)
-    show_image(ax, sr, f"alpha = {alpha}\n{psnr(sr, hr, crop_border=4):.2f} dB")
+    show_image(ax, sr, f"alpha = {alpha}\n{psnr(sr, hr, crop_border=SCALE):.2f} dB")
 show_image(axes[-1], hr, "HR")
 fig.tight_layout()
 fig.savefig(RUNS / PRESET / "esrgan" / "interpolation.png", dpi=100)
@@ -389,7 +423,7 @@ from matplotlib.figure import Figure
 slider = widgets.FloatSlider(value=0.8, min=0.0, max=1.0, step=0.05, description="alpha",
                              continuous_update=False)
 view = widgets.Image(format="png")
-bicubic = imresize(lr, 4)
+bicubic = imresize(lr, SCALE)
 
 
 def show_blend(alpha):
@@ -397,8 +431,8 @@ def show_blend(alpha):
     sr = upscale_blend(alpha)
     fig = Figure(figsize=(9, 3.2))
     axes = fig.subplots(1, 3)
-    show_image(axes[0], bicubic, f"bicubic\n{psnr(bicubic, hr, crop_border=4):.2f} dB")
-    show_image(axes[1], sr, f"blend, alpha = {alpha:.2f}\n{psnr(sr, hr, crop_border=4):.2f} dB")
+    show_image(axes[0], bicubic, f"bicubic\n{psnr(bicubic, hr, crop_border=SCALE):.2f} dB")
+    show_image(axes[1], sr, f"blend, alpha = {alpha:.2f}\n{psnr(sr, hr, crop_border=SCALE):.2f} dB")
     show_image(axes[2], hr, "HR")
     fig.tight_layout()
     buf = io.BytesIO()

@@ -52,6 +52,7 @@ print(nb.device_summary())
 PRESET = nb.choose_preset()
 RUNS = nb.runs_dir()
 GALLERY = RUNS / PRESET / "gallery"  # every figure and table of this notebook lands here
+SCALE = 4  # the upscaling factor of every model and test (notebooks 03-05 train x4)
 EXPORT_TO_README = PRESET != "smoke"  # also copy them to readme_assets/ (never in CI: no tracked file changes)
 TEST_SETS = ["set5", "set14", "bsd100", "urban100"]  # downloaded unless smoke; trim on a CPU to save time
 GRID_IMAGES = {"set5": "butterfly", "set14": "baboon", "urban100": "img_004"}  # file stems for the zoomed crops
@@ -71,7 +72,7 @@ SIMULATE_VOTES = PRESET == "smoke"  # smoke/CI: a simulated rater clicks through
 # | RRDB (PSNR model) | 05 | L1 | `RUNS/PRESET/rrdb/best.pt` |
 # | ESRGAN | 05 | L1 + VGG `conv5_4` + relativistic GAN, from RRDB | `RUNS/PRESET/esrgan/last.pt` (`GAN_CHECKPOINT`) |
 #
-# A checkpoint records its configuration, so `load_generator` rebuilds the right architecture
+# A checkpoint records its configuration, so `srlab.checkpoint.load_generator` rebuilds the right architecture
 # (SRResNet or RRDBNet, with the preset's size) and loads the EMA weights. For the pixel
 # stages `best.pt` is the step with the best validation PSNR, which is what they aim for. For
 # the GAN stages that file would be the wrong pick: PSNR is what a GAN gives up on purpose, so
@@ -83,8 +84,8 @@ SIMULATE_VOTES = PRESET == "smoke"  # smoke/CI: a simulated rater clicks through
 # %%
 import torch
 
+from srlab.checkpoint import load_generator
 from srlab.evaluate import model_upscaler
-from srlab.train import load_generator
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 CHECKPOINTS = {
@@ -96,36 +97,42 @@ CHECKPOINTS = {
 UPSCALERS = {"bicubic": "bicubic"}  # name -> "bicubic" or a function (lr, scale) -> sr
 for name, (path, notebook) in CHECKPOINTS.items():
     try:
-        model, cfg = load_generator(nb.require(path, notebook), device=DEVICE)
+        model, info = load_generator(nb.require(path, notebook), device=DEVICE)
     except FileNotFoundError as err:
         print(f"skipping {name}: {err}")
         continue
+    if info["scale"] != SCALE:
+        print(f"skipping {name}: {path} is a x{info['scale']} model, this notebook compares x{SCALE}")
+        continue
     UPSCALERS[name] = model_upscaler(model, name, device=DEVICE)
-    print(f"{name:9s} {cfg['generator']}  from {path}")
+    print(f"{name:9s} {info['architecture']}, step {info['step']}, from {path}")
 
 # %% [markdown]
 # ## The test images
 #
-# The benchmark protocol from notebook 02: HR cropped to a multiple of 4, LR made with MATLAB's
-# bicubic `imresize(hr, 1/4)`, PSNR and SSIM on the luma channel Y with 4 border pixels cropped.
+# The benchmark protocol from notebook 02: HR cropped to a multiple of the scale, LR made with
+# MATLAB's bicubic `imresize(hr, 1/SCALE)`, PSNR and SSIM on the luma channel Y with `SCALE`
+# border pixels cropped.
 #
 # - `colab`, `cpu`, `seed`: Set5, Set14, BSD100 and Urban100 (Urban100's buildings and regular
 #   textures are the hardest), downloaded once into `RUNS / "data"`; plus DIV2K's 100 validation
 #   images when notebook 01 downloaded them.
 # - `smoke`: nothing is downloaded. We write a few embedded photos as PNGs, cropped to
-#   256 px to stay fast: `coffee` (held out of every training run) and two others. The smoke
-#   runs trained on those two, so their numbers only show that the pipeline works.
+#   256 px to stay fast: `coffee` (`VALIDATION_IMAGE`, held out of every training run) and two
+#   others. The smoke runs trained on those two, so their numbers only show that the pipeline
+#   works.
 
 # %%
 from srlab.data import embedded_images
 from srlab.download import download_dataset
 from srlab.images import write_image
+from srlab.presets import VALIDATION_IMAGE
 from srlab.viz import detail_box
 
 if PRESET == "smoke":
     folder = RUNS / PRESET / "eval_embedded"
-    for name, img in embedded_images(("coffee", "chelsea", "astronaut")).items():
-        top, left, size = detail_box(img, 256, multiple=4)  # a textured 256 px square
+    for name, img in embedded_images((VALIDATION_IMAGE, "chelsea", "astronaut")).items():
+        top, left, size = detail_box(img, 256, multiple=SCALE)  # a textured 256 px square
         write_image(folder / f"{name}.png", img[top : top + size, left : left + size])
     TEST_FOLDERS = {"embedded": folder}
 else:
@@ -140,7 +147,7 @@ for name, folder in TEST_FOLDERS.items():
 # ## The metrics table
 #
 # For each test set and each model, `evaluate_folder` makes the LR images, upscales them, and
-# returns per-image and mean PSNR-Y, SSIM-Y and PSNR-RGB:
+# returns per-image and mean PSNR-Y, SSIM-Y and PSNR-RGB (the table comes after LPIPS below):
 #
 # $$\mathrm{PSNR} = 10 \log_{10} \frac{255^2}{\frac{1}{N}\sum (\hat y - y)^2}, \qquad
 #   \mathrm{SSIM}(x, y) = \frac{(2\mu_x\mu_y + C_1)(2\sigma_{xy} + C_2)}{(\mu_x^2 + \mu_y^2 + C_1)(\sigma_x^2 + \sigma_y^2 + C_2)} .$$
@@ -152,10 +159,9 @@ RESULTS = {}  # test set -> model -> {"psnr_y", "ssim_y", "psnr_rgb"}
 for set_name, folder in TEST_FOLDERS.items():
     RESULTS[set_name] = {}
     for name, upscaler in UPSCALERS.items():
-        report = evaluate_folder(folder, scale=4, upscaler=upscaler, progress=PRESET != "smoke")
+        report = evaluate_folder(folder, scale=SCALE, upscaler=upscaler, progress=PRESET != "smoke")
         RESULTS[set_name][name] = dict(report["mean"])
-        print(f"{set_name:12s} {name:9s} PSNR-Y {report['mean']['psnr_y']:6.2f} dB  "
-              f"SSIM-Y {report['mean']['ssim_y']:.4f}  ({len(report['images'])} images)")
+    print(f"{set_name}: {len(report['images'])} images, {len(UPSCALERS)} models evaluated")
 
 # %% [markdown]
 # ### LPIPS, a learned perceptual distance
@@ -176,9 +182,9 @@ from srlab.resize import imresize, modcrop
 
 
 def upscale(name, lr):
-    """Output of UPSCALERS[name] for an LR image, at 4x."""
+    """Output of UPSCALERS[name] for an LR image, at SCALE x."""
     method = UPSCALERS[name]
-    return upscale_classical(lr, 4, method) if isinstance(method, str) else method(lr, 4)
+    return upscale_classical(lr, SCALE, method) if isinstance(method, str) else method(lr, SCALE)
 
 
 try:
@@ -195,8 +201,8 @@ if LPIPS is not None:
         for name in UPSCALERS:
             scores = []
             for path in list_images(folder):
-                hr = to_rgb8(modcrop(read_image(path), 4))  # LPIPS wants 3 channels
-                sr = upscale(name, imresize(hr, 1 / 4))
+                hr = to_rgb8(modcrop(read_image(path), SCALE))  # LPIPS wants 3 channels
+                sr = upscale(name, imresize(hr, 1 / SCALE))
                 with torch.no_grad():  # inputs scaled to [-1, 1]
                     d = LPIPS(to_tensor(sr).to(DEVICE) * 2 - 1, to_tensor(hr).to(DEVICE) * 2 - 1)
                 scores.append(d.item())
@@ -204,32 +210,18 @@ if LPIPS is not None:
     print("LPIPS added")
 
 # %% [markdown]
-# The table in Markdown (the form the README uses); the best value of each column is bold.
+# The table in Markdown (the form the README uses), made by `srlab.evaluate.metrics_table`:
+# one row per model, one column per test set, the best value of each column in bold (for
+# LPIPS the lowest).
 
 # %%
 from IPython.display import Markdown, display
 
+from srlab.evaluate import metrics_table
 
-def metrics_markdown(results):
-    """One row per model, one column per test set: PSNR-Y / SSIM-Y (/ LPIPS); best in bold."""
-    sets = list(results)
-    models = list(next(iter(results.values())))
-    keys = ["psnr_y", "ssim_y"] + (["lpips"] if "lpips" in results[sets[0]][models[0]] else [])
-    best = {(s, k): (min if k == "lpips" else max)(results[s][m][k] for m in models) for s in sets for k in keys}
-    fmt = {"psnr_y": "{:.2f}", "ssim_y": "{:.4f}", "lpips": "{:.3f}"}
-
-    def cell(s, m, k):  # bold when it equals the best value at the precision shown (ties too)
-        text = fmt[k].format(results[s][m][k])
-        return f"**{text}**" if text == fmt[k].format(best[(s, k)]) else text
-
-    head = " / ".join({"psnr_y": "PSNR-Y (dB)", "ssim_y": "SSIM-Y", "lpips": "LPIPS"}[k] for k in keys)
-    lines = [f"| x4, {head} | " + " | ".join(sets) + " |", "|---" * (len(sets) + 1) + "|"]
-    lines += [f"| {m} | " + " | ".join(" / ".join(cell(s, m, k) for k in keys) for s in sets) + " |" for m in models]
-    return "\n".join(lines)
-
-
-METRICS_MD = metrics_markdown(RESULTS)
-print(METRICS_MD)
+KEYS = ["psnr_y", "ssim_y"] + (["lpips"] if LPIPS is not None else [])
+BY_MODEL = {m: {s: RESULTS[s][m] for s in RESULTS} for m in UPSCALERS}  # model -> test set -> metrics
+METRICS_MD = metrics_table(BY_MODEL, KEYS, label=f"x{SCALE}", groups=list(RESULTS))
 display(Markdown(METRICS_MD))
 
 # %% [markdown]
@@ -259,7 +251,7 @@ for i, name in enumerate(models):
     ax.bar(x + (i - (len(models) - 1) / 2) * 0.8 / len(models), [RESULTS[s][name]["psnr_y"] for s in RESULTS],
            width=0.8 / len(models), label=name)
 ax.set_xticks(x, list(RESULTS))
-ax.set_ylabel("PSNR-Y (dB), x4")
+ax.set_ylabel(f"PSNR-Y (dB), x{SCALE}")
 low = min(r["psnr_y"] for s in RESULTS.values() for r in s.values())
 high = max(r["psnr_y"] for s in RESULTS.values() for r in s.values())
 ax.set_ylim(low - 1.0, high + 0.5)  # zoom on the differences (bars do not start at 0)
@@ -272,14 +264,13 @@ plt.show()
 # %% [markdown]
 # ## Zoomed crops
 #
-# Averages hide where the methods differ; textures show it. `crop_grid` finds the most
-# textured square of each image (red box) and shows the same crop of every panel at 4x zoom:
-# LR (its pixels, enlarged), bicubic, the four networks, and HR. Under each label: PSNR-Y of
-# the whole image.
+# Averages hide where the methods differ; textures show it. `srlab.viz.compare_images` scores
+# every output and draws one `crop_grid`: it finds the most textured square of each image (red
+# box) and shows the same crop of every panel, enlarged: LR (its pixels), bicubic, the four
+# networks, and HR. Under each label: PSNR-Y of the whole image.
 
 # %%
-from srlab.evaluate import score_pair
-from srlab.viz import crop_grid
+from srlab.viz import compare_images
 
 
 def grid_paths():
@@ -294,16 +285,15 @@ def grid_paths():
     return paths
 
 
-OUTPUTS, rows = {}, []  # image name -> {label: image}
+OUTPUTS, GRID = {}, {}  # image name -> {label: image}; image name -> what compare_images needs
 for path in grid_paths():
-    hr = to_rgb8(modcrop(read_image(path), 4))  # (H, W, 3) uint8
-    lr = imresize(hr, 1 / 4)  # (H/4, W/4, 3)
-    panels = {"LR": lr, **{name: upscale(name, lr) for name in UPSCALERS}, "HR": hr}
-    OUTPUTS[path.stem] = panels
-    captions = {name: f"{score_pair(panels[name], hr, 4)['psnr_y']:.2f} dB" for name in UPSCALERS}
-    rows.append({"name": path.stem, "hr": hr, "panels": panels, "captions": captions})
+    hr = to_rgb8(modcrop(read_image(path), SCALE))  # (H, W, 3) uint8
+    lr = imresize(hr, 1 / SCALE)  # (H/SCALE, W/SCALE, 3)
+    outputs = {name: upscale(name, lr) for name in UPSCALERS}
+    OUTPUTS[path.stem] = {"LR": lr, **outputs, "HR": hr}
+    GRID[path.stem] = {"hr": hr, "lr": lr, "outputs": outputs}
 
-fig = crop_grid(rows, GALLERY / "crops.png", scale=4)
+GRID_SCORES = compare_images(GRID, SCALE, path=GALLERY / "crops.png", table=False)  # image -> model -> metrics
 plt.show()
 
 # %% [markdown]
@@ -324,7 +314,7 @@ plt.show()
 from srlab.viz import swipe_widget
 
 first = next(iter(OUTPUTS))
-top, left, size = detail_box(OUTPUTS[first]["HR"], 384, multiple=4)  # at most 384 px: quick to redraw
+top, left, size = detail_box(OUTPUTS[first]["HR"], 384, multiple=SCALE)  # at most 384 px: quick to redraw
 SWIPE = {name: img[top : top + size, left : left + size] for name, img in OUTPUTS[first].items() if name != "LR"}
 RIGHT = "ESRGAN" if "ESRGAN" in SWIPE else [n for n in SWIPE if n != "HR"][-1]  # the best model trained so far
 swipe_widget(SWIPE, left="bicubic", right=RIGHT)
@@ -386,7 +376,7 @@ from srlab import preference, study, votes
 
 STUDY_METHODS = [*UPSCALERS, "HR"]  # every model, bicubic and the hidden reference
 STUDY_IMAGES = {name: {m: panels[m] for m in STUDY_METHODS} for name, panels in OUTPUTS.items()}
-STUDY_METRICS = {m: {k: float(np.mean([score_pair(p[m], p["HR"], 4)[k] for p in STUDY_IMAGES.values()]))
+STUDY_METRICS = {m: {k: float(np.mean([GRID_SCORES[img][m][k] for img in STUDY_IMAGES]))
                      for k in ("psnr_y", "ssim_y")} for m in UPSCALERS}  # whole images, as in the crop grid
 STUDY_METRICS["HR"] = {"psnr_y": math.inf, "ssim_y": 1.0}
 rater = "simulated" if SIMULATE_VOTES else STUDY_RATER
@@ -434,19 +424,19 @@ else:
 # rates and, one point per method, PSNR against the Bradley-Terry score.
 
 # %%
-VOTES_SO_FAR = study.read_votes(VOTES) if VOTES.is_file() else []
+VOTES_SO_FAR = votes.read_votes(VOTES) if VOTES.is_file() else []
 if len({m for v in VOTES_SO_FAR for m in (v.method_left, v.method_right)}) < 2:
     print("no votes yet: vote in the study above, then run this cell again")
 else:
-    STUDY_MD = study.results_table(VOTES_SO_FAR, STUDY_METRICS)
+    STUDY_MD = preference.results_table(VOTES_SO_FAR, STUDY_METRICS)
     (GALLERY / "study.md").write_text(STUDY_MD + f"\n\n*{len(VOTES_SO_FAR)} votes; preset `{PRESET}`.*\n")
     display(Markdown("**The test sets (PSNR-Y / SSIM-Y)**\n\n" + METRICS_MD
                      + f"\n\n**The blind study ({len(VOTES_SO_FAR)} votes, rater `{rater}`)**\n\n" + STUDY_MD))
-    people = [r["method"] for r in study.summarize(VOTES_SO_FAR)]
+    people = [r["method"] for r in preference.summarize(VOTES_SO_FAR)]
     by_psnr = sorted(STUDY_METRICS, key=lambda m: STUDY_METRICS[m]["psnr_y"], reverse=True)
     print("people rank:", " > ".join(people))
     print("PSNR ranks: ", " > ".join(by_psnr))
-    study.plot_study(VOTES_SO_FAR, STUDY_METRICS, GALLERY / "study.png")
+    preference.plot_study(VOTES_SO_FAR, STUDY_METRICS, GALLERY / "study.png")
     plt.show()
 
 # %% [markdown]
@@ -468,15 +458,16 @@ else:
 # ```
 #
 # prints the same table for everybody's votes, plus the pairwise matrix (how often each method
-# beat each other one). From Python, `study.read_votes([...])` returns the pooled votes for
-# `study.results_table` and `study.plot_study`. A row damaged by a crash is reported with its
-# file and line number and skipped. The cell below pools every vote file in this runs folder.
+# beat each other one). From Python, `votes.read_votes([...])` returns the pooled votes for
+# `preference.results_table` and `preference.plot_study`, and `preference.report([...])` is
+# what the command prints. A row damaged by a crash is reported with its file and line number
+# and skipped. The cell below pools every vote file in this runs folder.
 
 # %%
 CLASS_FILES = sorted((RUNS / PRESET / "study").glob("votes_*.csv"))
 if CLASS_FILES:
     print("pooling", [f.name for f in CLASS_FILES])
-    study.main(["report", *map(str, CLASS_FILES)]);
+    print(preference.report(CLASS_FILES))
 else:
     print("no vote files yet in", RUNS / PRESET / "study")
 
@@ -513,8 +504,8 @@ import json
 import shutil
 from pathlib import Path
 
-(GALLERY / "metrics.md").write_text(METRICS_MD + f"\n\n*x4; preset `{PRESET}`; {nb.device_summary()}.*\n")
-(GALLERY / "metrics.json").write_text(json.dumps({"preset": PRESET, "scale": 4, "results": RESULTS}, indent=1))
+(GALLERY / "metrics.md").write_text(METRICS_MD + f"\n\n*x{SCALE}; preset `{PRESET}`; {nb.device_summary()}.*\n")
+(GALLERY / "metrics.json").write_text(json.dumps({"preset": PRESET, "scale": SCALE, "results": RESULTS}, indent=1))
 print("gallery:", GALLERY, sorted(p.name for p in GALLERY.iterdir()))
 
 if EXPORT_TO_README:
@@ -542,13 +533,16 @@ if EXPORT_TO_README:
 #   the global batch, BatchNorm is synchronised over all GPUs (SRResNet, both discriminators;
 #   RRDBNet has none, one reason ESRGAN scales easily), and the checkpoints resume with any
 #   number of GPUs. The README's "Training on several GPUs" explains the details.
-# - **More data.** DIV2K + Flickr2K ("DF2K", `python -m srlab download flickr2k`) is what
-#   the ESRGAN models were trained on; a patch store (notebook 01) keeps the GPU fed.
+# - **More data.** ESRGAN's published models were not trained on DIV2K alone: the PSNR model
+#   on DIV2K + Flickr2K ("DF2K", `python -m srlab download flickr2k`), the GAN model on DF2K +
+#   OST (OutdoorSceneTraining, about 10k outdoor photos; srlab does not download it). A patch
+#   store (notebook 01) keeps the GPU fed.
 # - **Published weights, your own photos.** `python -m srlab upscale my_photos/ -o out/
 #   --weights realesrgan-x4plus` upscales photos of any size with Real-ESRGAN, tile by tile.
-#   `srlab.weights.load_generator("esrgan-x4")` returns the paper's ESRGAN (downloaded once,
-#   checksum-verified); `UPSCALERS["ESRGAN (paper)"] = model_upscaler(model, "ESRGAN (paper)")`
-#   puts it in this notebook's tables, crops and study next to your own models.
+#   `srlab.checkpoint.load_generator("esrgan-x4")` returns the paper's ESRGAN, trained on
+#   DF2K + OST (downloaded once, checksum-verified);
+#   `UPSCALERS["ESRGAN (paper)"] = model_upscaler(model, "ESRGAN (paper)")` puts it in this
+#   notebook's tables, crops and study next to your own models.
 # - **Better judges.** PSNR/SSIM/LPIPS all need a reference. No-reference measures (NIQE,
 #   the PI of the PIRM 2018 challenge) and, best of all, a blind user study like the one
 #   above tell whether people prefer the result. Bigger studies use many more images and
@@ -562,15 +556,16 @@ if EXPORT_TO_README:
 #    Where does it land relative to bicubic and the networks?
 # 2. **best.pt or last.pt?** Set `GAN_CHECKPOINT = "best.pt"` and run the notebook again.
 #    How far do the GAN models' PSNR and crops move towards their pretrained models? At which
-#    step was each `best.pt` saved (`torch.load(path, weights_only=True)["step"]`)?
+#    step was each `best.pt` saved (`srlab.checkpoint.checkpoint_summary(path)["step"]`)?
 # 3. **Interpolated ESRGAN.** Add the network-interpolated model of notebook 05 with
-#    $\alpha = 0.8$ as a sixth contestant (build it with `load_generator`, then
-#    `load_state_dict(interpolate_networks(...))`). Where does it sit between RRDB and ESRGAN?
-# 4. **Y or RGB?** Put `psnr_rgb` in the table next to `psnr_y`. By how much do they differ,
+#    $\alpha = 0.8$ as a sixth contestant (load RRDB and ESRGAN with `load_generator`, then
+#    `srlab.checkpoint.interpolated_generator(rrdb, esrgan, 0.8)`). Where does it sit between
+#    RRDB and ESRGAN?
+# 4. **Y or RGB?** Put `psnr_rgb` in the table next to `psnr_y` (add it to `KEYS`). By how much do they differ,
 #    and does the ranking of the models change?
 # 5. **Your own photo.** Upscale a small photo of yours directly with every model (there is no
 #    HR to compare with, so no metric: look at the crops). Which model looks best on real,
 #    non-bicubic input, and why might the answer differ from the table?
 # 6. **Be the rater.** Set `SIMULATE_VOTES = False`, `STUDY_RATINGS = True` and your name in
 #    `STUDY_RATER`, and vote. Does your ranking follow PSNR or the GAN models? Pool your file
-#    with a neighbour's (`study.main(["report", a, b])`): how much narrower do the intervals get?
+#    with a neighbour's (`print(preference.report([a, b]))`): how much narrower do the intervals get?
