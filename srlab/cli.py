@@ -1,4 +1,4 @@
-"""Command line: ``python -m srlab {demo,evaluate,train,upscale,study,download,run-notebooks,badges} ...``."""
+"""Command line: ``python -m srlab {demo,evaluate,train,presets,upscale,study,download,run-notebooks,badges} ...``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from .evaluate import CLASSICAL_METHODS, evaluate_folder, format_table
+from .presets import ADVERSARIES, PRESET_NAMES, STAGES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     dl.add_argument("--lr", action="store_true", help="also fetch the official bicubic x4 LR images")
 
     rn = sub.add_parser("run-notebooks", help="execute the six course notebooks in order (and write the gallery)")
-    rn.add_argument("--preset", choices=("colab", "cpu", "smoke", "seed"),
+    rn.add_argument("--preset", choices=PRESET_NAMES,
                     help="default: colab with a GPU, smoke without")
     rn.add_argument("--out", default="outputs/notebooks", help="where the executed notebooks go")
     rn.add_argument("--notebooks", default="notebooks", help="folder holding 01_...ipynb to 06_...ipynb")
@@ -68,8 +69,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="virtual tied comparisons per pair in the Bradley-Terry fit (default: 1)")
 
     tr = sub.add_parser("train", help="train a stage: srresnet, srgan, rrdb, esrgan")
-    tr.add_argument("stage", choices=("srresnet", "srgan", "rrdb", "esrgan"))
-    tr.add_argument("--preset", default="cpu", choices=("colab", "cpu", "smoke", "seed"),
+    tr.add_argument("stage", choices=STAGES)
+    tr.add_argument("--preset", default="cpu", choices=PRESET_NAMES,
                     help="colab: the real run on a GPU; cpu: about an hour for the course; smoke: seconds; "
                          "seed: the primary student project's choices (default: cpu)")
     tr.add_argument("--data", help="folder of HR training images or a patch store (default: the embedded photos)")
@@ -87,7 +88,17 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--wandb", choices=("online", "offline", "disabled"), help="Weights & Biases logging")
     tr.add_argument("--random-vgg", action="store_true",
                     help="perceptual loss with a random VGG-19 (no ImageNet weights): for smoke tests only")
+    tr.add_argument("--adversarial", choices=tuple(ADVERSARIES),
+                    help="GAN stages: the adversarial loss (default: the paper's, bce for srgan, ragan for esrgan)")
+    tr.add_argument("--usm-target", action="store_true",
+                    help="pixel and perceptual losses against the USM-sharpened HR (Real-ESRGAN's GAN stage)")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                    help="override any config field, e.g. --set lr_g=2e-4 --set generator.num_block=8 "
+                         "(repeatable; `python -m srlab presets STAGE` lists the fields)")
     tr.add_argument("--device", help="cuda, cpu, ... (default: CUDA when available)")
+
+    pr = sub.add_parser("presets", help="print every preset's config of a stage as a table")
+    pr.add_argument("stage", nargs="?", choices=STAGES, help="default: all four stages")
     return parser
 
 
@@ -104,7 +115,8 @@ def _evaluate(args) -> int:
     upscaler = args.model
     if args.model not in CLASSICAL_METHODS:
         from .evaluate import model_upscaler
-        from .weights import PRETRAINED, load_generator
+        from .checkpoint import load_generator
+        from .weights import PRETRAINED
 
         if not Path(args.model).is_file() and args.model not in PRETRAINED:
             print(f"error: unknown --model {args.model!r}: use {', '.join(CLASSICAL_METHODS)}, a weight "
@@ -131,7 +143,7 @@ def _evaluate(args) -> int:
 
 def _upscale(args) -> int:
     from .infer import upscale_files
-    from .weights import load_generator
+    from .checkpoint import load_generator
 
     model, info = load_generator(args.weights, device=args.device or "cpu")
     print(f"{args.weights}: {info['architecture']['name']} x{info['scale']} ({info['layout']} layout)")
@@ -144,16 +156,18 @@ def _upscale(args) -> int:
 
 
 def _train(args) -> int:
-    from .train import TrainingDiverged, make_config, train
+    from .presets import make_config, settings_overrides
+    from .train import TrainingDiverged, train
 
-    overrides = {k: v for k, v in {"data": args.data, "val_data": args.val_data, "steps": args.steps,
-                                    "batch_size": args.batch_size, "init_from": args.init, "degradation": args.degradation,
-                                    "wandb": args.wandb}.items() if v is not None}
+    flags = {"data": args.data, "val_data": args.val_data, "steps": args.steps, "batch_size": args.batch_size,
+             "init_from": args.init, "degradation": args.degradation, "wandb": args.wandb,
+             "adversarial": args.adversarial, "usm_target": args.usm_target or None,
+             "sync_bn": False if args.no_sync_bn else None}
+    overrides = {k: v for k, v in flags.items() if v is not None}
     if args.random_vgg:
         overrides["vgg_weights"] = None
-    if args.no_sync_bn:
-        overrides["sync_bn"] = False
-    cfg = make_config(args.stage, args.preset, **overrides)
+    base = make_config(args.stage, args.preset, **overrides)
+    cfg = make_config(args.stage, args.preset, **overrides, **settings_overrides(args.settings, base))
     out = args.out or f"runs/{args.preset}/{args.stage}"
     try:
         summary = train(cfg, out, resume=args.resume, device=args.device)
@@ -163,6 +177,13 @@ def _train(args) -> int:
     if os.environ.get("RANK", "0") == "0":  # under torchrun, once (the process group is gone by now)
         print(f"{cfg.stage}: {summary['step']} steps, best validation PSNR-Y {summary['best_psnr']:.2f} dB "
               f"({summary['stopped']}); checkpoints in {out}/ (best.pt, last.pt)")
+    return 0
+
+
+def _presets(args) -> int:
+    from .presets import presets_table
+
+    print("\n\n".join(presets_table(stage) for stage in ([args.stage] if args.stage else STAGES)))
     return 0
 
 
@@ -245,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"demo": _demo, "evaluate": _evaluate, "train": _train, "download": _download,
                 "run-notebooks": _run_notebooks, "badges": _badges, "upscale": _upscale,
-                "study": _study}[args.command](args)
+                "study": _study, "presets": _presets}[args.command](args)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

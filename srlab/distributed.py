@@ -1,7 +1,10 @@
 """Training on several devices: one process per device under ``torchrun``, with PyTorch's
 DistributedDataParallel (DDP). With one process every function here is a no-op.
 
-How :class:`srlab.train.Trainer` splits a run over N processes ("ranks"):
+:class:`DistributedTrainer` is :class:`srlab.train.Trainer` with the few methods that
+differ when several processes train together; :func:`process_group` picks it under torchrun.
+The teaching loop in ``srlab.train`` stays free of ranks. How a run is split over N
+processes ("ranks"):
 
 * ``batch_size`` is the *global* batch. Batch ``step`` is a pure function of
   ``(seed, step)`` (``RandomPatches``, ``StorePatches``), so every rank knows the same global
@@ -17,13 +20,19 @@ How :class:`srlab.train.Trainer` splits a run over N processes ("ranks"):
 
 from __future__ import annotations
 
+import functools
 import os
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["rank", "world_size", "is_main", "start", "finish", "device_for_rank", "wrap",
+from .data import rank_slice
+from .train import Trainer
+
+__all__ = ["rank", "world_size", "is_main", "start", "finish", "device_for_rank", "wrap", "process_group",
+           "DistributedTrainer",
            "sync_batchnorm", "CPUSyncBatchNorm", "gather_batch", "all_finite", "mean_over_ranks", "from_main", "barrier"]
 
 
@@ -99,6 +108,86 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
 
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None)
+
+
+# ---------------------------------------------------------------- the trainer, distributed
+
+
+@contextmanager
+def process_group(device: str | None):
+    """``(trainer class, this process's device)`` for the body; under torchrun the process
+    group is joined before and left after (without waiting for the others on an error:
+    they may never get there)."""
+    device = device_for_rank(device)
+    started = start(device)
+    try:
+        yield (DistributedTrainer if _active() else Trainer), device
+    except BaseException:
+        finish(started, wait=False)
+        raise
+    finish(started)
+
+
+def _on_main(method):
+    """``method`` on rank 0 only: files, prints and W&B are written once."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        return method(self, *args, **kwargs) if self.rank == 0 else None
+    return run
+
+
+class DistributedTrainer(Trainer):
+    """:class:`srlab.train.Trainer` for one of N processes.
+
+    G and the critic run in DistributedDataParallel (gradients averaged over ranks); in G's
+    step D is called unwrapped and frozen, since a DDP D would wait for gradients that never
+    come. Each rank trains on its slice of the global batch; the relativistic loss gathers
+    the global batch's logits; BatchNorm uses global statistics (``sync_bn``). Rank 0 alone
+    validates, writes and prints; the others wait for its decisions at a collective.
+    """
+
+    def __init__(self, cfg, out_dir, device=None, progress=True):
+        self.rank, self.world = rank(), world_size()
+        rank_slice(cfg.batch_size, self.rank, self.world)  # fails early when the batch does not split
+        if cfg.adversarial == "wgan-gp":
+            raise ValueError("wgan-gp under torchrun is not supported: DistributedDataParallel cannot "
+                             "differentiate the gradient penalty twice; train it in one process")
+        super().__init__(cfg, out_dir, device=device, progress=progress and self.rank == 0)
+        self.G = wrap(self._sync_bn(self.G), self.device)  # the EMA was copied before: eval-mode BN
+        if self.adversary is not None:
+            self.adversary.net = self._sync_bn(self.adversary.net)
+            self.adversary.critic = wrap(self.adversary.net, self.device)
+            self.adversary.gather = gather_batch
+
+    def _sync_bn(self, model):
+        return sync_batchnorm(model, self.device) if self.cfg.sync_bn else model
+
+    def next_batch(self, step):
+        return self.patches.batch(step, self.rank, self.world)  # this rank's slice
+
+    def all_finite(self, loss):
+        return all_finite(loss)  # every rank stops together, or the others would hang
+
+    def reduce_logs(self, logs):
+        return mean_over_ranks(logs, self.device)
+
+    def validate_and_checkpoint(self):
+        stop = super().validate_and_checkpoint() if self.rank == 0 else False
+        return bool(from_main(float(stop), self.device))  # the others wait here for rank 0
+
+    def fit(self, stop_at=None):
+        summary = super().fit(stop_at)
+        summary["best_psnr"] = from_main(self.best_psnr, self.device)  # only rank 0 validated
+        return summary
+
+    say = _on_main(Trainer.say)
+    warn = _on_main(Trainer.warn)
+    log = _on_main(Trainer.log)
+    save = _on_main(Trainer.save)
+    save_samples = _on_main(Trainer.save_samples)
+    clear_history = _on_main(Trainer.clear_history)
+    trim_history = _on_main(Trainer.trim_history)
+    start_wandb = _on_main(Trainer.start_wandb)
 
 
 # ---------------------------------------------------------------- SyncBatchNorm

@@ -40,6 +40,7 @@ __all__ = [
     "wasserstein_critic_loss",
     "wasserstein_generator_loss",
     "gradient_penalty",
+    "interpolate_gradient_norms",
     "pixel_loss",
     "total_variation_loss",
 ]
@@ -394,22 +395,14 @@ def wasserstein_generator_loss(fake_scores: Tensor) -> Tensor:
     return -fake_scores.mean()
 
 
-def gradient_penalty(
-    critic: nn.Module,
-    real: Tensor,
-    fake: Tensor,
-    weight: float = 10.0,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    r"""WGAN-GP gradient penalty (Gulrajani et al. 2017), weight lambda = 10 as in the paper:
-
-    GP = lambda * E_{x_hat}[(||\nabla_{x_hat} C(x_hat)||_2 - 1)^2]
-    x_hat = eps * x_real + (1 - eps) * x_fake,   eps ~ U[0, 1] per sample
+def interpolate_gradient_norms(critic: nn.Module, real: Tensor, fake: Tensor,
+                               generator: torch.Generator | None = None) -> Tensor:
+    r"""||\nabla_{x_hat} C(x_hat)||_2 per sample, at x_hat = eps * x_real + (1 - eps) * x_fake,
+    eps ~ U[0, 1] per sample: the quantity WGAN-GP drives to 1. Shape (N,).
 
     The norm is over all non-batch dimensions. The gradient graph is kept
-    (create_graph=True) so GP can be backpropagated to the critic's parameters. Both
-    images are detached: the penalty trains the critic only. Avoid BatchNorm in the
-    critic: it couples samples, and the penalty is defined per sample.
+    (create_graph=True) so a penalty on it can be backpropagated to the critic's parameters.
+    Both images are detached: the penalty trains the critic only.
     ``generator`` (a torch.Generator on real's device) makes eps reproducible.
     """
     # real, fake: (N, C, H, W) (any shape with batch first)
@@ -420,5 +413,22 @@ def gradient_penalty(
     (grads,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)  # (N, C, H, W)
     # +1e-12 inside the sqrt: d||g||/dg = g/||g|| is 0/0 where the gradient vanishes
     # (e.g. dead ReLUs), which would put NaNs into the critic's weights.
-    grad_norm = torch.sqrt(grads.flatten(1).pow(2).sum(dim=1) + 1e-12)  # (N,)
+    return torch.sqrt(grads.flatten(1).pow(2).sum(dim=1) + 1e-12)  # (N,)
+
+
+def gradient_penalty(
+    critic: nn.Module,
+    real: Tensor,
+    fake: Tensor,
+    weight: float = 10.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""WGAN-GP gradient penalty (Gulrajani et al. 2017), weight lambda = 10 as in the paper:
+
+    GP = lambda * E_{x_hat}[(||\nabla_{x_hat} C(x_hat)||_2 - 1)^2]
+
+    with x_hat and the norm as in :func:`interpolate_gradient_norms`. Avoid BatchNorm in the
+    critic: it couples samples, and the penalty is defined per sample.
+    """
+    grad_norm = interpolate_gradient_norms(critic, real, fake, generator)  # (N,)
     return weight * ((grad_norm - 1) ** 2).mean()

@@ -1,8 +1,7 @@
 """Loading generators from any weight file a student is likely to have.
 
-``load_generator(path_or_name)`` accepts:
+The weight files :func:`srlab.checkpoint.load_generator` accepts besides srlab checkpoints:
 
-* an srlab checkpoint (``last.pt`` / ``best.pt``): its config names the architecture;
 * a BasicSR / Real-ESRGAN ``.pth``: an RRDBNet state dict, bare or under ``params_ema`` /
   ``params`` (srlab's RRDBNet uses BasicSR's parameter names, so these load as they are);
 * the two older layouts of the original ESRGAN code, mapped to BasicSR names:
@@ -29,7 +28,7 @@ from .download import download_file
 from .models import RRDBNet
 
 __all__ = ["PRETRAINED", "cache_dir", "fetch_weights", "read_weights", "detect_layout", "to_basicsr_names",
-           "rrdbnet_from_state_dict", "load_generator"]
+           "rrdbnet_from_state_dict", "rrdbnet_from_file_dict"]
 
 # Published RRDBNet weights. sha256 is the full digest where it is published, else the
 # 8-hex-digit prefix BasicSR puts in its file names (checked as a prefix of the digest).
@@ -76,7 +75,7 @@ def fetch_weights(name: str, cache: str | os.PathLike | None = None, base_url: s
 # ---------------------------------------------------------------- reading files
 
 
-def read_weights(path: str | os.PathLike) -> dict:
+def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """``torch.load(path, weights_only=True)`` with errors that say what to do."""
     path = Path(path)
     if not path.is_file():
@@ -87,7 +86,7 @@ def read_weights(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path} is not a readable PyTorch weight file (it starts with {magic!r}: an HTML "
                          f"error page or a cut-off download? Delete it and download it again)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise ValueError(
             f"{path} needs arbitrary unpickling (it stores Python objects, not just tensors), which "
@@ -189,35 +188,14 @@ def rrdbnet_from_state_dict(state: dict[str, torch.Tensor]) -> RRDBNet:
     return model
 
 
-# ---------------------------------------------------------------- one entry point
+# ---------------------------------------------------------------- a whole file
 
 
-def load_generator(path_or_name: str | os.PathLike, ema: bool = True, device: str = "cpu",
-                   cache: str | os.PathLike | None = None) -> tuple[nn.Module, dict]:
-    """Build a generator from a weight file or a :data:`PRETRAINED` name.
-
-    Returns ``(model in eval mode on device, info)``; ``info`` says where the weights came
-    from (``source``), their ``layout``, the ``scale`` and the architecture.
-    ``ema``: prefer EMA weights where a file has both (srlab ``generator_ema``, BasicSR
-    ``params_ema``).
-    """
-    source = str(path_or_name)
-    path = Path(source)
-    if not path.exists() and source in PRETRAINED:
-        path = fetch_weights(source, cache=cache)
-    elif not path.exists():
-        raise FileNotFoundError(f"no weight file at {path}, and {source!r} is not a known name "
-                                f"({', '.join(PRETRAINED)})")
-    obj = read_weights(path)
-    if "config" in obj and "generator" in obj:  # an srlab checkpoint
-        from .train import generator_from_checkpoint
-
-        model, cfg = generator_from_checkpoint(obj, ema=ema, device=device)
-        return model, {"source": source, "layout": "srlab", "scale": cfg["scale"],
-                       "architecture": cfg["generator"]}
+def rrdbnet_from_file_dict(obj: dict, ema: bool = True) -> tuple[RRDBNet, dict]:
+    """The RRDBNet in a BasicSR / ESRGAN file's dict (bare, or under ``params_ema`` / ``params``),
+    with ``{"layout", "scale", "architecture"}``. :func:`srlab.checkpoint.load_generator` calls this."""
     state = _unwrap(obj, ema)
     layout = detect_layout(state)
     model = rrdbnet_from_state_dict(to_basicsr_names(state))
     arch = {"name": "rrdbnet", "num_block": len(model.body), "num_feat": model.conv_first.out_channels}
-    return model.to(device).eval(), {"source": source, "layout": layout, "scale": model.scale,
-                                     "architecture": arch}
+    return model, {"layout": layout, "scale": model.scale, "architecture": arch}

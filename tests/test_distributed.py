@@ -67,9 +67,12 @@ def _assert_discriminators_agree(a, b, lr, steps):
     last bias gets an exactly-zero gradient in exact arithmetic, and Adam's first step,
     lr * g / (|g| + eps), turns rounding noise of 1e-9 into a step of up to lr either way. Those
     can differ by at most 2 * lr per step; an actual error (wrong averaging, local statistics)
-    moves most of the weights."""
+    moves most of the weights (87% with per-rank BN, see the control below). How many elements
+    sit that close to a zero gradient depends on the CPU's rounding: 0.006% on one Intel machine,
+    0.14% on an AMD EPYC (the same numbers before and after the engine's restructuring), so the
+    bound is 1%, far from both."""
     diffs = torch.cat([(a[k].float() - b[k].float()).abs().flatten() for k in a])  # BN statistics included
-    assert (diffs > 1e-5).float().mean().item() < 1e-3
+    assert (diffs > 1e-5).float().mean().item() < 1e-2
     assert diffs.max().item() <= 2 * lr * steps
 
 

@@ -14,7 +14,8 @@ import torch
 from srlab import weights
 from srlab.download import DownloadError
 from srlab.models import RRDBNet
-from srlab.weights import PRETRAINED, detect_layout, fetch_weights, load_generator, read_weights
+from srlab.checkpoint import load_generator
+from srlab.weights import PRETRAINED, detect_layout, fetch_weights, read_weights
 
 from conftest import serve
 
@@ -110,7 +111,8 @@ def test_pixel_unshuffle_models_get_their_scale_from_conv_first(tmp_path, scale)
 
 
 def test_srlab_checkpoints_load_through_the_same_entry_point(tmp_path):
-    from srlab.train import Trainer, make_config
+    from srlab.presets import make_config
+    from srlab.train import Trainer
 
     trainer = Trainer(make_config("rrdb", "smoke"), tmp_path / "run", device="cpu", progress=False)
     ckpt = trainer.save("last.pt")

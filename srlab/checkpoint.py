@@ -1,0 +1,212 @@
+"""The checkpoint format, and every way of getting a generator back out of a file.
+
+An srlab checkpoint (``last.pt``, ``best.pt``) is a plain dict of tensors and numbers, so it
+loads with ``torch.load(weights_only=True)`` (no pickled code):
+
+==================  =====================================================================
+key                 what
+==================  =====================================================================
+generator           G's state dict (the weights being trained)
+generator_ema       the EMA of G (what validation scores and what is used by default)
+ema_n_averaged      how many updates the EMA has seen
+discriminator       D's state dict, or None (pixel stages)
+opt_g, opt_d        Adam states (the learning rate follows from the step)
+scaler              the fp16 gradient scaler
+step, best_psnr     progress; bad_validations: for early stopping
+rng                 torch, numpy and Python random states (exact resume)
+config              the run's :class:`srlab.presets.TrainConfig` as a dict
+==================  =====================================================================
+
+:func:`load_generator` is the one way to rebuild a generator: from an srlab checkpoint, a
+BasicSR / ESRGAN weight file (``srlab.weights`` reads those layouts) or a published name.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+import random
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .models import build_generator
+
+__all__ = ["atomic_save", "read_checkpoint", "is_srlab_checkpoint", "training_state", "restore_training",
+           "generator_weights", "rng_state", "set_rng_state",
+           "generator_from_config", "load_generator", "checkpoint_summary", "interpolate_networks",
+           "interpolated_generator"]
+
+
+def atomic_save(obj, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a run cut off mid-write
+    keeps the old file, and two writers never share a temporary name."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
+    """An srlab checkpoint as a dict, with errors that say what is wrong with the file."""
+    from .weights import read_weights
+
+    obj = read_weights(path, map_location=device)
+    if not is_srlab_checkpoint(obj):
+        raise ValueError(f"{path} is not an srlab checkpoint (no 'config'/'generator' entries)")
+    return obj
+
+
+def is_srlab_checkpoint(obj) -> bool:
+    return isinstance(obj, dict) and "config" in obj and "generator" in obj
+
+
+# ---------------------------------------------------------------- a training run's state
+
+
+def training_state(trainer) -> dict:
+    """Everything :func:`restore_training` needs to continue ``trainer`` exactly (see the table)."""
+    ema = {k.removeprefix("module."): v for k, v in trainer.ema.state_dict().items() if k.startswith("module.")}
+    adversary = trainer.adversary
+    return {
+        "generator": trainer.generator.state_dict(),
+        "generator_ema": ema,
+        "ema_n_averaged": int(trainer.ema.n_averaged),
+        "discriminator": adversary.net.state_dict() if adversary else None,
+        "opt_g": trainer.opt_g.state_dict(),
+        "opt_d": adversary.opt.state_dict() if adversary else None,
+        "scaler": trainer.scaler.state_dict(),
+        "step": trainer.step,
+        "best_psnr": trainer.best_psnr,
+        "bad_validations": trainer.bad_validations,
+        "rng": rng_state(),
+        "config": dataclasses.asdict(trainer.cfg),
+    }
+
+
+def restore_training(trainer, ckpt: dict) -> None:
+    """Load a :func:`training_state` dict into a trainer built from the same config."""
+    trainer.generator.load_state_dict(ckpt["generator"])
+    trainer.ema.module.load_state_dict(ckpt["generator_ema"])
+    trainer.ema.n_averaged.fill_(ckpt["ema_n_averaged"])
+    if trainer.adversary is not None:
+        trainer.adversary.net.load_state_dict(ckpt["discriminator"])
+        trainer.adversary.opt.load_state_dict(ckpt["opt_d"])
+    trainer.opt_g.load_state_dict(ckpt["opt_g"])
+    trainer.scaler.load_state_dict(ckpt["scaler"])
+    trainer.step, trainer.best_psnr = ckpt["step"], ckpt["best_psnr"]
+    trainer.bad_validations = ckpt["bad_validations"]
+    set_rng_state(ckpt["rng"])
+
+
+def generator_weights(ckpt: dict, ema: bool = True) -> dict:
+    """The generator's state dict in a checkpoint dict: the EMA's unless ``ema=False`` or absent."""
+    return ckpt["generator_ema"] if ema and ckpt.get("generator_ema") else ckpt["generator"]
+
+
+# ---------------------------------------------------------------- random states (exact resume)
+
+
+def rng_state() -> dict:
+    """The torch, numpy and Python random states, as tensors and strings (weights_only-safe)."""
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "numpy_pos": int(np_state[2]), "python": repr(random.getstate())}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    random.setstate(ast.literal_eval(state["python"]))
+
+
+# ---------------------------------------------------------------- generators
+
+
+def generator_from_config(cfg) -> nn.Module:
+    """The untrained generator a :class:`~srlab.presets.TrainConfig` (or its dict) describes."""
+    cfg = cfg if isinstance(cfg, dict) else {"generator": cfg.generator, "scale": cfg.scale}
+    spec = dict(cfg["generator"])
+    return build_generator(spec.pop("name"), scale=cfg["scale"], **spec)
+
+
+def load_generator(path_or_name: str | os.PathLike, ema: bool = True, device: str = "cpu",
+                   cache: str | os.PathLike | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild a generator from any weight file a student is likely to have.
+
+    ``path_or_name``: an srlab checkpoint, a BasicSR / ESRGAN ``.pth`` (any layout
+    :mod:`srlab.weights` knows), or a published name (``realesrgan-x4plus``, ...), downloaded once.
+    ``ema``: prefer the EMA weights where a file has both (srlab ``generator_ema``, BasicSR
+    ``params_ema``); they validate better.
+
+    Returns ``(model in eval mode on device, info)``; ``info`` has ``source``, ``layout``
+    (``"srlab"``, ``"basicsr"``, ``"esrgan-2018"``, ``"esrgan-2019"``), ``scale``,
+    ``architecture`` (the generator spec), ``config`` (the training config of an srlab
+    checkpoint, else None) and ``step`` (else None).
+    """
+    from . import weights
+
+    source = str(path_or_name)
+    path = Path(source)
+    if not path.exists() and source in weights.PRETRAINED:
+        path = weights.fetch_weights(source, cache=cache)
+    elif not path.exists():
+        raise FileNotFoundError(f"no weight file at {path}, and {source!r} is not a known name "
+                                f"({', '.join(weights.PRETRAINED)})")
+    obj = weights.read_weights(path)
+    if is_srlab_checkpoint(obj):
+        cfg = obj["config"]
+        model = generator_from_config(cfg)
+        model.load_state_dict(generator_weights(obj, ema))
+        info = {"layout": "srlab", "scale": cfg["scale"], "architecture": cfg["generator"], "config": cfg,
+                "step": obj.get("step")}
+    else:
+        try:
+            model, info = weights.rrdbnet_from_file_dict(obj, ema)
+        except ValueError as err:
+            raise ValueError(f"{path} is not an srlab checkpoint, and {err}") from None
+        info.update(config=None, step=None)
+    return model.to(device).eval(), {"source": source, **info}
+
+
+def checkpoint_summary(path: str | os.PathLike) -> dict:
+    """``{"step", "best_psnr", "config"}`` of an srlab checkpoint (without building a model)."""
+    ckpt = read_checkpoint(path)
+    return {"step": ckpt["step"], "best_psnr": ckpt.get("best_psnr"), "config": ckpt["config"]}
+
+
+# ---------------------------------------------------------------- network interpolation
+
+
+def interpolate_networks(psnr_state: dict, gan_state: dict, alpha: float) -> dict:
+    """ESRGAN's network interpolation (Wang et al. 2018, sec. 3.4): (1 - alpha) * PSNR + alpha * GAN.
+
+    alpha = 0 gives the PSNR-oriented model, 1 the GAN model; values between trade
+    fidelity for texture smoothly, without the artefacts of blending output images.
+    """
+    if psnr_state.keys() != gan_state.keys():
+        raise ValueError("the two state dicts differ in keys: interpolate models of one architecture")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    out = {}
+    for k, a in psnr_state.items():
+        b = gan_state[k]
+        out[k] = torch.lerp(a.float(), b.float(), alpha).to(a.dtype) if a.is_floating_point() else b.clone()
+    return out
+
+
+def interpolated_generator(psnr_model: nn.Module, gan_model: nn.Module, alpha: float) -> nn.Module:
+    """A new generator whose weights are :func:`interpolate_networks` of two loaded ones."""
+    import copy
+
+    model = copy.deepcopy(gan_model)
+    model.load_state_dict(interpolate_networks(psnr_model.state_dict(), gan_model.state_dict(), alpha))
+    return model.eval()

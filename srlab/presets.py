@@ -1,0 +1,310 @@
+"""What a training run is: :class:`TrainConfig`, and the recipes of every stage and preset as tables.
+
+A config is built in three layers, each a plain table you can read here or print with
+``python -m srlab presets [STAGE]``:
+
+1. :data:`PAPERS`: the recipe of each stage as its paper (and the authors' reference code,
+   BasicSR) gives it. The ``colab`` preset is these recipes, shortened.
+2. :data:`ADVERSARIES`: what choosing an adversarial loss changes (``wgan-gp`` needs a critic
+   without batch norm, its own Adam betas, several critic updates per generator update).
+3. :data:`PRESETS`: per preset and stage, the values that differ from the paper, and why.
+
+Any field can then be overridden: ``make_config(stage, preset, steps=10)`` in Python,
+``--set steps=10`` (or ``--set generator.num_block=8``) on the command line.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+from dataclasses import dataclass, field, fields
+
+__all__ = ["STAGES", "PRESET_NAMES", "PRETRAIN_STAGE", "VALIDATION_IMAGE", "TrainConfig", "PAPERS",
+           "ADVERSARIES", "PRESETS", "make_config", "settings_overrides", "parse_setting", "presets_table"]
+
+STAGES = ("srresnet", "srgan", "rrdb", "esrgan")
+PRETRAIN_STAGE = {"srgan": "srresnet", "esrgan": "rrdb"}  # a GAN stage starts from its pixel stage's generator
+VALIDATION_IMAGE = "coffee"  # the embedded photo held out of training for validation
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved inside every checkpoint. The defaults here are only the
+    fallback of the tables below: every stage's values come from :data:`PAPERS`."""
+
+    stage: str = "srresnet"
+    generator: dict = field(default_factory=lambda: {"name": "srresnet", "num_block": 16})
+    discriminator: dict | None = None  # {"name": "srgan" | "vgg", "input_size": ..., "num_feat": ..., "batch_norm": ...}
+    scale: int = 4
+    # data
+    data: str | None = None  # folder of HR images or a patch store; None = the embedded photos
+    degradation: str = "bicubic"  # how LR is made: bicubic | blur_bicubic | realesrgan
+    usm_target: bool = False  # Real-ESRGAN: pixel and perceptual losses against the USM-sharpened HR
+    val_data: str | None = None  # folder of validation HR images; None = held-out embedded photo
+    hr_size: int = 96
+    batch_size: int = 16
+    val_crop: int = 192
+    # losses: total = pixel_weight * pixel + perceptual_weight * perceptual + adversarial_weight * adversarial
+    pixel_loss: str = "mse"
+    pixel_weight: float = 1.0
+    perceptual_layer: str | None = None
+    perceptual_criterion: str = "l1"
+    perceptual_weight: float = 0.0
+    vgg_weights: str | None = "imagenet"  # None = random VGG: smoke tests only
+    adversarial: str | None = None  # "bce" (SRGAN), "ragan" (ESRGAN) or "wgan-gp"
+    adversarial_weight: float = 0.0
+    n_critic: int = 1  # discriminator updates per generator update
+    gp_weight: float = 10.0  # wgan-gp: gradient penalty weight lambda
+    # optimisation
+    steps: int = 100_000  # batches; with n_critic > 1 the generator is updated every n_critic-th
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    betas: tuple = (0.9, 0.999)  # Adam, generator
+    betas_d: tuple | None = None  # Adam, discriminator; None = betas
+    warmup_steps: int = 0
+    milestones: tuple = ()  # the learning rates are multiplied by lr_gamma at each of these steps
+    lr_gamma: float = 0.5
+    grad_clip: float | None = None
+    ema_decay: float = 0.999  # srlab's choice for every stage (BasicSR's); the SRGAN paper has no EMA
+    init_from: str | None = None  # checkpoint to start G from; "auto" = this preset's pixel stage
+    # engine
+    amp: str = "auto"  # "auto" | "bf16" | "fp16" | "off"
+    channels_last: bool = True
+    seed: int = 0
+    log_every: int = 10
+    val_every: int = 500
+    ckpt_every: int = 500
+    early_stop_patience: int | None = None  # validations without improvement (pixel stages)
+    collapse_threshold: float = 0.05  # D loss (running mean) below this ...
+    collapse_patience: int = 200  # ... for this many steps = collapse
+    wandb: str = "disabled"  # "online" | "offline" | "disabled"
+    wandb_project: str = "srlab"
+    # several processes (torchrun): BatchNorm statistics over the global batch, not each
+    # process's slice (SRResNet, SRGAN's and ESRGAN's discriminators have BN)
+    sync_bn: bool = True
+
+
+# ---------------------------------------------------------------- 1. the papers' recipes
+
+SRRESNET_16 = {"name": "srresnet", "num_block": 16}
+RRDBNET_23 = {"name": "rrdbnet", "num_block": 23}
+
+PAPERS: dict[str, dict] = {
+    # Ledig et al. 2017, sec. 3.2: MSE, Adam 1e-4, 10^6 updates on batches of 16 HR 96x96 crops.
+    "srresnet": dict(
+        generator=SRRESNET_16, pixel_loss="mse", pixel_weight=1.0,
+        steps=1_000_000, batch_size=16, hr_size=96, lr_g=1e-4,
+        early_stop_patience=10,  # srlab's: stop a pixel stage when validation stops improving
+    ),
+    # SRGAN: VGG54 content loss (MSE) + 1e-3 BCE; 10^5 updates at 1e-4, then 10^5 at 1e-5.
+    "srgan": dict(
+        generator=SRRESNET_16, discriminator={"name": "srgan", "input_size": 96},
+        pixel_weight=0.0, perceptual_layer="relu5_4", perceptual_criterion="mse", perceptual_weight=1.0,
+        adversarial="bce", adversarial_weight=1e-3,
+        steps=200_000, batch_size=16, hr_size=96, lr_g=1e-4, lr_d=1e-4, milestones=(100_000,), lr_gamma=0.1,
+        init_from="auto",
+    ),
+    # Wang et al. 2018 (ESRGAN), PSNR-oriented RRDBNet: L1, Adam 2e-4 halved every 2x10^5 updates,
+    # batches of 16 HR 128 crops; 10^6 updates in total (BasicSR's train_RRDBNet_PSNR_x4).
+    "rrdb": dict(
+        generator=RRDBNET_23, pixel_loss="l1", pixel_weight=1.0,
+        steps=1_000_000, batch_size=16, hr_size=128, lr_g=2e-4,
+        milestones=(200_000, 400_000, 600_000, 800_000), lr_gamma=0.5,
+        early_stop_patience=10,  # srlab's
+    ),
+    # ESRGAN: 1e-2 L1 + 1.0 VGG conv5_4 (before activation, L1) + 5e-3 RaGAN; Adam 1e-4 halved at
+    # 50k, 100k, 200k, 300k; 4x10^5 updates (BasicSR's train_ESRGAN_x4).
+    "esrgan": dict(
+        generator=RRDBNET_23, discriminator={"name": "vgg", "input_size": 128},
+        pixel_loss="l1", pixel_weight=1e-2, perceptual_layer="conv5_4", perceptual_criterion="l1",
+        perceptual_weight=1.0, adversarial="ragan", adversarial_weight=5e-3,
+        steps=400_000, batch_size=16, hr_size=128, lr_g=1e-4, lr_d=1e-4,
+        milestones=(50_000, 100_000, 200_000, 300_000), lr_gamma=0.5,
+        init_from="auto",
+    ),
+}
+
+# ---------------------------------------------------------------- 2. what an adversarial loss brings
+
+ADVERSARIES: dict[str, dict] = {
+    "bce": dict(n_critic=1, betas_d=None),  # SRGAN: -log D(G(x)), D a real/fake classifier
+    "ragan": dict(n_critic=1, betas_d=None),  # ESRGAN: relativistic average, D(real) vs mean D(fake)
+    # Gulrajani et al. 2017, Algorithm 1: lambda = 10, n_critic = 5, Adam betas (0, 0.9); the critic
+    # has no batch norm (the penalty is per sample) and outputs a raw score.
+    "wgan-gp": dict(n_critic=5, betas_d=(0.0, 0.9), gp_weight=10.0, discriminator={"batch_norm": False}),
+}
+
+# ---------------------------------------------------------------- 3. the presets
+
+CPU_SRRESNET = {"name": "srresnet", "num_block": 8, "bicubic_residual": True}
+CPU_RRDBNET = {"name": "rrdbnet", "num_block": 4, "num_feat": 32, "bicubic_residual": True}
+SMOKE_SRRESNET = {"name": "srresnet", "num_block": 2, "num_feat": 16, "bicubic_residual": True}
+SMOKE_RRDBNET = {"name": "rrdbnet", "num_block": 1, "num_feat": 16, "num_grow_ch": 8, "bicubic_residual": True}
+
+PRESETS: dict[str, dict[str, dict]] = {
+    # The papers' models and losses, shortened to fit Colab sessions (resume across them).
+    "colab": {
+        "srresnet": dict(steps=100_000, val_every=1000),
+        "srgan": dict(steps=50_000, milestones=(25_000,), val_every=1000),  # the paper's 10x drop, at half
+        "rrdb": dict(steps=100_000, milestones=(50_000,), val_every=1000),
+        "esrgan": dict(steps=50_000, milestones=(12_500, 25_000), val_every=1000),
+    },
+    # A laptop without a GPU: small models with a bicubic residual (the untrained net is
+    # bicubic), L1, a higher learning rate; the four stages in about an hour on 2 cores
+    # (measured: 13 + 12 + 10 + 20 minutes, fp32), still clearly better than bicubic.
+    "cpu": {
+        "srresnet": dict(generator=CPU_SRRESNET, pixel_loss="l1", steps=1000, lr_g=5e-4, warmup_steps=100,
+                         milestones=(700,), val_every=250, ckpt_every=250, ema_decay=0.99),
+        "srgan": dict(generator=CPU_SRRESNET, pixel_loss="l1", steps=400, batch_size=8, milestones=(),
+                      val_every=100, ckpt_every=100, ema_decay=0.99),
+        "rrdb": dict(generator=CPU_RRDBNET, steps=1000, hr_size=96, lr_g=5e-4, warmup_steps=100,
+                     milestones=(700,), val_every=250, ckpt_every=250, ema_decay=0.99),
+        "esrgan": dict(generator=CPU_RRDBNET, steps=300, batch_size=8, milestones=(),
+                       val_every=100, ckpt_every=100, ema_decay=0.99),
+    },
+    # Seconds, for CI: tiny models and discriminators, a random VGG (not a perceptual metric).
+    "smoke": {
+        stage: dict(
+            generator=SMOKE_RRDBNET if stage in ("rrdb", "esrgan") else SMOKE_SRRESNET,
+            discriminator={"srgan": {"name": "srgan", "input_size": 32, "num_feat": 8},
+                           "esrgan": {"name": "vgg", "input_size": 128, "num_feat": 8}}.get(stage),
+            steps=6, batch_size=2, hr_size=128 if stage == "esrgan" else 32, val_crop=64, vgg_weights=None,
+            log_every=1, val_every=3, ckpt_every=3, ema_decay=0.9, collapse_patience=3)
+        for stage in STAGES
+    },
+    # The primary student project's choices: 8 residual blocks, 12 RRDBs, relu3_4 / conv3_4,
+    # adversarial weight 5e-2 (raised from the papers' after D collapsed), 256 px HR patches.
+    "seed": {
+        "srresnet": dict(generator={"name": "srresnet", "num_block": 8}, hr_size=256, steps=25_000),
+        "srgan": dict(generator={"name": "srresnet", "num_block": 8}, discriminator={"name": "srgan", "input_size": 256},
+                      hr_size=256, perceptual_layer="relu3_4", adversarial_weight=5e-2, steps=45_000),
+        "rrdb": dict(generator={"name": "rrdbnet", "num_block": 12}, hr_size=256, steps=5_000),
+        "esrgan": dict(generator={"name": "rrdbnet", "num_block": 12}, discriminator={"name": "vgg", "input_size": 256},
+                       hr_size=256, perceptual_layer="conv3_4", adversarial_weight=5e-2, steps=9_000),
+    },
+}
+PRESET_NAMES = tuple(PRESETS)
+
+
+def _merge(base: dict, layer: dict) -> dict:
+    """``base`` updated by ``layer``; a dict value (generator, discriminator) is merged key by key."""
+    out = dict(base)
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            value = {**out[key], **value}
+        out[key] = value
+    return out
+
+
+def make_config(stage: str, preset: str = "colab", **overrides) -> TrainConfig:
+    """The config of ``stage`` under ``preset``: paper recipe, then the preset's table, then the
+    adversary's needs (when ``adversarial`` is overridden), then ``overrides``."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    values = _merge(PAPERS[stage], PRESETS[preset][stage])
+    adversary = overrides.get("adversarial", values.get("adversarial"))
+    if adversary is not None:
+        if adversary not in ADVERSARIES:
+            raise ValueError(f"unknown adversarial loss {adversary!r}; choose one of {', '.join(ADVERSARIES)}")
+        if not values.get("discriminator"):
+            raise ValueError(f"stage {stage} trains no discriminator: an adversarial loss needs a GAN stage "
+                             f"({', '.join(PRETRAIN_STAGE)})")
+        values = _merge(values, ADVERSARIES[adversary])
+    return TrainConfig(stage=stage, **_merge(values, overrides))
+
+
+# ---------------------------------------------------------------- --set key=value
+
+_FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``"key=value"`` -> (key, value). The value is read as a Python literal (numbers, tuples,
+    dicts, True/False/None; ``none``, ``true``, ``false`` also work), else kept as a string."""
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or not key:
+        raise ValueError(f"--set {text!r}: expected key=value, e.g. --set steps=2000")
+    lowered = {"none": "None", "null": "None", "true": "True", "false": "False"}.get(raw.lower(), raw)
+    try:
+        value = ast.literal_eval(lowered)
+    except (ValueError, SyntaxError):
+        value = raw
+    return key, value
+
+
+def _check_type(key: str, value, default) -> object:
+    """``value`` for field ``key`` with the type its default has; a clear error otherwise."""
+    if value is None or default is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"--set {key}: expected true or false, got {value!r}")
+    elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    elif isinstance(default, tuple) and isinstance(value, (int, float)):
+        value = (value,)
+    elif isinstance(default, tuple) and isinstance(value, list):
+        value = tuple(value)
+    if not isinstance(value, type(default)) or (isinstance(value, bool) and not isinstance(default, bool)):
+        raise ValueError(f"--set {key}: expected a {type(default).__name__}, got {value!r}")
+    return value
+
+
+def settings_overrides(settings: list[str], base: TrainConfig) -> dict:
+    """``--set`` strings as keyword overrides for :func:`make_config`: ``key=value`` for any field,
+    ``generator.num_feat=32`` for one entry of a dict field (the rest of ``base``'s dict kept)."""
+    changes: dict = {}
+    for text in settings:
+        key, value = parse_setting(text)
+        name, _, sub = key.partition(".")
+        if name not in _FIELDS or name == "stage":
+            close = difflib.get_close_matches(name, _FIELDS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"--set {key}: TrainConfig has no field {name!r}{hint}; "
+                             f"`python -m srlab presets` lists them")
+        current = changes.get(name, getattr(base, name))
+        if sub:
+            if not isinstance(current, dict):
+                raise ValueError(f"--set {key}: {name} is not a dict field")
+            changes[name] = {**current, sub: value}
+        else:
+            changes[name] = _check_type(name, value, _default_of(name, current))
+    return changes
+
+
+def _default_of(name: str, current):
+    f = _FIELDS[name]
+    if f.default is not dataclasses.MISSING and f.default is not None:
+        return f.default
+    return current
+
+
+# ---------------------------------------------------------------- printing
+
+def presets_table(stage: str) -> str:
+    """Every field of ``stage``'s config under each preset, one row per field (Markdown)."""
+    configs = {p: dataclasses.asdict(make_config(stage, p)) for p in PRESETS}
+    header = f"| {stage} | " + " | ".join(PRESETS) + " |"
+    rows = [header, "|---" * (len(PRESETS) + 1) + "|"]
+    for name in _FIELDS:
+        if name == "stage":
+            continue
+        cells = [_cell(configs[p][name]) for p in PRESETS]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _cell(value) -> str:
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 10_000:
+        return f"{value:_}"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_cell(v) for v in value) + ")" if value else "()"
+    return str(value)
