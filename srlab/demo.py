@@ -18,11 +18,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .data import EMBEDDED_IMAGES, embedded_images
-from .evaluate import CLASSICAL_METHODS, score_pair, upscale_classical
+from .evaluate import CLASSICAL_METHODS, metrics_table, score_pair, upscale_classical
 from .resize import imresize, modcrop
 from .viz import crop_grid
 
-__all__ = ["run_demo", "markdown_table"]
+__all__ = ["run_demo"]
 
 
 def run_demo(out_dir: str | Path = "outputs/demo", scale: int = 4, names=EMBEDDED_IMAGES,
@@ -45,17 +45,7 @@ def run_demo(out_dir: str | Path = "outputs/demo", scale: int = 4, names=EMBEDDE
     result = {"scale": scale, "conventions": "PSNR/SSIM on BT.601 Y, crop_border=scale; LR by MATLAB bicubic",
               "mean": mean, "images": per_image}
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
-    (out_dir / "metrics.md").write_text(markdown_table(mean, scale))
+    (out_dir / "metrics.md").write_text(metrics_table(mean, label=f"x{scale} method") + "\n")
     fig = crop_grid(figure_rows, out_dir / "comparison.png", scale=scale)
     plt.close(fig)
     return result
-
-
-def markdown_table(mean: dict, scale: int) -> str:
-    """Mean PSNR/SSIM per method as a Markdown table, best PSNR-Y in bold."""
-    best = max(mean, key=lambda m: mean[m]["psnr_y"])
-    lines = [f"| x{scale} method | PSNR-Y (dB) | SSIM-Y | PSNR-RGB (dB) |", "|---|---|---|---|"]
-    for m, s in mean.items():
-        p = f"**{s['psnr_y']:.2f}**" if m == best else f"{s['psnr_y']:.2f}"
-        lines.append(f"| {m} | {p} | {s['ssim_y']:.4f} | {s['psnr_rgb']:.2f} |")
-    return "\n".join(lines) + "\n"

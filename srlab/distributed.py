@@ -31,9 +31,9 @@ from torch import nn
 from .data import rank_slice
 from .train import Trainer
 
-__all__ = ["rank", "world_size", "is_main", "start", "finish", "device_for_rank", "wrap", "process_group",
+__all__ = ["rank", "world_size", "start", "finish", "device_for_rank", "wrap", "process_group",
            "DistributedTrainer",
-           "sync_batchnorm", "CPUSyncBatchNorm", "gather_batch", "all_finite", "mean_over_ranks", "from_main", "barrier"]
+           "sync_batchnorm", "CPUSyncBatchNorm", "gather_batch", "all_finite", "mean_over_ranks", "from_main"]
 
 
 def _active() -> bool:
@@ -48,11 +48,6 @@ def rank() -> int:
 def world_size() -> int:
     """Number of training processes (1 without a process group)."""
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def is_main() -> bool:
-    """True on the rank that logs and saves (rank 0), and in a single process."""
-    return rank() == 0
 
 
 def device_for_rank(device: str | None) -> str:
@@ -92,11 +87,6 @@ def finish(started: bool, wait: bool = True) -> None:
                 dist.barrier()
         finally:
             dist.destroy_process_group()
-
-
-def barrier() -> None:
-    if _active():
-        dist.barrier()
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:

@@ -198,8 +198,9 @@ def _merge(base: dict, layer: dict) -> dict:
 
 
 def make_config(stage: str, preset: str = "colab", **overrides) -> TrainConfig:
-    """The config of ``stage`` under ``preset``: paper recipe, then the preset's table, then the
-    adversary's needs (when ``adversarial`` is overridden), then ``overrides``."""
+    """The config of ``stage`` under ``preset``: paper recipe, then the preset's table (dict values
+    merged key by key), then the adversary's needs, then ``overrides`` (each replaces its value:
+    ``generator={"name": "srcnn"}`` is the whole generator spec)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
     if preset not in PRESETS:
@@ -213,7 +214,7 @@ def make_config(stage: str, preset: str = "colab", **overrides) -> TrainConfig:
             raise ValueError(f"stage {stage} trains no discriminator: an adversarial loss needs a GAN stage "
                              f"({', '.join(PRETRAIN_STAGE)})")
         values = _merge(values, ADVERSARIES[adversary])
-    return TrainConfig(stage=stage, **_merge(values, overrides))
+    return TrainConfig(stage=stage, **{**values, **overrides})  # an override replaces a whole value
 
 
 # ---------------------------------------------------------------- --set key=value

@@ -103,3 +103,24 @@ def test_cli_set_reaches_the_config(tmp_path, monkeypatch):
         "wgan-gp", 3, (0.0, 0.9), 8, True)
     assert cfg.generator["num_block"] == 1  # the rest of the smoke generator kept
     assert main(["train", "srresnet", "--preset", "smoke", "--set", "nope=1", "--out", str(tmp_path)]) == 2
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("stage", ["srgan", "esrgan"])
+def test_wgan_gp_builds_a_batch_norm_free_critic_of_the_right_size_on_every_preset(stage, preset):
+    import torch
+    from torch import nn
+
+    from srlab.adversaries import WGANGPAdversary, build_adversary
+
+    cfg = make_config(stage, preset, adversarial="wgan-gp")
+    adversary = build_adversary(cfg, torch.device("cpu"))
+    assert isinstance(adversary, WGANGPAdversary) and adversary.n_critic == 5
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in adversary.net.modules())
+    assert adversary.net.input_size == cfg.hr_size
+    assert adversary.opt.param_groups[0]["betas"] == (0.0, 0.9)
+
+
+def test_a_keyword_override_replaces_the_whole_value():
+    cfg = make_config("srresnet", "smoke", generator={"name": "srcnn"})
+    assert cfg.generator == {"name": "srcnn"}
