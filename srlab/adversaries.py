@@ -26,8 +26,17 @@ from torch import Tensor, nn
 from . import losses as L
 from .models import SRGANDiscriminator, VGGStyleDiscriminator
 
-__all__ = ["ADVERSARY_CLASSES", "Adversary", "BCEAdversary", "RaGANAdversary", "WGANGPAdversary",
-           "CollapseDetector", "COLLAPSE_ADVICE", "build_discriminator", "build_adversary"]
+__all__ = [
+    "ADVERSARY_CLASSES",
+    "Adversary",
+    "BCEAdversary",
+    "RaGANAdversary",
+    "WGANGPAdversary",
+    "CollapseDetector",
+    "COLLAPSE_ADVICE",
+    "build_discriminator",
+    "build_adversary",
+]
 
 DISCRIMINATORS = {"srgan": SRGANDiscriminator, "vgg": VGGStyleDiscriminator}
 
@@ -159,8 +168,11 @@ class WGANGPAdversary(Adversary):
         norms = L.interpolate_gradient_norms(self.critic, hr, sr)  # (N,)
         penalty = ((norms - 1) ** 2).mean()
         loss = L.wasserstein_critic_loss(real, fake) + self.gp_weight * penalty
-        stats = {"wasserstein": (real.mean() - fake.mean()).detach(), "gp": penalty.detach(),
-                 "grad_norm": norms.mean().detach()}
+        stats = {
+            "wasserstein": (real.mean() - fake.mean()).detach(),
+            "gp": penalty.detach(),
+            "grad_norm": norms.mean().detach(),
+        }
         return loss, stats
 
     def collapsed(self, mean_d_loss: float, steps: int) -> bool:

@@ -33,13 +33,18 @@ from .train import STAGES, Trainer, make_config
 
 BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 # "amp" is what training picks by itself (fp32 on a CPU without AMX); bf16 is forced to show its cost.
-MODES = {"fp32": ("off", False), "channels_last": ("off", True), "amp+channels_last": ("auto", True),
-         "bf16+channels_last": ("bf16", True)}
+MODES = {
+    "fp32": ("off", False),
+    "channels_last": ("off", True),
+    "amp+channels_last": ("auto", True),
+    "bf16+channels_last": ("bf16", True),
+}
 
 
 def _stage_config(stage: str, preset: str, batch_size: int, hr_size: int, amp: str, channels_last: bool):
-    cfg = make_config(stage, preset, init_from=None, vgg_weights=None, batch_size=batch_size, amp=amp,
-                      channels_last=channels_last)
+    cfg = make_config(
+        stage, preset, init_from=None, vgg_weights=None, batch_size=batch_size, amp=amp, channels_last=channels_last
+    )
     if cfg.discriminator and cfg.discriminator["name"] == "vgg":
         hr_size = 128 if hr_size <= 128 else 256  # ESRGAN's discriminator takes 128 or 256
     disc = dict(cfg.discriminator, input_size=hr_size) if cfg.discriminator else None
@@ -63,8 +68,14 @@ def time_train_steps(cfg, device: str | None, warmup: int, steps: int) -> dict:
             torch.cuda.synchronize()
         per_step = (time.perf_counter() - start) / steps
         amp = str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "fp32"
-    return {"s_per_step": per_step, "steps_per_s": 1 / per_step, "samples_per_s": cfg.batch_size / per_step,
-            "hr_size": cfg.hr_size, "dtype": amp, "device": str(trainer.device)}
+    return {
+        "s_per_step": per_step,
+        "steps_per_s": 1 / per_step,
+        "samples_per_s": cfg.batch_size / per_step,
+        "hr_size": cfg.hr_size,
+        "dtype": amp,
+        "device": str(trainer.device),
+    }
 
 
 def bench_train(args) -> dict:
@@ -76,9 +87,11 @@ def bench_train(args) -> dict:
             cfg = _stage_config(stage, args.preset, args.batch_size, args.hr_size, amp, channels_last)
             r = time_train_steps(cfg, args.device, args.warmup, args.steps)
             results.setdefault(stage, {})[mode] = r
-            print(f"{stage:<9} {mode:<18} {r['dtype']:<9} HR {r['hr_size']:<4} "
-                  f"{r['s_per_step']:7.3f} s/step  {r['steps_per_s']:6.2f} steps/s  {r['samples_per_s']:7.1f} samples/s",
-                  flush=True)
+            print(
+                f"{stage:<9} {mode:<18} {r['dtype']:<9} HR {r['hr_size']:<4} "
+                f"{r['s_per_step']:7.3f} s/step  {r['steps_per_s']:6.2f} steps/s  {r['samples_per_s']:7.1f} samples/s",
+                flush=True,
+            )
     return {"preset": args.preset, "batch_size": args.batch_size, "results": results}
 
 
@@ -88,8 +101,10 @@ def _benchmark_folders(hr_dirs: list[str] | None) -> dict[str, Path]:
     found = {name: BENCHMARKS / name / "HR" for name in ("Set5", "Set14")}
     found = {k: v for k, v in found.items() if v.is_dir()}
     if not found:
-        raise SystemExit("no benchmark images: pass --hr path/to/Set5/HR (download them with your browser "
-                         "or a later `python -m srlab download set5`)")
+        raise SystemExit(
+            "no benchmark images: pass --hr path/to/Set5/HR (download them with your browser "
+            "or a later `python -m srlab download set5`)"
+        )
     return found
 
 
@@ -98,9 +113,17 @@ def bench_quality(args) -> dict:
     from .evaluate import evaluate_folder, model_upscaler
 
     folders = _benchmark_folders(args.hr)
-    cfg = make_config("srresnet", "cpu", steps=args.steps, batch_size=16, hr_size=96,
-                      val_every=max(args.steps // 4, 1), ckpt_every=max(args.steps // 4, 1),
-                      early_stop_patience=None, seed=args.seed)
+    cfg = make_config(
+        "srresnet",
+        "cpu",
+        steps=args.steps,
+        batch_size=16,
+        hr_size=96,
+        val_every=max(args.steps // 4, 1),
+        ckpt_every=max(args.steps // 4, 1),
+        early_stop_patience=None,
+        seed=args.seed,
+    )
     out = Path(args.out)
     start = time.perf_counter()
     trainer = Trainer(cfg, out, device=args.device, progress=True)
@@ -108,17 +131,31 @@ def bench_quality(args) -> dict:
     trainer.fit()
     minutes = (time.perf_counter() - start) / 60
     model = trainer.ema.module.float().eval()
-    report = {"steps": args.steps, "batch_size": 16, "hr_size": 96, "model": "SRResNet-8 (bicubic residual, L1)",
-              "train_minutes": round(minutes, 2), "device": str(trainer.device)}
+    report = {
+        "steps": args.steps,
+        "batch_size": 16,
+        "hr_size": 96,
+        "model": "SRResNet-8 (bicubic residual, L1)",
+        "train_minutes": round(minutes, 2),
+        "device": str(trainer.device),
+    }
     for name, folder in folders.items():
-        sr = evaluate_folder(folder, scale=4, upscaler=model_upscaler(model, "srresnet8", str(trainer.device)),
-                             progress=False)["mean"]
+        sr = evaluate_folder(
+            folder, scale=4, upscaler=model_upscaler(model, "srresnet8", str(trainer.device)), progress=False
+        )["mean"]
         bic = evaluate_folder(folder, scale=4, upscaler="bicubic", progress=False)["mean"]
-        report[name] = {"psnr_y": sr["psnr_y"], "ssim_y": sr["ssim_y"], "bicubic_psnr_y": bic["psnr_y"],
-                        "bicubic_ssim_y": bic["ssim_y"], "gain_db": sr["psnr_y"] - bic["psnr_y"],
-                        "ssim_gain": sr["ssim_y"] - bic["ssim_y"]}
-        print(f"{name:<6} SRResNet-8 {sr['psnr_y']:.2f} dB / {sr['ssim_y']:.4f}   bicubic {bic['psnr_y']:.2f} dB / "
-              f"{bic['ssim_y']:.4f}   gain {report[name]['gain_db']:+.2f} dB")
+        report[name] = {
+            "psnr_y": sr["psnr_y"],
+            "ssim_y": sr["ssim_y"],
+            "bicubic_psnr_y": bic["psnr_y"],
+            "bicubic_ssim_y": bic["ssim_y"],
+            "gain_db": sr["psnr_y"] - bic["psnr_y"],
+            "ssim_gain": sr["ssim_y"] - bic["ssim_y"],
+        }
+        print(
+            f"{name:<6} SRResNet-8 {sr['psnr_y']:.2f} dB / {sr['ssim_y']:.4f}   bicubic {bic['psnr_y']:.2f} dB / "
+            f"{bic['ssim_y']:.4f}   gain {report[name]['gain_db']:+.2f} dB"
+        )
     return report
 
 
@@ -164,8 +201,9 @@ class NaivePatches(torch.utils.data.Dataset):
 
 def _patches_per_second(dataset, n_batches: int, batch_size: int = 16, workers: int = 2) -> float:
     """Patches/s through a DataLoader, not counting worker start-up (the first batch)."""
-    sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=batch_size * (n_batches + 1),
-                                             generator=torch.Generator().manual_seed(0))
+    sampler = torch.utils.data.RandomSampler(
+        dataset, replacement=True, num_samples=batch_size * (n_batches + 1), generator=torch.Generator().manual_seed(0)
+    )
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers)
     it = iter(loader)
     next(it)
@@ -184,13 +222,23 @@ def bench_data(args) -> dict:
         fast, naive, speedup = {}, {}, {}
         for size in args.sizes:
             fast[str(size)] = _patches_per_second(PatchDataset(store, hr_size=size), args.batches)
-            naive[str(size)] = _patches_per_second(NaivePatches(hr_dir, size, length=16 * (args.naive_batches + 2)),
-                                                   args.naive_batches)
+            naive[str(size)] = _patches_per_second(
+                NaivePatches(hr_dir, size, length=16 * (args.naive_batches + 2)), args.naive_batches
+            )
             speedup[str(size)] = fast[str(size)] / naive[str(size)]
-            print(f"HR {size:<4} patch store {fast[str(size)]:8.0f} patches/s   naive (decode a 2K PNG) "
-                  f"{naive[str(size)]:6.0f} patches/s   speed-up {speedup[str(size)]:5.1f}x", flush=True)
-    return {"patches_per_s": fast, "naive_patches_per_s": naive, "speedup": speedup,
-            "workers": 2, "batch_size": 16, "degradation": "bicubic"}
+            print(
+                f"HR {size:<4} patch store {fast[str(size)]:8.0f} patches/s   naive (decode a 2K PNG) "
+                f"{naive[str(size)]:6.0f} patches/s   speed-up {speedup[str(size)]:5.1f}x",
+                flush=True,
+            )
+    return {
+        "patches_per_s": fast,
+        "naive_patches_per_s": naive,
+        "speedup": speedup,
+        "workers": 2,
+        "batch_size": 16,
+        "degradation": "bicubic",
+    }
 
 
 def _peak_reset(device: torch.device) -> int:
@@ -250,27 +298,49 @@ def bench_infer(args) -> dict:
         for size in args.sizes:
             row = {}
             for mode, tile in (("untiled", None), ("tiled", args.tile)):
-                spec = dict(model=args.model, kwargs=kwargs, size=size, tile=tile, overlap=args.overlap,
-                            device=device, half=args.half)
+                spec = dict(
+                    model=args.model,
+                    kwargs=kwargs,
+                    size=size,
+                    tile=tile,
+                    overlap=args.overlap,
+                    device=device,
+                    half=args.half,
+                )
                 row[mode] = pool.apply(_time_upscale, (spec,))
             row["time_ratio"] = row["tiled"]["seconds"] / row["untiled"]["seconds"]
             results[str(size)] = row
-            print(f"{size:>5} px  untiled {row['untiled']['s_per_output_mp']:7.3f} s/MP {row['untiled']['peak_mib']:8.0f} MiB"
-                  f"   tiled {row['tiled']['s_per_output_mp']:7.3f} s/MP {row['tiled']['peak_mib']:8.0f} MiB"
-                  f"   time tiled/untiled {row['time_ratio']:.2f}", flush=True)
+            print(
+                f"{size:>5} px  untiled {row['untiled']['s_per_output_mp']:7.3f} s/MP "
+                f"{row['untiled']['peak_mib']:8.0f} MiB"
+                f"   tiled {row['tiled']['s_per_output_mp']:7.3f} s/MP {row['tiled']['peak_mib']:8.0f} MiB"
+                f"   time tiled/untiled {row['time_ratio']:.2f}",
+                flush=True,
+            )
     growth = {}
     if len(args.sizes) >= 2:
         small, large = str(sorted(args.sizes)[-2]), str(max(args.sizes))
-        growth = {mode: results[large][mode]["peak_mib"] / max(results[small][mode]["peak_mib"], 1e-9)
-                  for mode in ("untiled", "tiled")}  # a tiny input may add no memory at all
+        growth = {
+            mode: results[large][mode]["peak_mib"] / max(results[small][mode]["peak_mib"], 1e-9)
+            for mode in ("untiled", "tiled")
+        }  # a tiny input may add no memory at all
         print(f"peak memory {large} px / {small} px: untiled {growth['untiled']:.2f}x, tiled {growth['tiled']:.2f}x")
-    return {"model": args.model, "kwargs": kwargs, "device": device, "tile": args.tile, "overlap": args.overlap,
-            "half": args.half, "results": results, "peak_growth": growth}
+    return {
+        "model": args.model,
+        "kwargs": kwargs,
+        "device": device,
+        "tile": args.tile,
+        "overlap": args.overlap,
+        "half": args.half,
+        "results": results,
+        "peak_growth": growth,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m srlab.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m srlab.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="what", required=True)
     tr = sub.add_parser("train", help="steps/s of every stage in fp32, channels-last and mixed precision")
     tr.add_argument("--preset", default="cpu", help="whose model sizes to time (colab = the papers')")
@@ -305,8 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     inf.add_argument("--json")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
-    result = {"train": bench_train, "quality": bench_quality, "data": bench_data,
-              "infer": bench_infer}[args.what](args)
+    result = {"train": bench_train, "quality": bench_quality, "data": bench_data, "infer": bench_infer}[args.what](args)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -36,10 +36,21 @@ from torch import nn
 
 from .models import build_generator
 
-__all__ = ["atomic_save", "read_checkpoint", "is_srlab_checkpoint", "training_state", "restore_training",
-           "generator_weights", "rng_state", "set_rng_state",
-           "generator_from_config", "load_generator", "checkpoint_summary", "interpolate_networks",
-           "interpolated_generator"]
+__all__ = [
+    "atomic_save",
+    "read_checkpoint",
+    "is_srlab_checkpoint",
+    "training_state",
+    "restore_training",
+    "generator_weights",
+    "rng_state",
+    "set_rng_state",
+    "generator_from_config",
+    "load_generator",
+    "checkpoint_summary",
+    "interpolate_networks",
+    "interpolated_generator",
+]
 
 
 def atomic_save(obj, path: str | os.PathLike) -> Path:
@@ -118,8 +129,12 @@ def generator_weights(ckpt: dict, ema: bool = True) -> dict:
 def rng_state() -> dict:
     """The torch, numpy and Python random states, as tensors and strings (weights_only-safe)."""
     np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
-            "numpy_pos": int(np_state[2]), "python": repr(random.getstate())}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "python": repr(random.getstate()),
+    }
 
 
 def set_rng_state(state: dict) -> None:
@@ -138,8 +153,9 @@ def generator_from_config(cfg) -> nn.Module:
     return build_generator(spec.pop("name"), scale=cfg["scale"], **spec)
 
 
-def load_generator(path_or_name: str | os.PathLike, ema: bool = True, device: str = "cpu",
-                   cache: str | os.PathLike | None = None) -> tuple[nn.Module, dict]:
+def load_generator(
+    path_or_name: str | os.PathLike, ema: bool = True, device: str = "cpu", cache: str | os.PathLike | None = None
+) -> tuple[nn.Module, dict]:
     """Rebuild a generator from any weight file a student is likely to have.
 
     ``path_or_name``: an srlab checkpoint, a BasicSR / ESRGAN ``.pth`` (any layout
@@ -159,15 +175,21 @@ def load_generator(path_or_name: str | os.PathLike, ema: bool = True, device: st
     if not path.exists() and source in weights.PRETRAINED:
         path = weights.fetch_weights(source, cache=cache)
     elif not path.exists():
-        raise FileNotFoundError(f"no weight file at {path}, and {source!r} is not a known name "
-                                f"({', '.join(weights.PRETRAINED)})")
+        raise FileNotFoundError(
+            f"no weight file at {path}, and {source!r} is not a known name ({', '.join(weights.PRETRAINED)})"
+        )
     obj = weights.read_weights(path)
     if is_srlab_checkpoint(obj):
         cfg = obj["config"]
         model = generator_from_config(cfg)
         model.load_state_dict(generator_weights(obj, ema))
-        info = {"layout": "srlab", "scale": cfg["scale"], "architecture": cfg["generator"], "config": cfg,
-                "step": obj.get("step")}
+        info = {
+            "layout": "srlab",
+            "scale": cfg["scale"],
+            "architecture": cfg["generator"],
+            "config": cfg,
+            "step": obj.get("step"),
+        }
     else:
         try:
             model, info = weights.rrdbnet_from_file_dict(obj, ema)

@@ -25,9 +25,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--hr", required=True, help="folder of HR images")
     ev.add_argument("--lr", help="folder of LR images (paired by sorted order); default: MATLAB bicubic of HR")
     ev.add_argument("--scale", type=int, default=4)
-    ev.add_argument("--model", default="bicubic",
-                    help=f"one of {', '.join(CLASSICAL_METHODS)}, an srlab checkpoint (.pt), an ESRGAN/BasicSR "
-                         f".pth, or a published name such as realesrgan-x4plus")
+    ev.add_argument(
+        "--model",
+        default="bicubic",
+        help=f"one of {', '.join(CLASSICAL_METHODS)}, an srlab checkpoint (.pt), an ESRGAN/BasicSR "
+        f".pth, or a published name such as realesrgan-x4plus",
+    )
     ev.add_argument("--json", help="also write the report to this JSON file")
 
     dl = sub.add_parser("download", help="fetch DIV2K, Flickr2K or a test set (resumable, verified)")
@@ -37,8 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     dl.add_argument("--lr", action="store_true", help="also fetch the official bicubic x4 LR images")
 
     rn = sub.add_parser("run-notebooks", help="execute the six course notebooks in order (and write the gallery)")
-    rn.add_argument("--preset", choices=PRESET_NAMES,
-                    help="default: colab with a GPU, smoke without")
+    rn.add_argument("--preset", choices=PRESET_NAMES, help="default: colab with a GPU, smoke without")
     rn.add_argument("--out", default="outputs/notebooks", help="where the executed notebooks go")
     rn.add_argument("--notebooks", default="notebooks", help="folder holding 01_...ipynb to 06_...ipynb")
     rn.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
@@ -49,52 +51,89 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("upscale", help="upscale your own images with a trained or published generator")
     up.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
     up.add_argument("-o", "--out", required=True, help="output folder (same file names and formats)")
-    up.add_argument("--weights", required=True,
-                    help="an srlab checkpoint, a BasicSR/ESRGAN .pth, or a published name: "
-                         "realesrgan-x4plus, esrgan-x4, esrgan-psnr-x4 (downloaded once, verified)")
-    up.add_argument("--tile", type=int, default=256,
-                    help="tile size in input pixels; 0 = whole image at once (default: 256)")
+    up.add_argument(
+        "--weights",
+        required=True,
+        help="an srlab checkpoint, a BasicSR/ESRGAN .pth, or a published name: "
+        "realesrgan-x4plus, esrgan-x4, esrgan-psnr-x4 (downloaded once, verified)",
+    )
+    up.add_argument(
+        "--tile", type=int, default=256, help="tile size in input pixels; 0 = whole image at once (default: 256)"
+    )
     up.add_argument("--tile-overlap", type=int, default=32, help="context pixels around each tile (default: 32)")
     up.add_argument("--device", help="cuda, cpu, ... (default: CUDA when available)")
     up.add_argument("--half", action="store_true", help="fp16 on CUDA, bf16 on CPU")
     up.add_argument("--suffix", default="", help="added to each output file name, e.g. _x4")
     up.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
-    st = sub.add_parser("study", help="blind preference study: `study report VOTES.csv...`",
-                        description="blind preference study: pool vote files and report")
+    st = sub.add_parser(
+        "study",
+        help="blind preference study: `study report VOTES.csv...`",
+        description="blind preference study: pool vote files and report",
+    )
     st_sub = st.add_subparsers(dest="study_command", required=True, metavar="{report}")
     rep = st_sub.add_parser("report", help="win rates, Wilson intervals, Bradley-Terry scores and MOS of vote CSVs")
     rep.add_argument("votes", nargs="+", metavar="VOTES.csv", help="one CSV per rater, or pooled ones")
-    rep.add_argument("--prior", type=float, default=1.0,
-                     help="virtual tied comparisons per pair in the Bradley-Terry fit (default: 1)")
+    rep.add_argument(
+        "--prior",
+        type=float,
+        default=1.0,
+        help="virtual tied comparisons per pair in the Bradley-Terry fit (default: 1)",
+    )
 
     tr = sub.add_parser("train", help="train a stage: srresnet, srgan, rrdb, esrgan")
     tr.add_argument("stage", choices=STAGES)
-    tr.add_argument("--preset", default="cpu", choices=PRESET_NAMES,
-                    help="colab: the real run on a GPU; cpu: about an hour for the course; smoke: seconds; "
-                         "seed: the primary student project's choices (default: cpu)")
+    tr.add_argument(
+        "--preset",
+        default="cpu",
+        choices=PRESET_NAMES,
+        help="colab: the real run on a GPU; cpu: about an hour for the course; smoke: seconds; "
+        "seed: the primary student project's choices (default: cpu)",
+    )
     tr.add_argument("--data", help="folder of HR training images or a patch store (default: the embedded photos)")
-    tr.add_argument("--degradation", choices=("bicubic", "blur_bicubic", "realesrgan"),
-                    help="how LR training inputs are made (default: bicubic)")
+    tr.add_argument(
+        "--degradation",
+        choices=("bicubic", "blur_bicubic", "realesrgan"),
+        help="how LR training inputs are made (default: bicubic)",
+    )
     tr.add_argument("--val-data", help="folder of HR validation images (default: a held-out image)")
     tr.add_argument("--out", help="run folder (default: runs/PRESET/STAGE)")
     tr.add_argument("--steps", type=int, help="override the preset's number of steps")
-    tr.add_argument("--batch-size", type=int,
-                    help="the global batch; under torchrun it is split evenly over the processes")
-    tr.add_argument("--no-sync-bn", action="store_true",
-                    help="under torchrun: BatchNorm over each process's slice instead of the global batch")
+    tr.add_argument(
+        "--batch-size", type=int, help="the global batch; under torchrun it is split evenly over the processes"
+    )
+    tr.add_argument(
+        "--no-sync-bn",
+        action="store_true",
+        help="under torchrun: BatchNorm over each process's slice instead of the global batch",
+    )
     tr.add_argument("--init", help="checkpoint to start the generator from (GAN stages; 'none' = scratch)")
     tr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     tr.add_argument("--wandb", choices=("online", "offline", "disabled"), help="Weights & Biases logging")
-    tr.add_argument("--random-vgg", action="store_true",
-                    help="perceptual loss with a random VGG-19 (no ImageNet weights): for smoke tests only")
-    tr.add_argument("--adversarial", choices=tuple(ADVERSARIES),
-                    help="GAN stages: the adversarial loss (default: the paper's, bce for srgan, ragan for esrgan)")
-    tr.add_argument("--usm-target", action="store_true",
-                    help="pixel and perceptual losses against the USM-sharpened HR (Real-ESRGAN's GAN stage)")
-    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
-                    help="override any config field, e.g. --set lr_g=2e-4 --set generator.num_block=8 "
-                         "(repeatable; `python -m srlab presets STAGE` lists the fields)")
+    tr.add_argument(
+        "--random-vgg",
+        action="store_true",
+        help="perceptual loss with a random VGG-19 (no ImageNet weights): for smoke tests only",
+    )
+    tr.add_argument(
+        "--adversarial",
+        choices=tuple(ADVERSARIES),
+        help="GAN stages: the adversarial loss (default: the paper's, bce for srgan, ragan for esrgan)",
+    )
+    tr.add_argument(
+        "--usm-target",
+        action="store_true",
+        help="pixel and perceptual losses against the USM-sharpened HR (Real-ESRGAN's GAN stage)",
+    )
+    tr.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="settings",
+        help="override any config field, e.g. --set lr_g=2e-4 --set generator.num_block=8 "
+        "(repeatable; `python -m srlab presets STAGE` lists the fields)",
+    )
     tr.add_argument("--device", help="cuda, cpu, ... (default: CUDA when available)")
 
     pr = sub.add_parser("presets", help="print every preset's config of a stage as a table")
@@ -114,13 +153,16 @@ def _demo(args) -> int:
 def _evaluate(args) -> int:
     upscaler = args.model
     if args.model not in CLASSICAL_METHODS:
-        from .evaluate import model_upscaler
         from .checkpoint import load_generator
+        from .evaluate import model_upscaler
         from .weights import PRETRAINED
 
         if not Path(args.model).is_file() and args.model not in PRETRAINED:
-            print(f"error: unknown --model {args.model!r}: use {', '.join(CLASSICAL_METHODS)}, a weight "
-                  f"file (srlab checkpoint or ESRGAN .pth) or one of {', '.join(PRETRAINED)}", file=sys.stderr)
+            print(
+                f"error: unknown --model {args.model!r}: use {', '.join(CLASSICAL_METHODS)}, a weight "
+                f"file (srlab checkpoint or ESRGAN .pth) or one of {', '.join(PRETRAINED)}",
+                file=sys.stderr,
+            )
             return 2
         model, info = load_generator(args.model)
         if info["scale"] != args.scale:
@@ -142,16 +184,26 @@ def _evaluate(args) -> int:
 
 
 def _upscale(args) -> int:
-    from .infer import upscale_files
     from .checkpoint import load_generator
+    from .infer import upscale_files
 
     model, info = load_generator(args.weights, device=args.device or "cpu")
     print(f"{args.weights}: {info['architecture']['name']} x{info['scale']} ({info['layout']} layout)")
-    report = upscale_files(args.inputs, args.out, model, force=args.force, suffix=args.suffix,
-                           tile=args.tile or None, tile_overlap=args.tile_overlap, device=args.device,
-                           half=args.half)
-    print(f"{len(report['written'])} written to {args.out}, {len(report['skipped'])} skipped (exist), "
-          f"{len(report['failed'])} failed")
+    report = upscale_files(
+        args.inputs,
+        args.out,
+        model,
+        force=args.force,
+        suffix=args.suffix,
+        tile=args.tile or None,
+        tile_overlap=args.tile_overlap,
+        device=args.device,
+        half=args.half,
+    )
+    print(
+        f"{len(report['written'])} written to {args.out}, {len(report['skipped'])} skipped (exist), "
+        f"{len(report['failed'])} failed"
+    )
     return 1 if report["failed"] else 0
 
 
@@ -159,10 +211,18 @@ def _train(args) -> int:
     from .presets import make_config, settings_overrides
     from .train import TrainingDiverged, train
 
-    flags = {"data": args.data, "val_data": args.val_data, "steps": args.steps, "batch_size": args.batch_size,
-             "init_from": args.init, "degradation": args.degradation, "wandb": args.wandb,
-             "adversarial": args.adversarial, "usm_target": args.usm_target or None,
-             "sync_bn": False if args.no_sync_bn else None}
+    flags = {
+        "data": args.data,
+        "val_data": args.val_data,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "init_from": args.init,
+        "degradation": args.degradation,
+        "wandb": args.wandb,
+        "adversarial": args.adversarial,
+        "usm_target": args.usm_target or None,
+        "sync_bn": False if args.no_sync_bn else None,
+    }
     overrides = {k: v for k, v in flags.items() if v is not None}
     if args.random_vgg:
         overrides["vgg_weights"] = None
@@ -175,8 +235,10 @@ def _train(args) -> int:
         print(f"error: training diverged: {err}", file=sys.stderr)
         return 3
     if os.environ.get("RANK", "0") == "0":  # under torchrun, once (the process group is gone by now)
-        print(f"{cfg.stage}: {summary['step']} steps, best validation PSNR-Y {summary['best_psnr']:.2f} dB "
-              f"({summary['stopped']}); checkpoints in {out}/ (best.pt, last.pt)")
+        print(
+            f"{cfg.stage}: {summary['step']} steps, best validation PSNR-Y {summary['best_psnr']:.2f} dB "
+            f"({summary['stopped']}); checkpoints in {out}/ (best.pt, last.pt)"
+        )
     return 0
 
 
@@ -237,18 +299,22 @@ def _run_notebooks(args) -> int:
             print(f"error: {path} not found (run from the repository root or pass --notebooks)", file=sys.stderr)
             return 2
         nb = nbformat.read(path, as_version=4)
-        client = NotebookClient(nb, timeout=args.timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(folder.resolve())}})
+        client = NotebookClient(
+            nb, timeout=args.timeout, kernel_name="python3", resources={"metadata": {"path": str(folder.resolve())}}
+        )
         try:
             client.execute()
         except CellExecutionError as err:
             nbformat.write(nb, out / f"{name}.ipynb")
-            print(f"error: {name} failed (executed copy with the traceback: {out / name}.ipynb)\n{err}",
-                  file=sys.stderr)
+            print(
+                f"error: {name} failed (executed copy with the traceback: {out / name}.ipynb)\n{err}", file=sys.stderr
+            )
             return 1
         nbformat.write(nb, out / f"{name}.ipynb")
-    print(f"ran all {len(NOTEBOOKS)} notebooks with preset {preset}; executed copies in {out}/, "
-          f"gallery in runs/{preset}/gallery/")
+    print(
+        f"ran all {len(NOTEBOOKS)} notebooks with preset {preset}; executed copies in {out}/, "
+        f"gallery in runs/{preset}/gallery/"
+    )
     return 0
 
 
@@ -264,9 +330,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     try:
-        return {"demo": _demo, "evaluate": _evaluate, "train": _train, "download": _download,
-                "run-notebooks": _run_notebooks, "badges": _badges, "upscale": _upscale,
-                "study": _study, "presets": _presets}[args.command](args)
+        return {
+            "demo": _demo,
+            "evaluate": _evaluate,
+            "train": _train,
+            "download": _download,
+            "run-notebooks": _run_notebooks,
+            "badges": _badges,
+            "upscale": _upscale,
+            "study": _study,
+            "presets": _presets,
+        }[args.command](args)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -27,12 +27,34 @@ import numpy as np
 
 from .images import to_tensor
 
-__all__ = ["EMBEDDED_IMAGES", "embedded_images", "to_rgb8", "load_training_images", "RandomPatches", "center_crops",
-           "rank_slice", "extract_patches", "PatchStore", "PatchDataset", "StorePatches", "is_patch_store", "ImageFolderDataset", "extract_archive", "download_dataset"]
+__all__ = [
+    "EMBEDDED_IMAGES",
+    "embedded_images",
+    "to_rgb8",
+    "load_training_images",
+    "RandomPatches",
+    "center_crops",
+    "rank_slice",
+    "extract_patches",
+    "PatchStore",
+    "PatchDataset",
+    "StorePatches",
+    "is_patch_store",
+    "ImageFolderDataset",
+    "extract_archive",
+    "download_dataset",
+]
 
 # Natural colour photos from skimage.data, with a loader for each (all uint8 RGB).
-EMBEDDED_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle",
-                   "immunohistochemistry", "hubble_deep_field")
+EMBEDDED_IMAGES = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "motorcycle",
+    "immunohistochemistry",
+    "hubble_deep_field",
+)
 
 
 def _load(name: str) -> np.ndarray:
@@ -135,8 +157,16 @@ class RandomPatches:
             ``False`` gives the same batches as before the option existed.
     """
 
-    def __init__(self, images, hr_size: int, scale: int, batch_size: int, seed: int = 0,
-                 degradation: str = "bicubic", usm_target: bool = False):
+    def __init__(
+        self,
+        images,
+        hr_size: int,
+        scale: int,
+        batch_size: int,
+        seed: int = 0,
+        degradation: str = "bicubic",
+        usm_target: bool = False,
+    ):
         if hr_size % scale:
             raise ValueError(f"hr_size={hr_size} must be a multiple of scale={scale}")
         images = list(images)
@@ -186,8 +216,10 @@ def rank_slice(batch_size: int, rank: int = 0, world: int = 1) -> range:
     """The samples of a global batch that process ``rank`` of ``world`` trains on: a contiguous
     equal slice, so the ranks' slices, in rank order, are the one-process batch."""
     if batch_size % world:
-        raise ValueError(f"batch_size={batch_size} is the global batch and must be divisible by the number of "
-                         f"processes ({world}): use e.g. --batch-size {batch_size // world * world or world}")
+        raise ValueError(
+            f"batch_size={batch_size} is the global batch and must be divisible by the number of "
+            f"processes ({world}): use e.g. --batch-size {batch_size // world * world or world}"
+        )
     share = batch_size // world
     return range(rank * share, (rank + 1) * share)
 
@@ -247,13 +279,25 @@ def _cut_image(job):
         return None, None, f"LR {lr.shape[:2]} is not HR {hr.shape[:2]} / {scale}"
     hrs = np.stack([hr[t : t + size, l : l + size] for t in tops for l in lefts])
     s = size // scale
-    lrs = np.stack([lr[t // scale : t // scale + s, l // scale : l // scale + s] for t in tops for l in lefts]) \
-        if lr is not None else None
+    lrs = (
+        np.stack([lr[t // scale : t // scale + s, l // scale : l // scale + s] for t in tops for l in lefts])
+        if lr is not None
+        else None
+    )
     return hrs, lrs, None
 
 
-def extract_patches(hr_dir, out_dir, size: int = 480, stride: int = 240, workers: int = 2,
-                    lr_dir=None, scale: int = 4, images_per_shard: int = 64, progress: bool = True) -> Path:
+def extract_patches(
+    hr_dir,
+    out_dir,
+    size: int = 480,
+    stride: int = 240,
+    workers: int = 2,
+    lr_dir=None,
+    scale: int = 4,
+    images_per_shard: int = 64,
+    progress: bool = True,
+) -> Path:
     """Cut every HR image in ``hr_dir`` once into ``size`` x ``size`` sub-images, stored for
     fast random access: uint8 ``(n, size, size, 3)`` arrays in ``.npy`` shards (memory-mapped
     when read) plus ``index.json`` naming each sub-image's source and corner.
@@ -292,8 +336,16 @@ def extract_patches(hr_dir, out_dir, size: int = 480, stride: int = 240, workers
         elif min(hw) < size:
             skipped.append(f"{hr_path.name} ({hw[0]}x{hw[1]} is smaller than {size})")
         else:
-            jobs.append((str(hr_path), str(lr_path) if lr_path else None, size,
-                         _positions(hw[0], size, stride, scale), _positions(hw[1], size, stride, scale), scale))
+            jobs.append(
+                (
+                    str(hr_path),
+                    str(lr_path) if lr_path else None,
+                    size,
+                    _positions(hw[0], size, stride, scale),
+                    _positions(hw[1], size, stride, scale),
+                    scale,
+                )
+            )
     if not jobs:
         raise ValueError(f"no usable image in {hr_dir} (need at least {size}x{size}): {'; '.join(skipped)}")
     shards = [jobs[i : i + images_per_shard] for i in range(0, len(jobs), images_per_shard)]
@@ -373,10 +425,16 @@ def _write_index(out_dir: Path, n_shards: int, size: int, scale: int, with_lr: b
     shards = []
     for k in range(n_shards):
         meta = json.loads((out_dir / f"shard_{k:05d}.json").read_text())
-        shards.append({"file": f"shard_{k:05d}.npy", "lr_file": f"lr_{k:05d}.npy" if with_lr else None,
-                       "count": meta["count"]})
-    index = {"size": size, "scale": scale, "has_lr": with_lr, "shards": shards,
-             "count": sum(s["count"] for s in shards)}
+        shards.append(
+            {"file": f"shard_{k:05d}.npy", "lr_file": f"lr_{k:05d}.npy" if with_lr else None, "count": meta["count"]}
+        )
+    index = {
+        "size": size,
+        "scale": scale,
+        "has_lr": with_lr,
+        "shards": shards,
+        "count": sum(s["count"] for s in shards),
+    }
     (out_dir / STORE_INDEX).write_text(json.dumps(index, indent=1))
 
 
@@ -388,8 +446,10 @@ class PatchStore:
         self.path = Path(path)
         index_path = self.path / STORE_INDEX
         if not index_path.exists():
-            raise FileNotFoundError(f"no patch store at {self.path} (missing {STORE_INDEX}): "
-                                    "run srlab.data.extract_patches first (notebook 01)")
+            raise FileNotFoundError(
+                f"no patch store at {self.path} (missing {STORE_INDEX}): "
+                "run srlab.data.extract_patches first (notebook 01)"
+            )
         index = json.loads(index_path.read_text())
         self.size, self.scale, self.has_lr = index["size"], index["scale"], index["has_lr"]
         self.shards = index["shards"]
@@ -472,16 +532,26 @@ class PatchDataset:
     Real-ESRGAN does for paired data (it then only sharpens the ground truth).
     """
 
-    def __init__(self, store, hr_size: int = 128, scale: int = 4, degradation: str | None = "bicubic",
-                 augment: bool = True, seed: int = 0, usm_target: bool = False):
+    def __init__(
+        self,
+        store,
+        hr_size: int = 128,
+        scale: int = 4,
+        degradation: str | None = "bicubic",
+        augment: bool = True,
+        seed: int = 0,
+        usm_target: bool = False,
+    ):
         self.store = store if isinstance(store, PatchStore) else PatchStore(store)
         if hr_size % scale:
             raise ValueError(f"hr_size={hr_size} must be a multiple of scale={scale}")
         if hr_size > self.store.size:
             raise ValueError(f"hr_size={hr_size} is larger than the store's {self.store.size}px sub-images")
         if degradation is None and not (self.store.has_lr and self.store.scale == scale):
-            raise ValueError("degradation=None reads pre-computed LR, but this store has none for "
-                             f"scale {scale}: pass degradation='bicubic' or extract with lr_dir")
+            raise ValueError(
+                "degradation=None reads pre-computed LR, but this store has none for "
+                f"scale {scale}: pass degradation='bicubic' or extract with lr_dir"
+            )
         if degradation is not None:
             from .degradations import DEGRADATIONS
 
@@ -524,10 +594,17 @@ class StorePatches:
     batch ``step`` is a pure function of ``(seed, step)``, so resumed runs are exact;
     ``usm_target`` as there (see :class:`PatchDataset`)."""
 
-    def __init__(self, store, hr_size: int, scale: int, batch_size: int, seed: int = 0,
-                 degradation: str = "bicubic", usm_target: bool = False):
-        self.dataset = PatchDataset(store, hr_size, scale, degradation, augment=True, seed=seed,
-                                    usm_target=usm_target)
+    def __init__(
+        self,
+        store,
+        hr_size: int,
+        scale: int,
+        batch_size: int,
+        seed: int = 0,
+        degradation: str = "bicubic",
+        usm_target: bool = False,
+    ):
+        self.dataset = PatchDataset(store, hr_size, scale, degradation, augment=True, seed=seed, usm_target=usm_target)
         self.batch_size, self.seed = batch_size, seed
 
     def batch(self, step: int, rank: int = 0, world: int = 1):

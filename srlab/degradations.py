@@ -38,11 +38,26 @@ from scipy.special import j1
 from srlab.resize import imresize
 
 __all__ = [
-    "bicubic", "blur_bicubic", "realesrgan", "degrade", "DEGRADATIONS", "usm_sharpen",
-    "RealESRGANOptions", "StageOptions",
-    "gaussian_blur", "gaussian_kernel", "generalized_gaussian_kernel", "plateau_kernel",
-    "sinc_kernel", "random_kernel", "filter2d", "resize", "random_resize",
-    "add_gaussian_noise", "add_poisson_noise", "jpeg_compress",
+    "bicubic",
+    "blur_bicubic",
+    "realesrgan",
+    "degrade",
+    "DEGRADATIONS",
+    "usm_sharpen",
+    "RealESRGANOptions",
+    "StageOptions",
+    "gaussian_blur",
+    "gaussian_kernel",
+    "generalized_gaussian_kernel",
+    "plateau_kernel",
+    "sinc_kernel",
+    "random_kernel",
+    "filter2d",
+    "resize",
+    "random_resize",
+    "add_gaussian_noise",
+    "add_poisson_noise",
+    "jpeg_compress",
 ]
 
 RESIZE_MODES = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
@@ -86,7 +101,8 @@ def _check_hr(hr: np.ndarray, scale: int) -> np.ndarray:
     if h % scale or w % scale:
         raise ValueError(
             f"HR size {h}x{w} is not a multiple of scale {scale}; crop it first with "
-            f"srlab.resize.modcrop(hr, {scale}) so HR and LR pixels stay aligned")
+            f"srlab.resize.modcrop(hr, {scale}) so HR and LR pixels stay aligned"
+        )
     return hr
 
 
@@ -123,8 +139,9 @@ def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     ksize = 2 * radius + 1
     img = np.asarray(img)
     # Blur the raw values in float64 (blurring is linear, so no need to rescale to [0, 1]).
-    out = cv2.GaussianBlur(img.astype(np.float64), (ksize, ksize), sigmaX=sigma,
-                           sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
+    out = cv2.GaussianBlur(
+        img.astype(np.float64), (ksize, ksize), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT
+    )
     if np.issubdtype(img.dtype, np.integer):
         info = np.iinfo(img.dtype)
         return np.clip(np.rint(out), info.min, info.max).astype(img.dtype)
@@ -155,8 +172,7 @@ def blur_bicubic(hr: np.ndarray, scale: int = 4, radius: float = 1.5) -> np.ndar
     return bicubic(gaussian_blur(hr, radius), scale)
 
 
-def usm_sharpen(img: np.ndarray, weight: float = 0.5, radius: int = 50,
-                threshold: float = 10) -> np.ndarray:
+def usm_sharpen(img: np.ndarray, weight: float = 0.5, radius: int = 50, threshold: float = 10) -> np.ndarray:
     """Real-ESRGAN's unsharp masking (BasicSR ``usm_sharp`` / ``USMSharp``), same dtype out.
 
     Real-ESRGAN's GAN stage trains its L1 and perceptual losses towards a sharpened ground
@@ -221,8 +237,7 @@ def _mahalanobis2(size: int, sigma_x: float, sigma_y: float | None, theta: float
     return (u / sigma_x) ** 2 + (v / sigma_y) ** 2
 
 
-def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None,
-                    theta: float = 0.0) -> np.ndarray:
+def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None, theta: float = 0.0) -> np.ndarray:
     """Normalised (an)isotropic Gaussian blur kernel, float64 (size, size).
 
     k(c) ~ exp(-c^T Sigma^-1 c / 2), Real-ESRGAN eq. (2): the standard model of optical
@@ -238,8 +253,9 @@ def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None,
     return k / k.sum()
 
 
-def generalized_gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None,
-                                theta: float = 0.0, beta: float = 1.0) -> np.ndarray:
+def generalized_gaussian_kernel(
+    size: int, sigma_x: float, sigma_y: float | None = None, theta: float = 0.0, beta: float = 1.0
+) -> np.ndarray:
     """Generalised Gaussian kernel exp(-(c^T Sigma^-1 c)^beta / 2), normalised.
 
     Real-ESRGAN Sec. 3.2 (after Liu et al. 2020): beta < 1 gives a peaky kernel with heavy
@@ -249,8 +265,9 @@ def generalized_gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None
     return k / k.sum()
 
 
-def plateau_kernel(size: int, sigma_x: float, sigma_y: float | None = None,
-                   theta: float = 0.0, beta: float = 1.0) -> np.ndarray:
+def plateau_kernel(
+    size: int, sigma_x: float, sigma_y: float | None = None, theta: float = 0.0, beta: float = 1.0
+) -> np.ndarray:
     """Plateau-shaped kernel 1 / (1 + (c^T Sigma^-1 c)^beta), normalised (Real-ESRGAN Sec. 3.2).
 
     A flat top with polynomially decaying tails: defocus-like blur that Gaussians miss.
@@ -306,10 +323,13 @@ def resize(img: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def random_resize(img: np.ndarray, rng: np.random.Generator,
-                  probs: tuple[float, float, float] = (0.2, 0.7, 0.1),
-                  scale_range: tuple[float, float] = (0.15, 1.5),
-                  base_size: tuple[int, int] | None = None) -> np.ndarray:
+def random_resize(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    probs: tuple[float, float, float] = (0.2, 0.7, 0.1),
+    scale_range: tuple[float, float] = (0.15, 1.5),
+    base_size: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Random up/down/keep resize with a random interpolation (Real-ESRGAN Sec. 3.1).
 
     Args:
@@ -422,8 +442,13 @@ class StageOptions:
 
 
 SECOND_STAGE = StageOptions(
-    blur_prob=0.8, blur_sigma=(0.2, 1.5), resize_probs=(0.3, 0.4, 0.3), resize_range=(0.3, 1.2),
-    noise_range=(1.0, 25.0), poisson_scale_range=(0.05, 2.5))
+    blur_prob=0.8,
+    blur_sigma=(0.2, 1.5),
+    resize_probs=(0.3, 0.4, 0.3),
+    resize_range=(0.3, 1.2),
+    noise_range=(1.0, 25.0),
+    poisson_scale_range=(0.05, 2.5),
+)
 
 
 @dataclass(frozen=True)
@@ -472,8 +497,7 @@ def _random_noise(img: np.ndarray, rng: np.random.Generator, opts: StageOptions)
     return add_poisson_noise(img, scale, gray=rng.uniform() < opts.gray_noise_prob, rng=rng)
 
 
-def realesrgan(hr: np.ndarray, scale: int = 4, rng=None,
-               opts: RealESRGANOptions | None = None) -> np.ndarray:
+def realesrgan(hr: np.ndarray, scale: int = 4, rng=None, opts: RealESRGANOptions | None = None) -> np.ndarray:
     """Real-ESRGAN's randomised second-order degradation (Wang et al. 2021, arXiv:2107.10833).
 
     Classic models (blur -> downsample -> noise -> JPEG, applied once) are too simple for

@@ -25,8 +25,13 @@ from .viz import crop_grid
 __all__ = ["run_demo"]
 
 
-def run_demo(out_dir: str | Path = "outputs/demo", scale: int = 4, names=EMBEDDED_IMAGES,
-             methods=CLASSICAL_METHODS, progress: bool = True) -> dict:
+def run_demo(
+    out_dir: str | Path = "outputs/demo",
+    scale: int = 4,
+    names=EMBEDDED_IMAGES,
+    methods=CLASSICAL_METHODS,
+    progress: bool = True,
+) -> dict:
     """Run the classical baseline on the embedded images; returns the metrics dict written to JSON."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -38,12 +43,17 @@ def run_demo(out_dir: str | Path = "outputs/demo", scale: int = 4, names=EMBEDDE
         scores = {m: score_pair(sr, hr, scale) for m, sr in outputs.items()}
         per_image.append({"name": name, "size": list(hr.shape[:2]), "scores": scores})
         captions = {m: f"{s['psnr_y']:.2f} dB / {s['ssim_y']:.3f}" for m, s in scores.items()}
-        figure_rows.append({"name": name, "hr": hr, "panels": {"LR": lr, **outputs, "HR": hr},
-                            "captions": captions})
-    mean = {m: {k: float(np.mean([r["scores"][m][k] for r in per_image])) for k in ("psnr_y", "ssim_y", "psnr_rgb")}
-            for m in methods}
-    result = {"scale": scale, "conventions": "PSNR/SSIM on BT.601 Y, crop_border=scale; LR by MATLAB bicubic",
-              "mean": mean, "images": per_image}
+        figure_rows.append({"name": name, "hr": hr, "panels": {"LR": lr, **outputs, "HR": hr}, "captions": captions})
+    mean = {
+        m: {k: float(np.mean([r["scores"][m][k] for r in per_image])) for k in ("psnr_y", "ssim_y", "psnr_rgb")}
+        for m in methods
+    }
+    result = {
+        "scale": scale,
+        "conventions": "PSNR/SSIM on BT.601 Y, crop_border=scale; LR by MATLAB bicubic",
+        "mean": mean,
+        "images": per_image,
+    }
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     (out_dir / "metrics.md").write_text(metrics_table(mean, label=f"x{scale} method") + "\n")
     fig = crop_grid(figure_rows, out_dir / "comparison.png", scale=scale)

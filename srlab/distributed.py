@@ -31,9 +31,22 @@ from torch import nn
 from .data import rank_slice
 from .train import Trainer
 
-__all__ = ["rank", "world_size", "start", "finish", "device_for_rank", "wrap", "process_group",
-           "DistributedTrainer",
-           "sync_batchnorm", "CPUSyncBatchNorm", "gather_batch", "all_finite", "mean_over_ranks", "from_main"]
+__all__ = [
+    "rank",
+    "world_size",
+    "start",
+    "finish",
+    "device_for_rank",
+    "wrap",
+    "process_group",
+    "DistributedTrainer",
+    "sync_batchnorm",
+    "CPUSyncBatchNorm",
+    "gather_batch",
+    "all_finite",
+    "mean_over_ranks",
+    "from_main",
+]
 
 
 def _active() -> bool:
@@ -120,9 +133,11 @@ def process_group(device: str | None):
 
 def _on_main(method):
     """``method`` on rank 0 only: files, prints and W&B are written once."""
+
     @functools.wraps(method)
     def run(self, *args, **kwargs):
         return method(self, *args, **kwargs) if self.rank == 0 else None
+
     return run
 
 
@@ -140,8 +155,10 @@ class DistributedTrainer(Trainer):
         self.rank, self.world = rank(), world_size()
         rank_slice(cfg.batch_size, self.rank, self.world)  # fails early when the batch does not split
         if cfg.adversarial == "wgan-gp":
-            raise ValueError("wgan-gp under torchrun is not supported: DistributedDataParallel cannot "
-                             "differentiate the gradient penalty twice; train it in one process")
+            raise ValueError(
+                "wgan-gp under torchrun is not supported: DistributedDataParallel cannot "
+                "differentiate the gradient penalty twice; train it in one process"
+            )
         super().__init__(cfg, out_dir, device=device, progress=progress and self.rank == 0)
         self.G = wrap(self._sync_bn(self.G), self.device)  # the EMA was copied before: eval-mode BN
         if self.adversary is not None:
@@ -200,8 +217,9 @@ def sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
 
 def _convert_cpu(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.BatchNorm2d) and not isinstance(module, CPUSyncBatchNorm):
-        new = CPUSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                               module.track_running_stats)
+        new = CPUSyncBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
         if module.affine:
             new.weight, new.bias = module.weight, module.bias
         if module.track_running_stats:

@@ -38,15 +38,24 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 from tqdm.auto import tqdm
 
-__all__ = ["DATASETS", "DownloadError", "UnsafeArchiveError", "CorruptArchiveError", "download_file", "extract_archive",
-           "download_dataset", "dataset_urls"]
+__all__ = [
+    "DATASETS",
+    "DownloadError",
+    "UnsafeArchiveError",
+    "CorruptArchiveError",
+    "download_file",
+    "extract_archive",
+    "download_dataset",
+    "dataset_urls",
+]
 
 
 class DownloadError(ValueError):
@@ -69,17 +78,30 @@ class CorruptArchiveError(DownloadError):
 # for the EDSR archives, so theirs are None: the image count and decoding check them instead.
 _DIV2K = "https://data.vision.ee.ethz.ch/cvl/DIV2K/"
 _EDSR = "https://cv.snu.ac.kr/research/EDSR/"
-_BENCHMARK_SETS = {"set5": ("Set5", 5), "set14": ("Set14", 14), "bsd100": ("B100", 100),
-                   "urban100": ("Urban100", 100)}
+_BENCHMARK_SETS = {"set5": ("Set5", 5), "set14": ("Set14", 14), "bsd100": ("B100", 100), "urban100": ("Urban100", 100)}
 
 
 def _benchmark_entries(folder: str, count: int) -> list[dict]:
     """HR and bicubic x4 LR of one test set inside the shared benchmark.tar."""
     return [
-        dict(url=_EDSR + "benchmark.tar", size=None, sha256=None, member=f"benchmark/{folder}/HR",
-             folder="HR", images=count, lr=False),
-        dict(url=_EDSR + "benchmark.tar", size=None, sha256=None,
-             member=f"benchmark/{folder}/LR_bicubic/X4", folder="LR_bicubic/X4", images=count, lr=True),
+        dict(
+            url=_EDSR + "benchmark.tar",
+            size=None,
+            sha256=None,
+            member=f"benchmark/{folder}/HR",
+            folder="HR",
+            images=count,
+            lr=False,
+        ),
+        dict(
+            url=_EDSR + "benchmark.tar",
+            size=None,
+            sha256=None,
+            member=f"benchmark/{folder}/LR_bicubic/X4",
+            folder="LR_bicubic/X4",
+            images=count,
+            lr=True,
+        ),
     ]
 
 
@@ -94,32 +116,74 @@ DATASETS: dict[str, dict] = {
     "div2k": {
         "description": "DIV2K: 800 training + 100 validation 2K photos (NTIRE 2017)",
         "archives": [
-            dict(url=_DIV2K + "DIV2K_train_HR.zip", size=3530603713,
-                 sha256="9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335",
-                 member="DIV2K_train_HR", folder="DIV2K_train_HR", images=800, lr=False),
-            dict(url=_DIV2K + "DIV2K_valid_HR.zip", size=448993893,
-                 sha256="20dd31fd84d777bc1cf5d6b7654a3f569c0aec74458ae094122ad1d0489900fc",
-                 member="DIV2K_valid_HR", folder="DIV2K_valid_HR", images=100, lr=False),
-            dict(url=_DIV2K + "DIV2K_train_LR_bicubic_X4.zip", size=246914039,
-                 sha256="f006b837f4eb52b82909aa01478e6d6d199eefce932179491d0c9dbb706dde3a",
-                 member="DIV2K_train_LR_bicubic/X4", folder="DIV2K_train_LR_bicubic/X4", images=800, lr=True),
-            dict(url=_DIV2K + "DIV2K_valid_LR_bicubic_X4.zip", size=31505881,
-                 sha256="a50a5d1c4b88de4e8d300d8fb2b904c52fe93b2b298a4899697760d7cbb6d553",
-                 member="DIV2K_valid_LR_bicubic/X4", folder="DIV2K_valid_LR_bicubic/X4", images=100, lr=True),
+            dict(
+                url=_DIV2K + "DIV2K_train_HR.zip",
+                size=3530603713,
+                sha256="9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335",
+                member="DIV2K_train_HR",
+                folder="DIV2K_train_HR",
+                images=800,
+                lr=False,
+            ),
+            dict(
+                url=_DIV2K + "DIV2K_valid_HR.zip",
+                size=448993893,
+                sha256="20dd31fd84d777bc1cf5d6b7654a3f569c0aec74458ae094122ad1d0489900fc",
+                member="DIV2K_valid_HR",
+                folder="DIV2K_valid_HR",
+                images=100,
+                lr=False,
+            ),
+            dict(
+                url=_DIV2K + "DIV2K_train_LR_bicubic_X4.zip",
+                size=246914039,
+                sha256="f006b837f4eb52b82909aa01478e6d6d199eefce932179491d0c9dbb706dde3a",
+                member="DIV2K_train_LR_bicubic/X4",
+                folder="DIV2K_train_LR_bicubic/X4",
+                images=800,
+                lr=True,
+            ),
+            dict(
+                url=_DIV2K + "DIV2K_valid_LR_bicubic_X4.zip",
+                size=31505881,
+                sha256="a50a5d1c4b88de4e8d300d8fb2b904c52fe93b2b298a4899697760d7cbb6d553",
+                member="DIV2K_valid_LR_bicubic/X4",
+                folder="DIV2K_valid_LR_bicubic/X4",
+                images=100,
+                lr=True,
+            ),
         ],
     },
     "flickr2k": {
         "description": "Flickr2K: 2650 2K photos collected by the EDSR authors (with DIV2K: 'DF2K')",
         "archives": [
-            dict(url=_EDSR + "Flickr2K.tar", size=None, sha256=None, member="Flickr2K/Flickr2K_HR",
-                 folder="Flickr2K_HR", images=2650, lr=False),
-            dict(url=_EDSR + "Flickr2K.tar", size=None, sha256=None, member="Flickr2K/Flickr2K_LR_bicubic/X4",
-                 folder="Flickr2K_LR_bicubic/X4", images=2650, lr=True),
+            dict(
+                url=_EDSR + "Flickr2K.tar",
+                size=None,
+                sha256=None,
+                member="Flickr2K/Flickr2K_HR",
+                folder="Flickr2K_HR",
+                images=2650,
+                lr=False,
+            ),
+            dict(
+                url=_EDSR + "Flickr2K.tar",
+                size=None,
+                sha256=None,
+                member="Flickr2K/Flickr2K_LR_bicubic/X4",
+                folder="Flickr2K_LR_bicubic/X4",
+                images=2650,
+                lr=True,
+            ),
         ],
     },
-    **{name: {"description": f"{folder} test set ({count} images) from the EDSR benchmark.tar",
-              "archives": _benchmark_entries(folder, count)}
-       for name, (folder, count) in _BENCHMARK_SETS.items()},
+    **{
+        name: {
+            "description": f"{folder} test set ({count} images) from the EDSR benchmark.tar",
+            "archives": _benchmark_entries(folder, count),
+        }
+        for name, (folder, count) in _BENCHMARK_SETS.items()
+    },
 }
 
 
@@ -149,9 +213,15 @@ def _file_name(url: str) -> str:
 # ---------------------------------------------------------------- one file
 
 
-def download_file(url: str, dest: str | os.PathLike, expected_size: int | None = None,
-                  sha256: str | None = None, progress: bool = True, chunk: int = 1 << 20,
-                  timeout: float = 60) -> Path:
+def download_file(
+    url: str,
+    dest: str | os.PathLike,
+    expected_size: int | None = None,
+    sha256: str | None = None,
+    progress: bool = True,
+    chunk: int = 1 << 20,
+    timeout: float = 60,
+) -> Path:
     """Download ``url`` to ``dest``, resuming an earlier partial download.
 
     Bytes go to ``dest.part`` first; a call after a dropped connection asks the server only
@@ -176,8 +246,9 @@ def download_file(url: str, dest: str | os.PathLike, expected_size: int | None =
     return dest
 
 
-def _fetch(url: str, part: Path, offset: int, expected_size: int | None, progress: bool,
-           chunk: int, timeout: float) -> None:
+def _fetch(
+    url: str, part: Path, offset: int, expected_size: int | None, progress: bool, chunk: int, timeout: float
+) -> None:
     """Append the bytes from ``offset`` on to ``part``; DownloadError if the transfer stops short."""
     request = urllib.request.Request(url, headers={"User-Agent": "srlab-download"})
     if offset:
@@ -199,8 +270,10 @@ def _fetch(url: str, part: Path, offset: int, expected_size: int | None, progres
             return _fetch(url, part, 0, expected_size, progress, chunk, timeout)
         received = _stream(response, part, start, total or expected_size, url, progress, chunk)
     if total is not None and received < total:
-        raise DownloadError(f"download of {url} stopped after {received} of {total} bytes (connection "
-                            f"dropped); {part} keeps them, so running again resumes from there")
+        raise DownloadError(
+            f"download of {url} stopped after {received} of {total} bytes (connection "
+            f"dropped); {part} keeps them, so running again resumes from there"
+        )
 
 
 def _start_and_total(response, offset: int) -> tuple[int | None, int | None]:
@@ -222,19 +295,28 @@ def _content_range_total(header: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _stream(response, part: Path, start: int, total: int | None, url: str, progress: bool,
-            chunk: int) -> int:
+def _stream(response, part: Path, start: int, total: int | None, url: str, progress: bool, chunk: int) -> int:
     """Copy the response body into ``part`` from byte ``start``; returns the bytes now in it."""
     received = start
-    bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-               desc=_file_name(url) or url, disable=not progress, leave=False)
+    bar = tqdm(
+        total=total,
+        initial=start,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=_file_name(url) or url,
+        disable=not progress,
+        leave=False,
+    )
     with open(part, "ab" if start else "wb") as out, bar:
         while True:
             try:
                 block = response.read(chunk)
             except (OSError, HTTPException) as err:
-                raise DownloadError(f"download of {url} broke off after {received} bytes ({err}); "
-                                    f"{part} keeps them, so running again resumes from there") from err
+                raise DownloadError(
+                    f"download of {url} broke off after {received} bytes ({err}); "
+                    f"{part} keeps them, so running again resumes from there"
+                ) from err
             if not block:
                 return received
             out.write(block)
@@ -247,14 +329,16 @@ def _verify(part: Path, url: str, expected_size: int | None, sha256: str | None)
     size = part.stat().st_size
     if expected_size is not None and size != expected_size:
         part.unlink()
-        raise DownloadError(f"{url}: size mismatch: expected {expected_size} bytes, got {size} "
-                            f"(the partial file was deleted)")
+        raise DownloadError(
+            f"{url}: size mismatch: expected {expected_size} bytes, got {size} (the partial file was deleted)"
+        )
     if sha256 is not None:
         got = _sha256(part)
         if not _digest_matches(got, sha256):
             part.unlink()
-            raise DownloadError(f"{url}: sha256 mismatch: expected {sha256.lower()}, got {got} "
-                                f"(the downloaded file was deleted)")
+            raise DownloadError(
+                f"{url}: sha256 mismatch: expected {sha256.lower()}, got {got} (the downloaded file was deleted)"
+            )
 
 
 def _matches(path: Path, expected_size: int | None, sha256: str | None) -> bool:
@@ -282,23 +366,23 @@ def _sha256(path: Path) -> str:
 # ---------------------------------------------------------------- archives
 
 # What a damaged zip, tar, gzip or xz stream raises while being read.
-_CORRUPT = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile,
-            lzma.LZMAError)
+_CORRUPT = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
 
 
 @dataclass
 class _Entry:
     """One archive member, independent of zip/tar."""
 
-    name: str                      # as written in the archive, for messages
-    parts: tuple[str, ...]         # normalised relative path
-    kind: str                      # "dir", "file" or "symlink"
-    link: str = ""                 # symlink target, or hard link target name
+    name: str  # as written in the archive, for messages
+    parts: tuple[str, ...]  # normalised relative path
+    kind: str  # "dir", "file" or "symlink"
+    link: str = ""  # symlink target, or hard link target name
     open: Callable[[], IO[bytes]] | None = None
 
 
-def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike, subfolder: str | None = None,
-                    progress: bool = False) -> list[Path]:
+def extract_archive(
+    archive: str | os.PathLike, dest: str | os.PathLike, subfolder: str | None = None, progress: bool = False
+) -> list[Path]:
     """Safely extract a .zip, .tar, .tar.gz or .tgz into ``dest``; returns the extracted files.
 
     Every entry is checked before anything is written: absolute paths, ``..`` components,
@@ -372,11 +456,12 @@ def _tar_entries(tf: tarfile.TarFile, root: Path) -> list[_Entry]:
             entries.append(_Entry(member.name, parts, "symlink", member.linkname))
         elif member.isfile() or member.islnk():
             if member.islnk() and _safe_parts(member.linkname) not in files:
-                raise UnsafeArchiveError(f"hard link {member.name!r} -> {member.linkname!r} does not "
-                                         f"point to a file stored before it in the archive")
+                raise UnsafeArchiveError(
+                    f"hard link {member.name!r} -> {member.linkname!r} does not "
+                    f"point to a file stored before it in the archive"
+                )
             # tarfile reads a hard link's data from its target, so it is written as a copy
-            entries.append(_Entry(member.name, parts, "file", member.linkname,
-                                  open=lambda m=member: tf.extractfile(m)))
+            entries.append(_Entry(member.name, parts, "file", member.linkname, open=lambda m=member: tf.extractfile(m)))
             files.add(parts)
         else:
             raise UnsafeArchiveError(f"{member.name!r} is a device, fifo or other special file")
@@ -445,8 +530,11 @@ def _select(entries: list[_Entry], subfolder: str | None, archive: Path) -> list
         return [e for e in entries if e.parts]
     prefix = _safe_parts(subfolder)
     n = len(prefix)
-    selected = [_Entry(e.name, e.parts[n:], e.kind, e.link, e.open)
-                for e in entries if e.parts[:n] == prefix and len(e.parts) > n]
+    selected = [
+        _Entry(e.name, e.parts[n:], e.kind, e.link, e.open)
+        for e in entries
+        if e.parts[:n] == prefix and len(e.parts) > n
+    ]
     if not selected:
         tops = sorted({"/".join(e.parts[:n]) for e in entries if e.parts})[:10]
         raise DownloadError(f"{archive} has no folder {subfolder!r}; it holds for example: {', '.join(tops)}")
@@ -478,8 +566,9 @@ def _write_entries(entries: list[_Entry], root: Path, progress: bool, label: str
 MARKER = ".complete"
 
 
-def download_dataset(name: str, to: str | os.PathLike, base_url: str | None = None,
-                     include_lr: bool = False, progress: bool = True) -> Path:
+def download_dataset(
+    name: str, to: str | os.PathLike, base_url: str | None = None, include_lr: bool = False, progress: bool = True
+) -> Path:
     """Download, extract and verify dataset ``name`` (a key of DATASETS); returns ``to/name``.
 
     Archives go to ``to/archives`` (kept, so a re-extraction needs no download), images to
@@ -496,8 +585,13 @@ def download_dataset(name: str, to: str | os.PathLike, base_url: str | None = No
     for entry in entries:
         if done.get(entry["folder"]) == entry["images"] == _count_images(root / entry["folder"]):
             continue
-        archive = download_file(_archive_url(entry["url"], base_url), to / "archives" / _file_name(entry["url"]),
-                                expected_size=entry["size"], sha256=entry["sha256"], progress=progress)
+        archive = download_file(
+            _archive_url(entry["url"], base_url),
+            to / "archives" / _file_name(entry["url"]),
+            expected_size=entry["size"],
+            sha256=entry["sha256"],
+            progress=progress,
+        )
         folder = root / entry["folder"]
         try:
             extract_archive(archive, folder, subfolder=entry["member"], progress=progress)
@@ -522,8 +616,10 @@ def _verify_images(folder: Path, expected: int, archive: Path, progress: bool) -
 
     paths = list_images(folder)
     if len(paths) != expected:
-        raise DownloadError(f"{folder}: expected {expected} images, found {len(paths)} "
-                            f"(extracted from {archive}; delete it to download it again)")
+        raise DownloadError(
+            f"{folder}: expected {expected} images, found {len(paths)} "
+            f"(extracted from {archive}; delete it to download it again)"
+        )
     bad = []
     for path in tqdm(paths, desc=f"verify {folder.name}", unit="img", disable=not progress, leave=False):
         try:
@@ -531,8 +627,10 @@ def _verify_images(folder: Path, expected: int, archive: Path, progress: bool) -
         except ImageReadError as err:
             bad.append(f"{path.name} ({err})")
     if bad:
-        raise DownloadError(f"{folder}: {len(bad)} of {expected} images do not decode: {'; '.join(bad)} "
-                            f"(extracted from {archive}; delete it to download it again)")
+        raise DownloadError(
+            f"{folder}: {len(bad)} of {expected} images do not decode: {'; '.join(bad)} "
+            f"(extracted from {archive}; delete it to download it again)"
+        )
 
 
 def _read_marker(root: Path) -> dict[str, int]:

@@ -12,8 +12,8 @@ Grayscale images are compared as Y directly; 16-bit images keep 16 bits (data ra
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -23,8 +23,16 @@ from .images import ImageReadError, drop_alpha, list_images, read_image
 from .metrics import psnr, ssim
 from .resize import imresize, modcrop
 
-__all__ = ["CLASSICAL_METHODS", "METRICS", "upscale_classical", "model_upscaler", "score_pair", "evaluate_folder",
-           "metrics_table", "format_table"]
+__all__ = [
+    "CLASSICAL_METHODS",
+    "METRICS",
+    "upscale_classical",
+    "model_upscaler",
+    "score_pair",
+    "evaluate_folder",
+    "metrics_table",
+    "format_table",
+]
 
 _CV2_FLAGS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "lanczos": cv2.INTER_LANCZOS4}
 CLASSICAL_METHODS = ("nearest", "bilinear", "bicubic", "lanczos")
@@ -87,8 +95,9 @@ def _load_pair(hr_path: Path, lr_path: Path | None, scale: int):
     return hr, lr
 
 
-def evaluate_folder(hr_dir, lr_dir=None, scale: int = 4, upscaler: Upscaler | str = "bicubic",
-                    progress: bool = True) -> dict:
+def evaluate_folder(
+    hr_dir, lr_dir=None, scale: int = 4, upscaler: Upscaler | str = "bicubic", progress: bool = True
+) -> dict:
     """Evaluate ``upscaler`` on every image in ``hr_dir``; returns the report as a dict.
 
     Args:
@@ -147,8 +156,9 @@ def _metric(key: str) -> tuple[str, str, Callable | None]:
     return METRICS.get(key, (key, "{:.4g}", None))
 
 
-def metrics_table(rows: dict, metrics=("psnr_y", "ssim_y", "psnr_rgb"), *, label: str = "method",
-                  groups=None, bold: bool = True) -> str:
+def metrics_table(
+    rows: dict, metrics=("psnr_y", "ssim_y", "psnr_rgb"), *, label: str = "method", groups=None, bold: bool = True
+) -> str:
     """Rows of metrics as one Markdown table: the course's only results-table formatter.
 
     Notebooks show it rendered (``IPython.display.Markdown``, or :func:`srlab.notebook.show_markdown`);

@@ -17,8 +17,16 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "list_images", "read_image", "write_image",
-           "drop_alpha", "to_tensor", "to_image"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageReadError",
+    "list_images",
+    "read_image",
+    "write_image",
+    "drop_alpha",
+    "to_tensor",
+    "to_image",
+]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 

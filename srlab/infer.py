@@ -94,8 +94,15 @@ def _run_tile(model: nn.Module, window: np.ndarray, device: torch.device, half: 
     return (y.mean(dim=1, keepdim=True) if gray else y).cpu()
 
 
-def upscale(image: np.ndarray, model: nn.Module, tile: int | None = None, tile_overlap: int = 32,
-            device: str | torch.device | None = None, half: bool = False, progress: bool = False) -> np.ndarray:
+def upscale(
+    image: np.ndarray,
+    model: nn.Module,
+    tile: int | None = None,
+    tile_overlap: int = 32,
+    device: str | torch.device | None = None,
+    half: bool = False,
+    progress: bool = False,
+) -> np.ndarray:
     """Upscale an image array with ``model``, tile by tile.
 
     Args:
@@ -130,8 +137,16 @@ def upscale(image: np.ndarray, model: nn.Module, tile: int | None = None, tile_o
     return sr[..., None] if squeeze else sr
 
 
-def _upscale_colour(colour: np.ndarray, model: nn.Module, scale: int, tile: int | None, overlap: int,
-                    device: torch.device, half: bool, progress: bool) -> np.ndarray:
+def _upscale_colour(
+    colour: np.ndarray,
+    model: nn.Module,
+    scale: int,
+    tile: int | None,
+    overlap: int,
+    device: torch.device,
+    half: bool,
+    progress: bool,
+) -> np.ndarray:
     """Tile loop: read a window, run it, keep its centre, write it into the output in place."""
     h, w = colour.shape[:2]
     # Models that fold the input with pixel_unshuffle (RRDBNet x2/x1) need windows that
@@ -141,11 +156,12 @@ def _upscale_colour(colour: np.ndarray, model: nn.Module, scale: int, tile: int 
     overlap = _round_up(overlap, align)
     out = np.empty((h * scale, w * scale) + colour.shape[2:], dtype=colour.dtype)
     windows = [(r, c) for r in tile_windows(h, tile, overlap) for c in tile_windows(w, tile, overlap)]
-    for (r0, r1, wr0, wr1), (c0, c1, wc0, wc1) in tqdm(windows, desc="tiles", unit="tile", leave=False,
-                                                         disable=not progress or len(windows) == 1):
+    for (r0, r1, wr0, wr1), (c0, c1, wc0, wc1) in tqdm(
+        windows, desc="tiles", unit="tile", leave=False, disable=not progress or len(windows) == 1
+    ):
         y = _run_tile(model, colour[wr0:wr1, wc0:wc1], device, half)  # (1, C, h'*s, w'*s)
-        keep = y[..., (r0 - wr0) * scale:(r1 - wr0) * scale, (c0 - wc0) * scale:(c1 - wc0) * scale]
-        out[r0 * scale:r1 * scale, c0 * scale:c1 * scale] = to_image(keep, colour.dtype)
+        keep = y[..., (r0 - wr0) * scale : (r1 - wr0) * scale, (c0 - wc0) * scale : (c1 - wc0) * scale]
+        out[r0 * scale : r1 * scale, c0 * scale : c1 * scale] = to_image(keep, colour.dtype)
     return out
 
 
@@ -165,8 +181,15 @@ def collect_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def upscale_files(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, model: nn.Module,
-                  force: bool = False, suffix: str = "", progress: bool = True, **kwargs) -> dict[str, list]:
+def upscale_files(
+    inputs: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    model: nn.Module,
+    force: bool = False,
+    suffix: str = "",
+    progress: bool = True,
+    **kwargs,
+) -> dict[str, list]:
     """Upscale every input image into ``out_dir`` (same file name and format, plus ``suffix``).
 
     An unreadable input is reported and skipped; an existing output is skipped unless

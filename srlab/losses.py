@@ -65,9 +65,7 @@ def _vgg19_layer_names() -> list[str]:
 
 # name -> index in torchvision.models.vgg19().features; read-only so nobody edits it in place.
 # "convX_Y" is the conv output before its ReLU, "reluX_Y" the same map after it.
-VGG19_LAYERS: Mapping[str, int] = MappingProxyType(
-    {name: index for index, name in enumerate(_vgg19_layer_names())}
-)
+VGG19_LAYERS: Mapping[str, int] = MappingProxyType({name: index for index, name in enumerate(_vgg19_layer_names())})
 
 
 # ----------------------------------------------------------------------------- pixel losses
@@ -146,9 +144,7 @@ def _features_state_dict(state: Mapping[str, Tensor], n_layers: int) -> dict[str
     if any(key.startswith("features.") for key in state):
         state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     return {
-        key: value
-        for key, value in state.items()
-        if key.split(".")[0].isdigit() and int(key.split(".")[0]) < n_layers
+        key: value for key, value in state.items() if key.split(".")[0].isdigit() and int(key.split(".")[0]) < n_layers
     }
 
 
@@ -179,7 +175,7 @@ def _load_imagenet_vgg19_state() -> dict[str, Tensor]:
         ) from err
 
 
-LayerSpec = Union[str, Mapping[str, float]]
+LayerSpec = str | Mapping[str, float]
 WeightsSpec = Union[str, "os.PathLike[str]", None]
 
 
@@ -224,9 +220,7 @@ class PerceptualLoss(nn.Module):
     flow back to ``sr``. Inputs are images in [0, 1]; normalisation happens inside.
     """
 
-    def __init__(
-        self, layer: LayerSpec = "conv5_4", weights: WeightsSpec = "imagenet", criterion: str = "l1"
-    ) -> None:
+    def __init__(self, layer: LayerSpec = "conv5_4", weights: WeightsSpec = "imagenet", criterion: str = "l1") -> None:
         super().__init__()
         self.layer_weights = _layer_weights(layer)
         self.criterion = criterion
@@ -395,8 +389,9 @@ def wasserstein_generator_loss(fake_scores: Tensor) -> Tensor:
     return -fake_scores.mean()
 
 
-def interpolate_gradient_norms(critic: nn.Module, real: Tensor, fake: Tensor,
-                               generator: torch.Generator | None = None) -> Tensor:
+def interpolate_gradient_norms(
+    critic: nn.Module, real: Tensor, fake: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
     r"""||\nabla_{x_hat} C(x_hat)||_2 per sample, at x_hat = eps * x_real + (1 - eps) * x_fake,
     eps ~ U[0, 1] per sample: the quantity WGAN-GP drives to 1. Shape (N,).
 

@@ -69,8 +69,9 @@ def _prepare(img, ref, scale, crop_border, y_channel, data_range):
     return out
 
 
-def psnr(img, ref, scale: int = 4, crop_border: int | None = None, y_channel: bool = True,
-         data_range: float | None = None) -> float:
+def psnr(
+    img, ref, scale: int = 4, crop_border: int | None = None, y_channel: bool = True, data_range: float | None = None
+) -> float:
     """Peak signal-to-noise ratio in dB: 10 log10(1 / MSE) on images scaled to [0, 1].
 
     Args:
@@ -106,8 +107,9 @@ def _ssim_one_channel(a: np.ndarray, b: np.ndarray) -> float:
     return float(ssim_map.mean())
 
 
-def ssim(img, ref, scale: int = 4, crop_border: int | None = None, y_channel: bool = True,
-         data_range: float | None = None) -> float:
+def ssim(
+    img, ref, scale: int = 4, crop_border: int | None = None, y_channel: bool = True, data_range: float | None = None
+) -> float:
     """Structural similarity (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5.
 
     Same arguments as :func:`psnr`. Multi-channel images (``y_channel=False``) give the

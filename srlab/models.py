@@ -24,7 +24,6 @@ Contents:
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,9 +50,7 @@ __all__ = [
 def _check_scale(model_name: str, scale: int, supported: tuple[int, ...]) -> None:
     """Fail at construction time, not deep inside the first forward pass."""
     if scale not in supported:
-        raise ValueError(
-            f"{model_name} supports scale in {list(supported)}, got scale={scale!r}"
-        )
+        raise ValueError(f"{model_name} supports scale in {list(supported)}, got scale={scale!r}")
 
 
 def _check_input_size(model_name: str, x: torch.Tensor, input_size: int) -> None:
@@ -65,8 +62,7 @@ def _check_input_size(model_name: str, x: torch.Tensor, input_size: int) -> None
     if h == w:
         hint += f" or build it with input_size={h}"
     raise ValueError(
-        f"{model_name} expects {input_size}x{input_size} inputs "
-        f"(input_size={input_size}), got {h}x{w}: {hint}"
+        f"{model_name} expects {input_size}x{input_size} inputs (input_size={input_size}), got {h}x{w}: {hint}"
     )
 
 
@@ -186,14 +182,10 @@ class SRResNet(nn.Module):
         # A large receptive field on the raw pixels, as in the paper.
         self.conv_head = nn.Conv2d(num_in_ch, num_feat, 9, 1, 4)
         self.act_head = nn.PReLU()
-        self.body = nn.Sequential(
-            *[ResidualBlock(num_feat, batch_norm) for _ in range(num_block)]
-        )
+        self.body = nn.Sequential(*[ResidualBlock(num_feat, batch_norm) for _ in range(num_block)])
         self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.bn_body = nn.BatchNorm2d(num_feat) if batch_norm else nn.Identity()
-        self.upsample = nn.Sequential(
-            *[UpsampleBlock(num_feat, r) for r in self._STAGES[scale]]
-        )
+        self.upsample = nn.Sequential(*[UpsampleBlock(num_feat, r) for r in self._STAGES[scale]])
         self.conv_tail = nn.Conv2d(num_feat, num_out_ch, 9, 1, 4)
         if bicubic_residual:
             _zero_init(self.conv_tail)
@@ -325,9 +317,7 @@ class RRDBNet(nn.Module):
         self.bicubic_residual = bicubic_residual
         self.unshuffle = self._UNSHUFFLE[scale]
         self.conv_first = nn.Conv2d(num_in_ch * self.unshuffle**2, num_feat, 3, 1, 1)
-        self.body = nn.Sequential(
-            *[RRDB(num_feat, num_grow_ch) for _ in range(num_block)]
-        )
+        self.body = nn.Sequential(*[RRDB(num_feat, num_grow_ch) for _ in range(num_block)])
         self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         # Nearest-neighbour + conv instead of sub-pixel conv: same cost, and it
         # avoids the checkerboard artefacts a GAN loss tends to amplify.
@@ -395,9 +385,7 @@ class SRCNN(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(
-            x, scale_factor=self.scale, mode="bicubic", align_corners=False
-        )  # (N, C, h*s, w*s)
+        x = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)  # (N, C, h*s, w*s)
         x = self.relu(self.conv1(x))  # (N, 64, h*s, w*s)
         x = self.relu(self.conv2(x))  # (N, 32, h*s, w*s)
         return self.conv3(x)  # (N, C, h*s, w*s)
@@ -421,11 +409,14 @@ class ConvAutoencoder(nn.Module):
         self.scale = scale
         f = num_feat
         self.encoder = nn.Sequential(
-            nn.Conv2d(num_channels, f, 3, 2, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(f, 2 * f, 3, 2, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(num_channels, f, 3, 2, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(f, 2 * f, 3, 2, 1),
+            nn.ReLU(inplace=True),
         )
         self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(2 * f, f, 4, 2, 1), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(2 * f, f, 4, 2, 1),
+            nn.ReLU(inplace=True),
             nn.ConvTranspose2d(f, num_channels, 4, 2, 1),
         )
         _zero_init(self.decoder[-1])  # starts as bicubic; training adds the correction
@@ -475,8 +466,7 @@ class SRGANDiscriminator(nn.Module):
             biases either way, so only the BN keys leave the state dict.
     """
 
-    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 96,
-                 batch_norm: bool = True) -> None:
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 96, batch_norm: bool = True) -> None:
         super().__init__()
         if input_size <= 0 or input_size % 16 != 0:
             raise ValueError(
@@ -484,8 +474,16 @@ class SRGANDiscriminator(nn.Module):
                 f"(four stride-2 convs), got input_size={input_size}"
             )
         self.input_size = input_size
-        widths = [num_feat, num_feat, 2 * num_feat, 2 * num_feat,
-                  4 * num_feat, 4 * num_feat, 8 * num_feat, 8 * num_feat]
+        widths = [
+            num_feat,
+            num_feat,
+            2 * num_feat,
+            2 * num_feat,
+            4 * num_feat,
+            4 * num_feat,
+            8 * num_feat,
+            8 * num_feat,
+        ]
         layers: list[nn.Module] = []
         in_ch = num_in_ch
         for i, out_ch in enumerate(widths):
@@ -533,13 +531,10 @@ class VGGStyleDiscriminator(nn.Module):
             before it gets its bias back. ``True`` keeps BasicSR's state dict.
     """
 
-    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 128,
-                 batch_norm: bool = True) -> None:
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 128, batch_norm: bool = True) -> None:
         super().__init__()
         if input_size not in (128, 256):
-            raise ValueError(
-                f"VGGStyleDiscriminator supports input_size in [128, 256], got {input_size}"
-            )
+            raise ValueError(f"VGGStyleDiscriminator supports input_size in [128, 256], got {input_size}")
         self.input_size = input_size
         nf = num_feat
         bias = not batch_norm  # a conv followed by BN needs no bias: BN's shift replaces it
@@ -620,9 +615,7 @@ def build_generator(name: str, **kwargs) -> nn.Module:
     """
     key = name.strip().lower()
     if key not in GENERATORS:
-        raise ValueError(
-            f"unknown generator {name!r}; known names: {sorted(GENERATORS)}"
-        )
+        raise ValueError(f"unknown generator {name!r}; known names: {sorted(GENERATORS)}")
     return GENERATORS[key](**kwargs)
 
 
@@ -633,6 +626,4 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
         model: Any module.
         trainable_only: Count only parameters that the optimiser would update.
     """
-    return sum(
-        p.numel() for p in model.parameters() if p.requires_grad or not trainable_only
-    )
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -17,15 +17,33 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["REPO_URL", "NOTEBOOKS", "in_colab", "choose_preset", "runs_dir", "use_google_drive", "require",
-           "training_data", "show_markdown", "colab_badge", "rewrite_repo_url", "device_summary"]
+__all__ = [
+    "REPO_URL",
+    "NOTEBOOKS",
+    "in_colab",
+    "choose_preset",
+    "runs_dir",
+    "use_google_drive",
+    "require",
+    "training_data",
+    "show_markdown",
+    "colab_badge",
+    "rewrite_repo_url",
+    "device_summary",
+]
 
 # The one place the repository URL lives; `python -m srlab badges --repo URL` rewrites it
 # here, in every notebook's badge and setup cell, and in the README.
 REPO_URL = "https://github.com/srlab-course/srlab"
 
-NOTEBOOKS = ("01_data_prep", "02_bicubic_baseline", "03_srgan_pretrain", "04_srgan_adversarial",
-             "05_esrgan", "06_evaluation_gallery")
+NOTEBOOKS = (
+    "01_data_prep",
+    "02_bicubic_baseline",
+    "03_srgan_pretrain",
+    "04_srgan_adversarial",
+    "05_esrgan",
+    "06_evaluation_gallery",
+)
 
 _DRIVE_RUNS = Path("/content/drive/MyDrive/srlab_runs")
 
@@ -57,7 +75,10 @@ def choose_preset(verbose: bool = True) -> str:
     elif torch.cuda.is_available():
         preset, why = "colab", f"a GPU is present ({torch.cuda.get_device_name(0)})"
     else:
-        preset, why = "smoke", "no GPU: a few seconds per stage on a CPU (set SRLAB_PRESET=cpu for the hour-long course)"
+        preset, why = (
+            "smoke",
+            "no GPU: a few seconds per stage on a CPU (set SRLAB_PRESET=cpu for the hour-long course)",
+        )
     if verbose:
         print(f"preset: {preset} ({why})")
     return preset
@@ -121,8 +142,10 @@ def training_data(runs: str | Path, preset: str, verbose: bool = True) -> str | 
             print("training data: the patch store of notebook 01:", store)
         return str(store)
     if verbose:
-        print(f"training data: the embedded photos, {VALIDATION_IMAGE} held out for validation "
-              f"(no patch store at {store}: run 01_data_prep first to train on its patches)")
+        print(
+            f"training data: the embedded photos, {VALIDATION_IMAGE} held out for validation "
+            f"(no patch store at {store}: run 01_data_prep first to train on its patches)"
+        )
     return None
 
 
@@ -153,8 +176,12 @@ def rewrite_repo_url(new_url: str, root: str | Path | None = None) -> list[Path]
     root = Path(root) if root else (_repo_root() or Path.cwd())
     old_slug = REPO_URL.removeprefix("https://github.com/")
     new_slug = new_url.removeprefix("https://github.com/").rstrip("/").removesuffix(".git")
-    files = [root / "srlab" / "notebook.py", root / "README.md",
-             *sorted((root / "notebooks").glob("*.py")), *sorted((root / "notebooks").glob("*.ipynb"))]
+    files = [
+        root / "srlab" / "notebook.py",
+        root / "README.md",
+        *sorted((root / "notebooks").glob("*.py")),
+        *sorted((root / "notebooks").glob("*.ipynb")),
+    ]
     changed = []
     for f in files:
         if f.is_file():

@@ -16,15 +16,25 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 from .votes import Vote, read_votes
 
-__all__ = ["wilson_interval", "win_rates", "pairwise_wins", "bradley_terry", "mean_opinion_scores", "summarize",
-           "results_table", "pairwise_table", "plot_study", "report"]
+__all__ = [
+    "wilson_interval",
+    "win_rates",
+    "pairwise_wins",
+    "bradley_terry",
+    "mean_opinion_scores",
+    "summarize",
+    "results_table",
+    "pairwise_table",
+    "plot_study",
+    "report",
+]
 
 Z95 = 1.959963984540054  # the 97.5 % quantile of the standard normal
 
@@ -63,8 +73,15 @@ def win_rates(votes: Iterable[Vote], z: float = Z95) -> dict[str, dict]:
         n = c["wins"] + c["ties"] + c["losses"]
         score = c["wins"] + c["ties"] / 2
         low, high = wilson_interval(score, n, z)
-        out[method] = {"wins": c["wins"], "ties": c["ties"], "losses": c["losses"], "n": n,
-                       "rate": score / n, "low": low, "high": high}
+        out[method] = {
+            "wins": c["wins"],
+            "ties": c["ties"],
+            "losses": c["losses"],
+            "n": n,
+            "rate": score / n,
+            "low": low,
+            "high": high,
+        }
     return out
 
 
@@ -102,8 +119,9 @@ def _strongly_connected(wins: np.ndarray) -> bool:
     return True
 
 
-def bradley_terry(votes: Iterable[Vote], prior: float = 1.0, tol: float = 1e-10,
-                  max_iter: int = 100_000) -> dict[str, float]:
+def bradley_terry(
+    votes: Iterable[Vote], prior: float = 1.0, tol: float = 1e-10, max_iter: int = 100_000
+) -> dict[str, float]:
     """Bradley-Terry scores: ``P(i preferred over j) = 1 / (1 + exp(s_j - s_i))``.
 
     Fitted by maximum likelihood with the MM algorithm of Hunter (2004):
@@ -122,8 +140,9 @@ def bradley_terry(votes: Iterable[Vote], prior: float = 1.0, tol: float = 1e-10,
         raise ValueError(f"Bradley-Terry needs votes on at least two methods, got {methods}")
     wins = wins + prior / 2 * (1 - np.eye(len(methods)))
     if prior <= 0 and not _strongly_connected(wins):
-        raise ValueError("no finite Bradley-Terry fit: some method never beat the others (directly or "
-                         "through others); use prior > 0")
+        raise ValueError(
+            "no finite Bradley-Terry fit: some method never beat the others (directly or through others); use prior > 0"
+        )
     games, total = wins + wins.T, wins.sum(axis=1)
     p = np.ones(len(methods))
     for _ in range(max_iter):
@@ -195,14 +214,23 @@ def results_table(votes: Iterable[Vote], metrics: dict[str, dict] | None = None,
     head += ["PSNR-Y (dB)", "SSIM-Y", "PSNR rank"] if metrics else []
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in rows:
-        cells = [r["method"], str(r["n"]), f"{r['wins']} / {r['ties']} / {r['losses']}",
-                 f"{r['rate']:.2f} [{r['low']:.2f}, {r['high']:.2f}]", f"{r['bt']:+.2f}", str(r["rank"])]
+        cells = [
+            r["method"],
+            str(r["n"]),
+            f"{r['wins']} / {r['ties']} / {r['losses']}",
+            f"{r['rate']:.2f} [{r['low']:.2f}, {r['high']:.2f}]",
+            f"{r['bt']:+.2f}",
+            str(r["rank"]),
+        ]
         if has_mos:
             cells.append(f"{r['mos']:.2f} ± {r['se']:.2f} (n={r['mos_n']})" if "mos" in r else "–")
         if metrics:
             m = metrics.get(r["method"], {})
-            cells += [_number(m.get("psnr_y"), "{:.2f}"), _number(m.get("ssim_y"), "{:.4f}"),
-                      str(psnr_rank.get(r["method"], "–"))]
+            cells += [
+                _number(m.get("psnr_y"), "{:.2f}"),
+                _number(m.get("ssim_y"), "{:.4f}"),
+                str(psnr_rank.get(r["method"], "–")),
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -214,14 +242,16 @@ def pairwise_table(votes: Iterable[Vote]) -> str:
     games = wins + wins.T
     lines = ["| preferred over → | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     for i, m in enumerate(methods):
-        cells = [f"{wins[i, j] / games[i, j]:.2f} (n={games[i, j]:g})" if games[i, j] else "–"
-                 for j in range(len(methods))]
+        cells = [
+            f"{wins[i, j] / games[i, j]:.2f} (n={games[i, j]:g})" if games[i, j] else "–" for j in range(len(methods))
+        ]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def plot_study(votes: Iterable[Vote], metrics: dict[str, dict] | None = None, path: str | Path | None = None,
-               prior: float = 1.0):
+def plot_study(
+    votes: Iterable[Vote], metrics: dict[str, dict] | None = None, path: str | Path | None = None, prior: float = 1.0
+):
     """Win rates with their 95 % Wilson intervals (best-liked on top); with ``metrics``, also
     PSNR-Y against the Bradley-Terry score, one point per method; MOS ± SE when rated."""
     import matplotlib.pyplot as plt
@@ -236,8 +266,14 @@ def plot_study(votes: Iterable[Vote], metrics: dict[str, dict] | None = None, pa
     ax, y = axes[0][0], np.arange(len(rows))
     rate = np.array([r["rate"] for r in rows])
     ax.barh(y, rate, color="#7aa6d6")
-    ax.errorbar(rate, y, xerr=[rate - [r["low"] for r in rows], [r["high"] for r in rows] - rate], fmt="none",
-                ecolor="black", capsize=3)
+    ax.errorbar(
+        rate,
+        y,
+        xerr=[rate - [r["low"] for r in rows], [r["high"] for r in rows] - rate],
+        fmt="none",
+        ecolor="black",
+        capsize=3,
+    )
     ax.axvline(0.5, color="grey", ls="--", lw=1)  # a coin flip
     ax.set_yticks(y, [r["method"] for r in rows])
     ax.set_xlim(0, 1)
@@ -254,8 +290,15 @@ def plot_study(votes: Iterable[Vote], metrics: dict[str, dict] | None = None, pa
         for r in rows:  # the reference itself (HR: PSNR infinite) as a line at its score
             if psnr.get(r["method"]) == math.inf:
                 ax.axhline(r["bt"], color="grey", ls=":", lw=1)
-                ax.annotate(f"{r['method']} (PSNR ∞)", (0.02, r["bt"]), xycoords=("axes fraction", "data"),
-                            textcoords="offset points", xytext=(0, 3), fontsize=8, color="grey")
+                ax.annotate(
+                    f"{r['method']} (PSNR ∞)",
+                    (0.02, r["bt"]),
+                    xycoords=("axes fraction", "data"),
+                    textcoords="offset points",
+                    xytext=(0, 3),
+                    fontsize=8,
+                    color="grey",
+                )
         ax.ticklabel_format(axis="x", useOffset=False)
         if max(xs) - min(xs) < 0.5:  # nearly equal PSNRs: show them as such, not blown up
             ax.set_xlim((max(xs) + min(xs)) / 2 - 0.5, (max(xs) + min(xs)) / 2 + 0.5)
@@ -294,7 +337,15 @@ def report(paths: str | Path | Iterable[str | Path], prior: float = 1.0) -> str:
     if len(methods) < 2:
         raise ValueError(f"the votes name a single method ({methods[0]})")
     raters = sorted({v.rater for v in votes})
-    who = (f"{len(votes)} votes from {len(raters)} rater(s) ({', '.join(raters)}) in {len(paths)} file(s); "
-           f"a tie counts as half a win; Bradley-Terry prior {prior:g}")
-    return "\n\n".join([who, results_table(votes, prior=prior),
-                        "Pairwise preferences (row preferred over column):", pairwise_table(votes)])
+    who = (
+        f"{len(votes)} votes from {len(raters)} rater(s) ({', '.join(raters)}) in {len(paths)} file(s); "
+        f"a tie counts as half a win; Bradley-Terry prior {prior:g}"
+    )
+    return "\n\n".join(
+        [
+            who,
+            results_table(votes, prior=prior),
+            "Pairwise preferences (row preferred over column):",
+            pairwise_table(votes),
+        ]
+    )

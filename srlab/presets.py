@@ -20,8 +20,20 @@ import dataclasses
 import difflib
 from dataclasses import dataclass, field, fields
 
-__all__ = ["STAGES", "PRESET_NAMES", "PRETRAIN_STAGE", "VALIDATION_IMAGE", "TrainConfig", "PAPERS",
-           "ADVERSARIES", "PRESETS", "make_config", "settings_overrides", "parse_setting", "presets_table"]
+__all__ = [
+    "STAGES",
+    "PRESET_NAMES",
+    "PRETRAIN_STAGE",
+    "VALIDATION_IMAGE",
+    "TrainConfig",
+    "PAPERS",
+    "ADVERSARIES",
+    "PRESETS",
+    "make_config",
+    "settings_overrides",
+    "parse_setting",
+    "presets_table",
+]
 
 STAGES = ("srresnet", "srgan", "rrdb", "esrgan")
 PRETRAIN_STAGE = {"srgan": "srresnet", "esrgan": "rrdb"}  # a GAN stage starts from its pixel stage's generator
@@ -35,7 +47,9 @@ class TrainConfig:
 
     stage: str = "srresnet"
     generator: dict = field(default_factory=lambda: {"name": "srresnet", "num_block": 16})
-    discriminator: dict | None = None  # {"name": "srgan" | "vgg", "input_size": ..., "num_feat": ..., "batch_norm": ...}
+    discriminator: dict | None = (
+        None  # {"name": "srgan" | "vgg", "input_size": ..., "num_feat": ..., "batch_norm": ...}
+    )
     scale: int = 4
     # data
     data: str | None = None  # folder of HR images or a patch store; None = the embedded photos
@@ -93,34 +107,67 @@ RRDBNET_23 = {"name": "rrdbnet", "num_block": 23}
 PAPERS: dict[str, dict] = {
     # Ledig et al. 2017, sec. 3.2: MSE, Adam 1e-4, 10^6 updates on batches of 16 HR 96x96 crops.
     "srresnet": dict(
-        generator=SRRESNET_16, pixel_loss="mse", pixel_weight=1.0,
-        steps=1_000_000, batch_size=16, hr_size=96, lr_g=1e-4,
+        generator=SRRESNET_16,
+        pixel_loss="mse",
+        pixel_weight=1.0,
+        steps=1_000_000,
+        batch_size=16,
+        hr_size=96,
+        lr_g=1e-4,
         early_stop_patience=10,  # srlab's: stop a pixel stage when validation stops improving
     ),
     # SRGAN: VGG54 content loss (MSE) + 1e-3 BCE; 10^5 updates at 1e-4, then 10^5 at 1e-5.
     "srgan": dict(
-        generator=SRRESNET_16, discriminator={"name": "srgan", "input_size": 96},
-        pixel_weight=0.0, perceptual_layer="relu5_4", perceptual_criterion="mse", perceptual_weight=1.0,
-        adversarial="bce", adversarial_weight=1e-3,
-        steps=200_000, batch_size=16, hr_size=96, lr_g=1e-4, lr_d=1e-4, milestones=(100_000,), lr_gamma=0.1,
+        generator=SRRESNET_16,
+        discriminator={"name": "srgan", "input_size": 96},
+        pixel_weight=0.0,
+        perceptual_layer="relu5_4",
+        perceptual_criterion="mse",
+        perceptual_weight=1.0,
+        adversarial="bce",
+        adversarial_weight=1e-3,
+        steps=200_000,
+        batch_size=16,
+        hr_size=96,
+        lr_g=1e-4,
+        lr_d=1e-4,
+        milestones=(100_000,),
+        lr_gamma=0.1,
         init_from="auto",
     ),
     # Wang et al. 2018 (ESRGAN), PSNR-oriented RRDBNet: L1, Adam 2e-4 halved every 2x10^5 updates,
     # batches of 16 HR 128 crops; 10^6 updates in total (BasicSR's train_RRDBNet_PSNR_x4).
     "rrdb": dict(
-        generator=RRDBNET_23, pixel_loss="l1", pixel_weight=1.0,
-        steps=1_000_000, batch_size=16, hr_size=128, lr_g=2e-4,
-        milestones=(200_000, 400_000, 600_000, 800_000), lr_gamma=0.5,
+        generator=RRDBNET_23,
+        pixel_loss="l1",
+        pixel_weight=1.0,
+        steps=1_000_000,
+        batch_size=16,
+        hr_size=128,
+        lr_g=2e-4,
+        milestones=(200_000, 400_000, 600_000, 800_000),
+        lr_gamma=0.5,
         early_stop_patience=10,  # srlab's
     ),
     # ESRGAN: 1e-2 L1 + 1.0 VGG conv5_4 (before activation, L1) + 5e-3 RaGAN; Adam 1e-4 halved at
     # 50k, 100k, 200k, 300k; 4x10^5 updates (BasicSR's train_ESRGAN_x4).
     "esrgan": dict(
-        generator=RRDBNET_23, discriminator={"name": "vgg", "input_size": 128},
-        pixel_loss="l1", pixel_weight=1e-2, perceptual_layer="conv5_4", perceptual_criterion="l1",
-        perceptual_weight=1.0, adversarial="ragan", adversarial_weight=5e-3,
-        steps=400_000, batch_size=16, hr_size=128, lr_g=1e-4, lr_d=1e-4,
-        milestones=(50_000, 100_000, 200_000, 300_000), lr_gamma=0.5,
+        generator=RRDBNET_23,
+        discriminator={"name": "vgg", "input_size": 128},
+        pixel_loss="l1",
+        pixel_weight=1e-2,
+        perceptual_layer="conv5_4",
+        perceptual_criterion="l1",
+        perceptual_weight=1.0,
+        adversarial="ragan",
+        adversarial_weight=5e-3,
+        steps=400_000,
+        batch_size=16,
+        hr_size=128,
+        lr_g=1e-4,
+        lr_d=1e-4,
+        milestones=(50_000, 100_000, 200_000, 300_000),
+        lr_gamma=0.5,
         init_from="auto",
     ),
 }
@@ -154,34 +201,84 @@ PRESETS: dict[str, dict[str, dict]] = {
     # bicubic), L1, a higher learning rate; the four stages in about an hour on 2 cores
     # (measured: 13 + 12 + 10 + 20 minutes, fp32), still clearly better than bicubic.
     "cpu": {
-        "srresnet": dict(generator=CPU_SRRESNET, pixel_loss="l1", steps=1000, lr_g=5e-4, warmup_steps=100,
-                         milestones=(700,), val_every=250, ckpt_every=250, ema_decay=0.99),
-        "srgan": dict(generator=CPU_SRRESNET, pixel_loss="l1", steps=400, batch_size=8, milestones=(),
-                      val_every=100, ckpt_every=100, ema_decay=0.99),
-        "rrdb": dict(generator=CPU_RRDBNET, steps=1000, hr_size=96, lr_g=5e-4, warmup_steps=100,
-                     milestones=(700,), val_every=250, ckpt_every=250, ema_decay=0.99),
-        "esrgan": dict(generator=CPU_RRDBNET, steps=300, batch_size=8, milestones=(),
-                       val_every=100, ckpt_every=100, ema_decay=0.99),
+        "srresnet": dict(
+            generator=CPU_SRRESNET,
+            pixel_loss="l1",
+            steps=1000,
+            lr_g=5e-4,
+            warmup_steps=100,
+            milestones=(700,),
+            val_every=250,
+            ckpt_every=250,
+            ema_decay=0.99,
+        ),
+        "srgan": dict(
+            generator=CPU_SRRESNET,
+            pixel_loss="l1",
+            steps=400,
+            batch_size=8,
+            milestones=(),
+            val_every=100,
+            ckpt_every=100,
+            ema_decay=0.99,
+        ),
+        "rrdb": dict(
+            generator=CPU_RRDBNET,
+            steps=1000,
+            hr_size=96,
+            lr_g=5e-4,
+            warmup_steps=100,
+            milestones=(700,),
+            val_every=250,
+            ckpt_every=250,
+            ema_decay=0.99,
+        ),
+        "esrgan": dict(
+            generator=CPU_RRDBNET, steps=300, batch_size=8, milestones=(), val_every=100, ckpt_every=100, ema_decay=0.99
+        ),
     },
     # Seconds, for CI: tiny models and discriminators, a random VGG (not a perceptual metric).
     "smoke": {
         stage: dict(
             generator=SMOKE_RRDBNET if stage in ("rrdb", "esrgan") else SMOKE_SRRESNET,
-            discriminator={"srgan": {"name": "srgan", "input_size": 32, "num_feat": 8},
-                           "esrgan": {"name": "vgg", "input_size": 128, "num_feat": 8}}.get(stage),
-            steps=6, batch_size=2, hr_size=128 if stage == "esrgan" else 32, val_crop=64, vgg_weights=None,
-            log_every=1, val_every=3, ckpt_every=3, ema_decay=0.9, collapse_patience=3)
+            discriminator={
+                "srgan": {"name": "srgan", "input_size": 32, "num_feat": 8},
+                "esrgan": {"name": "vgg", "input_size": 128, "num_feat": 8},
+            }.get(stage),
+            steps=6,
+            batch_size=2,
+            hr_size=128 if stage == "esrgan" else 32,
+            val_crop=64,
+            vgg_weights=None,
+            log_every=1,
+            val_every=3,
+            ckpt_every=3,
+            ema_decay=0.9,
+            collapse_patience=3,
+        )
         for stage in STAGES
     },
     # The primary student project's choices: 8 residual blocks, 12 RRDBs, relu3_4 / conv3_4,
     # adversarial weight 5e-2 (raised from the papers' after D collapsed), 256 px HR patches.
     "seed": {
         "srresnet": dict(generator={"name": "srresnet", "num_block": 8}, hr_size=256, steps=25_000),
-        "srgan": dict(generator={"name": "srresnet", "num_block": 8}, discriminator={"name": "srgan", "input_size": 256},
-                      hr_size=256, perceptual_layer="relu3_4", adversarial_weight=5e-2, steps=45_000),
+        "srgan": dict(
+            generator={"name": "srresnet", "num_block": 8},
+            discriminator={"name": "srgan", "input_size": 256},
+            hr_size=256,
+            perceptual_layer="relu3_4",
+            adversarial_weight=5e-2,
+            steps=45_000,
+        ),
         "rrdb": dict(generator={"name": "rrdbnet", "num_block": 12}, hr_size=256, steps=5_000),
-        "esrgan": dict(generator={"name": "rrdbnet", "num_block": 12}, discriminator={"name": "vgg", "input_size": 256},
-                       hr_size=256, perceptual_layer="conv3_4", adversarial_weight=5e-2, steps=9_000),
+        "esrgan": dict(
+            generator={"name": "rrdbnet", "num_block": 12},
+            discriminator={"name": "vgg", "input_size": 256},
+            hr_size=256,
+            perceptual_layer="conv3_4",
+            adversarial_weight=5e-2,
+            steps=9_000,
+        ),
     },
 }
 PRESET_NAMES = tuple(PRESETS)
@@ -211,8 +308,10 @@ def make_config(stage: str, preset: str = "colab", **overrides) -> TrainConfig:
         if adversary not in ADVERSARIES:
             raise ValueError(f"unknown adversarial loss {adversary!r}; choose one of {', '.join(ADVERSARIES)}")
         if not values.get("discriminator"):
-            raise ValueError(f"stage {stage} trains no discriminator: an adversarial loss needs a GAN stage "
-                             f"({', '.join(PRETRAIN_STAGE)})")
+            raise ValueError(
+                f"stage {stage} trains no discriminator: an adversarial loss needs a GAN stage "
+                f"({', '.join(PRETRAIN_STAGE)})"
+            )
         values = _merge(values, ADVERSARIES[adversary])
     return TrainConfig(stage=stage, **{**values, **overrides})  # an override replaces a whole value
 
@@ -265,8 +364,9 @@ def settings_overrides(settings: list[str], base: TrainConfig) -> dict:
         if name not in _FIELDS or name == "stage":
             close = difflib.get_close_matches(name, _FIELDS, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ValueError(f"--set {key}: TrainConfig has no field {name!r}{hint}; "
-                             f"`python -m srlab presets` lists them")
+            raise ValueError(
+                f"--set {key}: TrainConfig has no field {name!r}{hint}; `python -m srlab presets` lists them"
+            )
         current = changes.get(name, getattr(base, name))
         if sub:
             if not isinstance(current, dict):
@@ -285,6 +385,7 @@ def _default_of(name: str, current):
 
 
 # ---------------------------------------------------------------- printing
+
 
 def presets_table(stage: str) -> str:
     """Every field of ``stage``'s config under each preset, one row per field (Markdown)."""

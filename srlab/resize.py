@@ -106,9 +106,7 @@ def _back_to_dtype(dtype: np.dtype):
     return lambda x: np.clip(np.sign(x) * np.floor(np.abs(x) + 0.5), info.min, info.max)
 
 
-def imresize_torch(
-    x: torch.Tensor, scale: float | None = None, size: tuple[int, int] | None = None
-) -> torch.Tensor:
+def imresize_torch(x: torch.Tensor, scale: float | None = None, size: tuple[int, int] | None = None) -> torch.Tensor:
     """Torch twin of :func:`imresize` for (..., H, W) float tensors (e.g. (N, C, H, W)).
 
     Same weights, so it matches the numpy version to float precision; no rounding.

@@ -15,10 +15,11 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timezone
 from itertools import combinations
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -94,9 +95,19 @@ class BlindStudy:
     Nothing a widget shows names a method until the last vote is cast.
     """
 
-    def __init__(self, images: dict[str, dict[str, np.ndarray]], path: str | Path, rater: str,
-                 methods: list[str] | None = None, crop: int = 128, zoom: int = 2, ratings: bool = False,
-                 repeats: int = 1, seed=None, resume: bool = True):
+    def __init__(
+        self,
+        images: dict[str, dict[str, np.ndarray]],
+        path: str | Path,
+        rater: str,
+        methods: list[str] | None = None,
+        crop: int = 128,
+        zoom: int = 2,
+        ratings: bool = False,
+        repeats: int = 1,
+        seed=None,
+        resume: bool = True,
+    ):
         import ipywidgets as w
 
         from .viz import detail_box
@@ -113,23 +124,30 @@ class BlindStudy:
                 raise ValueError(f"image {name!r} has no output for {missing}")
             if len({panels[m].shape[:2] for m in self.methods}) > 1:
                 raise ValueError(f"image {name!r}: the methods' images differ in size")
-        self.boxes = {name: detail_box(panels.get("HR", panels[self.methods[0]]), crop)
-                      for name, panels in images.items()}
+        self.boxes = {
+            name: detail_box(panels.get("HR", panels[self.methods[0]]), crop) for name, panels in images.items()
+        }
         self.zoom, self.ratings = zoom, ratings
         self.trials = balanced_schedule(self.methods, list(images), repeats, seed)
         if resume and self.path.is_file():
             self.trials = self._not_yet_done(self.trials)
         self.index, self.votes = 0, []
 
-        self.prompt = w.HTML("<b>Which crop looks better?</b> Click the better one, or <i>same</i> "
-                             "when you cannot tell. Take your time; look at textures and edges.")
+        self.prompt = w.HTML(
+            "<b>Which crop looks better?</b> Click the better one, or <i>same</i> "
+            "when you cannot tell. Take your time; look at textures and edges."
+        )
         self.progress = w.Label()
         self.views = {side: w.Image(format="png") for side in ("left", "right")}
-        self.rating_buttons = {side: w.ToggleButtons(options=["1", "2", "3", "4", "5"], value=None,
-                                                     style={"button_width": "34px"}) for side in ("left", "right")}
-        self.buttons = {"left": w.Button(description="◀ left is better", button_style="info"),
-                        "same": w.Button(description="same / can't tell"),
-                        "right": w.Button(description="right is better ▶", button_style="info")}
+        self.rating_buttons = {
+            side: w.ToggleButtons(options=["1", "2", "3", "4", "5"], value=None, style={"button_width": "34px"})
+            for side in ("left", "right")
+        }
+        self.buttons = {
+            "left": w.Button(description="◀ left is better", button_style="info"),
+            "same": w.Button(description="same / can't tell"),
+            "right": w.Button(description="right is better ▶", button_style="info"),
+        }
         for choice, button in self.buttons.items():
             button.on_click(lambda _button, choice=choice: self._click(choice))
         self.status = w.HTML()
@@ -139,15 +157,19 @@ class BlindStudy:
             if ratings:
                 parts += [w.Label("rate it: 1 = bad … 5 = excellent"), self.rating_buttons[side]]
             columns.append(w.VBox(parts))
-        self.widget = w.VBox([self.prompt, self.progress, w.HBox(columns), w.HBox(list(self.buttons.values())),
-                              self.status])
+        self.widget = w.VBox(
+            [self.prompt, self.progress, w.HBox(columns), w.HBox(list(self.buttons.values())), self.status]
+        )
         self._show()
 
     def _not_yet_done(self, trials: list[Trial]) -> list[Trial]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", BadVoteRow)
-            done = Counter((v.image, frozenset((v.method_left, v.method_right)))
-                           for v in read_votes(self.path) if v.rater == self.rater)
+            done = Counter(
+                (v.image, frozenset((v.method_left, v.method_right)))
+                for v in read_votes(self.path)
+                if v.rater == self.rater
+            )
         left = []
         for t in trials:
             key = (t.image, frozenset((t.left, t.right)))
@@ -179,14 +201,24 @@ class BlindStudy:
         trial = self.current_trial()
         if self.ratings:
             given = (rating_left, rating_right)
-            rating_left, rating_right = (g if g is not None else (int(b.value) if b.value else None)
-                                         for g, b in zip(given, self.rating_buttons.values()))
+            rating_left, rating_right = (
+                g if g is not None else (int(b.value) if b.value else None)
+                for g, b in zip(given, self.rating_buttons.values())
+            )
             if rating_left is None or rating_right is None:
                 raise ValueError("rate both crops (1-5) before choosing")
         top, left, size = self.boxes[trial.image]
-        vote = Vote(self.rater, one_line(trial.image), f"{top}:{left}:{size}", one_line(trial.left),
-                    one_line(trial.right), choice, rating_left, rating_right,
-                    datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+        vote = Vote(
+            self.rater,
+            one_line(trial.image),
+            f"{top}:{left}:{size}",
+            one_line(trial.left),
+            one_line(trial.right),
+            choice,
+            rating_left,
+            rating_right,
+            datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        )
         append_vote(self.path, vote)
         self.votes.append(vote)
         self.index += 1
@@ -220,12 +252,19 @@ class BlindStudy:
             view.layout.display = "none"
         self.progress.value = f"done: {len(self.trials)} comparisons"
         table = results_table(self.votes) if self.votes else "(no new votes in this session)"
-        self.status.value = (f"<b>Thank you!</b> Your votes are saved in <code>{html.escape(str(self.path))}</code>."
-                             f"<br>Your results (the methods revealed):<pre>{html.escape(table)}</pre>")
+        self.status.value = (
+            f"<b>Thank you!</b> Your votes are saved in <code>{html.escape(str(self.path))}</code>."
+            f"<br>Your results (the methods revealed):<pre>{html.escape(table)}</pre>"
+        )
 
 
-def simulate_votes(study: BlindStudy, quality: dict[str, float] | Callable[[str, str], float],
-                   noise: float = 1.0, tie: float = 0.0, seed=None) -> list[Vote]:
+def simulate_votes(
+    study: BlindStudy,
+    quality: dict[str, float] | Callable[[str, str], float],
+    noise: float = 1.0,
+    tie: float = 0.0,
+    seed=None,
+) -> list[Vote]:
     """Finish ``study`` with a simulated rater, through the same callbacks as a click.
 
     The rater prefers the left crop with probability ``1 / (1 + exp(-(q_left - q_right) / noise))``
@@ -240,8 +279,7 @@ def simulate_votes(study: BlindStudy, quality: dict[str, float] | Callable[[str,
     start = len(study.votes)
     while not study.finished:
         t = study.current_trial()
-        q = {side: score(t.image, m) if score else quality[m]
-             for side, m in (("left", t.left), ("right", t.right))}
+        q = {side: score(t.image, m) if score else quality[m] for side, m in (("left", t.left), ("right", t.right))}
         diff = q["left"] - q["right"]
         if rng.random() < tie or (noise == 0 and diff == 0):
             choice = "same"

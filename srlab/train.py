@@ -37,14 +37,31 @@ from tqdm.auto import tqdm
 
 from . import losses as L
 from .adversaries import COLLAPSE_ADVICE, CollapseDetector, build_adversary
-from .checkpoint import (atomic_save, generator_from_config, generator_weights, read_checkpoint, restore_training,
-                         training_state)
+from .checkpoint import (
+    atomic_save,
+    generator_from_config,
+    generator_weights,
+    read_checkpoint,
+    restore_training,
+    training_state,
+)
 from .data import RandomPatches, StorePatches, center_crops, embedded_images, is_patch_store, load_training_images
 from .metrics import batch_psnr, batch_ssim
 from .presets import PRETRAIN_STAGE, STAGES, VALIDATION_IMAGE, TrainConfig, make_config
 
-__all__ = ["STAGES", "TrainConfig", "make_config", "Trainer", "train", "TrainingDiverged", "CollapseDetector",
-           "read_history", "pick_amp", "lr_factor", "training_batches"]
+__all__ = [
+    "STAGES",
+    "TrainConfig",
+    "make_config",
+    "Trainer",
+    "train",
+    "TrainingDiverged",
+    "CollapseDetector",
+    "read_history",
+    "pick_amp",
+    "lr_factor",
+    "training_batches",
+]
 
 
 class TrainingDiverged(RuntimeError):
@@ -89,8 +106,14 @@ def training_batches(cfg: TrainConfig):
     training (embedded data or a patch store), else a folder's last image."""
     val_images = list(load_training_images(cfg.val_data).values()) if cfg.val_data else None
     held_out = lambda: [embedded_images((VALIDATION_IMAGE,))[VALIDATION_IMAGE]]  # noqa: E731
-    options = dict(hr_size=cfg.hr_size, scale=cfg.scale, batch_size=cfg.batch_size, seed=cfg.seed,
-                   degradation=cfg.degradation, usm_target=cfg.usm_target)
+    options = dict(
+        hr_size=cfg.hr_size,
+        scale=cfg.scale,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        degradation=cfg.degradation,
+        usm_target=cfg.usm_target,
+    )
     if is_patch_store(cfg.data):
         return StorePatches(cfg.data, **options), val_images or held_out()
     train_images = load_training_images(cfg.data, exclude=(VALIDATION_IMAGE,) if cfg.data is None else ())
@@ -156,8 +179,11 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
         self.adversary = build_adversary(cfg, self.device, self.memory_format)
         self.perceptual = self._perceptual_loss(cfg)
-        self.loss_weights = {"pixel": cfg.pixel_weight, "perceptual": cfg.perceptual_weight,
-                             "adv": cfg.adversarial_weight}
+        self.loss_weights = {
+            "pixel": cfg.pixel_weight,
+            "perceptual": cfg.perceptual_weight,
+            "adv": cfg.adversarial_weight,
+        }
 
         self.patches, val_images = training_batches(cfg)
         self.val_pairs = center_crops(val_images, cfg.val_crop, cfg.scale)
@@ -170,8 +196,10 @@ class Trainer:
         if not cfg.perceptual_weight:
             return None
         if cfg.vgg_weights is None:
-            self.say("note: perceptual loss uses a RANDOM VGG-19 (vgg_weights=None): smoke test only, "
-                     "not a perceptual metric")
+            self.say(
+                "note: perceptual loss uses a RANDOM VGG-19 (vgg_weights=None): smoke test only, "
+                "not a perceptual metric"
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # said above, in words
             loss = L.PerceptualLoss(cfg.perceptual_layer, cfg.vgg_weights, cfg.perceptual_criterion)
@@ -235,7 +263,8 @@ class Trainer:
         if not self.all_finite(loss):
             raise TrainingDiverged(
                 f"loss became {loss.item()} at step {self.step + 1}; nothing was saved after the last good "
-                f"checkpoint ({self.out_dir / 'last.pt'}). Lower the learning rate, set grad_clip, or use amp='off'.")
+                f"checkpoint ({self.out_dir / 'last.pt'}). Lower the learning rate, set grad_clip, or use amp='off'."
+            )
         opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.grad_clip:
@@ -375,9 +404,15 @@ class Trainer:
         import wandb
 
         run_id = hashlib.sha1(str(self.out_dir.resolve()).encode()).hexdigest()[:12]  # resumes the same W&B run
-        self.wandb_run = wandb.init(project=self.cfg.wandb_project, mode=self.cfg.wandb, dir=str(self.out_dir),
-                                    config=asdict(self.cfg), name=f"{self.cfg.stage}-{self.out_dir.name}",
-                                    resume="allow", id=run_id)
+        self.wandb_run = wandb.init(
+            project=self.cfg.wandb_project,
+            mode=self.cfg.wandb,
+            dir=str(self.out_dir),
+            config=asdict(self.cfg),
+            name=f"{self.cfg.stage}-{self.out_dir.name}",
+            resume="allow",
+            id=run_id,
+        )
 
     # ------------------------------------------------------------ the loop
 
@@ -422,8 +457,14 @@ def read_history(path: str | Path) -> list[dict]:
     return records
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: str | None = None,
-          progress: bool = True, stop_at: int | None = None) -> dict:
+def train(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> dict:
     """Train ``cfg`` in ``out_dir``; ``resume=True`` continues from ``out_dir/last.pt``.
 
     Started by ``torchrun``, every process runs this and :mod:`srlab.distributed` splits the
@@ -457,5 +498,6 @@ def resolve_init(cfg: TrainConfig, out_dir: Path) -> Path | None:
         raise FileNotFoundError(
             f"stage {cfg.stage} starts from a pretrained {pre} generator, expected at {path}. "
             f"Run `python -m srlab train {pre}` with the same preset and --out parent first, "
-            f"pass --init CKPT, or --init none to start from scratch.")
+            f"pass --init CKPT, or --init none to start from scratch."
+        )
     return path

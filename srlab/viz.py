@@ -12,8 +12,20 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-__all__ = ["detail_box", "show_image", "crop_grid", "compare", "compare_images", "plain_ticks", "plot_history", "swipe_html", "swipe_composite", "swipe_widget",
-           "png_bytes", "architecture_figure"]
+__all__ = [
+    "detail_box",
+    "show_image",
+    "crop_grid",
+    "compare",
+    "compare_images",
+    "plain_ticks",
+    "plot_history",
+    "swipe_html",
+    "swipe_composite",
+    "swipe_widget",
+    "png_bytes",
+    "architecture_figure",
+]
 
 
 def _as_display(img: np.ndarray) -> np.ndarray:
@@ -85,8 +97,9 @@ def crop_grid(rows: list[dict], path: str | Path | None = None, scale: int = 4, 
     return fig
 
 
-def compare_images(images: dict, scale: int = 4, *, path: str | Path | None = None, crop: int = 96,
-                   table: bool = True) -> dict[str, dict[str, dict[str, float]]]:
+def compare_images(
+    images: dict, scale: int = 4, *, path: str | Path | None = None, crop: int = 96, table: bool = True
+) -> dict[str, dict[str, dict[str, float]]]:
     """Score every method's output on every image and draw one :func:`crop_grid` of them all.
 
     Args:
@@ -112,7 +125,7 @@ def compare_images(images: dict, scale: int = 4, *, path: str | Path | None = No
         rows.append({"name": name, "hr": hr, "panels": panels, "captions": captions})
     if table:
         if len(scores) == 1:
-            (name, per_method), = scores.items()
+            ((name, per_method),) = scores.items()
             show_markdown(metrics_table(per_method, label=f"{name}, x{scale}"))
         else:
             methods = list(dict.fromkeys(m for per_method in scores.values() for m in per_method))
@@ -122,8 +135,17 @@ def compare_images(images: dict, scale: int = 4, *, path: str | Path | None = No
     return scores
 
 
-def compare(outputs: dict, hr: np.ndarray, scale: int = 4, *, lr: np.ndarray | None = None, name: str = "image",
-            path: str | Path | None = None, crop: int = 96, table: bool = True) -> dict[str, dict[str, float]]:
+def compare(
+    outputs: dict,
+    hr: np.ndarray,
+    scale: int = 4,
+    *,
+    lr: np.ndarray | None = None,
+    name: str = "image",
+    path: str | Path | None = None,
+    crop: int = 96,
+    table: bool = True,
+) -> dict[str, dict[str, float]]:
     """Compare upscalers on one image: score each output against ``hr``, show the table, draw the crops.
 
     ``outputs`` is ``{method: SR image}`` (same size as ``hr``); ``lr``, when given, is shown
@@ -158,9 +180,11 @@ def plot_history(history, path: str | Path | None = None):
 
         history = read_history(history)
     series = lambda key: ([r["step"] for r in history if key in r], [r[key] for r in history if key in r])
-    panels = [("generator", ["loss_g", "loss_pixel", "loss_perceptual", "loss_adv"], True),
-              ("discriminator", ["loss_d", "d_real", "d_fake"], False),
-              ("validation PSNR-Y (dB)", ["val_psnr"], False)]
+    panels = [
+        ("generator", ["loss_g", "loss_pixel", "loss_perceptual", "loss_adv"], True),
+        ("discriminator", ["loss_d", "d_real", "d_fake"], False),
+        ("validation PSNR-Y (dB)", ["val_psnr"], False),
+    ]
     panels = [(t, [k for k in keys if series(k)[0]], log) for t, keys, log in panels]
     panels = [p for p in panels if p[1]]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
@@ -206,8 +230,14 @@ def _png_base64(img: np.ndarray) -> str:
     return base64.b64encode(png_bytes(img)).decode("ascii")
 
 
-def swipe_html(left: np.ndarray, right: np.ndarray, left_label: str = "before", right_label: str = "after",
-               path: str | Path | None = None, width: int | None = None) -> str:
+def swipe_html(
+    left: np.ndarray,
+    right: np.ndarray,
+    left_label: str = "before",
+    right_label: str = "after",
+    path: str | Path | None = None,
+    width: int | None = None,
+) -> str:
     """A self-contained before/after swipe: inline CSS/JS, images embedded as base64 PNG.
 
     No CDN and no kernel: it works in a saved or CI-executed notebook (``IPython.display.HTML``)
@@ -248,9 +278,11 @@ window.addEventListener("pointerup",function(){{drag=false;}});
 }})();</script>"""
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>srlab swipe: "
-                              f"{html.escape(left_label)} | {html.escape(right_label)}</title></head>"
-                              f"<body style='margin:16px'>{page}</body></html>")
+        Path(path).write_text(
+            f"<!doctype html><html><head><meta charset='utf-8'><title>srlab swipe: "
+            f"{html.escape(left_label)} | {html.escape(right_label)}</title></head>"
+            f"<body style='margin:16px'>{page}</body></html>"
+        )
     return page
 
 
@@ -293,15 +325,28 @@ def architecture_figure(kind: str = "generator", path: str | Path | None = None)
     from matplotlib.patches import FancyBboxPatch
 
     if kind == "generator":
-        blocks = [("LR\n3 x h x w", "#ddd"), ("conv 9x9\n64, PReLU", "#9cf"),
-                  ("B x residual block\nconv-BN-PReLU-conv-BN\n+ skip", "#fc9"), ("conv 3x3, BN\n+ global skip", "#9cf"),
-                  ("conv 3x3 256\nPixelShuffle x2\nPReLU", "#9d9"), ("conv 3x3 256\nPixelShuffle x2\nPReLU", "#9d9"),
-                  ("conv 9x9\n3", "#9cf"), ("SR\n3 x 4h x 4w", "#ddd")]
+        blocks = [
+            ("LR\n3 x h x w", "#ddd"),
+            ("conv 9x9\n64, PReLU", "#9cf"),
+            ("B x residual block\nconv-BN-PReLU-conv-BN\n+ skip", "#fc9"),
+            ("conv 3x3, BN\n+ global skip", "#9cf"),
+            ("conv 3x3 256\nPixelShuffle x2\nPReLU", "#9d9"),
+            ("conv 3x3 256\nPixelShuffle x2\nPReLU", "#9d9"),
+            ("conv 9x9\n3", "#9cf"),
+            ("SR\n3 x 4h x 4w", "#ddd"),
+        ]
         title = "SRGAN generator (SRResNet): B = 16 in the paper, 8 in the student project"
     elif kind == "discriminator":
-        blocks = [("HR or SR\n3 x 96 x 96", "#ddd"), ("conv 64\nLReLU", "#9cf"), ("conv 64 /2\nBN, LReLU", "#fc9"),
-                  ("conv 128\nconv 128 /2\nBN, LReLU", "#fc9"), ("conv 256\nconv 256 /2\nBN, LReLU", "#fc9"),
-                  ("conv 512\nconv 512 /2\nBN, LReLU", "#fc9"), ("dense 1024\nLReLU", "#9d9"), ("dense 1\nlogit", "#f99")]
+        blocks = [
+            ("HR or SR\n3 x 96 x 96", "#ddd"),
+            ("conv 64\nLReLU", "#9cf"),
+            ("conv 64 /2\nBN, LReLU", "#fc9"),
+            ("conv 128\nconv 128 /2\nBN, LReLU", "#fc9"),
+            ("conv 256\nconv 256 /2\nBN, LReLU", "#fc9"),
+            ("conv 512\nconv 512 /2\nBN, LReLU", "#fc9"),
+            ("dense 1024\nLReLU", "#9d9"),
+            ("dense 1\nlogit", "#f99"),
+        ]
         title = "SRGAN discriminator: strided convs instead of pooling; the sigmoid lives in the loss"
     else:
         raise ValueError(f"kind must be 'generator' or 'discriminator', got {kind!r}")

@@ -17,10 +17,10 @@ from __future__ import annotations
 import csv
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import astuple, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable
 
 __all__ = ["COLUMNS", "CHOICES", "Vote", "BadVoteRow", "append_vote", "read_votes", "write_votes", "one_line"]
 
@@ -154,8 +154,17 @@ def _parse_row(fields: list[str]) -> Vote:
         datetime.fromisoformat(rec["time"])
     except ValueError:
         raise ValueError(f"time {rec['time']!r} is not an ISO 8601 date-time (truncated row?)") from None
-    return Vote(rec["rater"], rec["image"], rec["crop"], rec["method_left"], rec["method_right"], rec["choice"],
-                ratings[0], ratings[1], rec["time"])
+    return Vote(
+        rec["rater"],
+        rec["image"],
+        rec["crop"],
+        rec["method_left"],
+        rec["method_right"],
+        rec["choice"],
+        ratings[0],
+        ratings[1],
+        rec["time"],
+    )
 
 
 def _rating(rec: dict[str, str], key: str) -> int | None:

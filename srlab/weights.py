@@ -22,34 +22,48 @@ import re
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from .download import download_file
 from .models import RRDBNet
 
-__all__ = ["PRETRAINED", "cache_dir", "fetch_weights", "read_weights", "detect_layout", "to_basicsr_names",
-           "rrdbnet_from_state_dict", "rrdbnet_from_file_dict"]
+__all__ = [
+    "PRETRAINED",
+    "cache_dir",
+    "fetch_weights",
+    "read_weights",
+    "detect_layout",
+    "to_basicsr_names",
+    "rrdbnet_from_state_dict",
+    "rrdbnet_from_file_dict",
+]
 
 # Published RRDBNet weights. sha256 is the full digest where it is published, else the
 # 8-hex-digit prefix BasicSR puts in its file names (checked as a prefix of the digest).
 PRETRAINED: dict[str, dict] = {
     "realesrgan-x4plus": dict(
         url="https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth",
-        file="RealESRGAN_x4plus.pth", size=67040989,
+        file="RealESRGAN_x4plus.pth",
+        size=67040989,
         sha256="4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1",
         about="Real-ESRGAN x4plus (Wang et al. 2021): trained on synthetic real-world degradations "
-              "(blur, noise, JPEG); the one to use on your own photos"),
+        "(blur, noise, JPEG); the one to use on your own photos",
+    ),
     "esrgan-x4": dict(
-        url="https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.1/"
-            "ESRGAN_SRx4_DF2KOST_official-ff704c30.pth",
-        file="ESRGAN_SRx4_DF2KOST_official-ff704c30.pth", size=None, sha256="ff704c30",
-        about="ESRGAN (Wang et al. 2018), the paper's GAN model, trained on clean bicubic x4 (DF2K+OST)"),
+        url="https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.1/ESRGAN_SRx4_DF2KOST_official-ff704c30.pth",
+        file="ESRGAN_SRx4_DF2KOST_official-ff704c30.pth",
+        size=None,
+        sha256="ff704c30",
+        about="ESRGAN (Wang et al. 2018), the paper's GAN model, trained on clean bicubic x4 (DF2K+OST)",
+    ),
     "esrgan-psnr-x4": dict(
         url="https://drive.usercontent.google.com/download?id=1swaV5iBMFfg-DL6ZyiARztbhutDCWXMM"
-            "&export=download&confirm=t",
-        file="ESRGAN_PSNR_SRx4_DF2K_official-150ff491.pth", size=None, sha256="150ff491",
+        "&export=download&confirm=t",
+        file="ESRGAN_PSNR_SRx4_DF2K_official-150ff491.pth",
+        size=None,
+        sha256="150ff491",
         about="ESRGAN's PSNR-oriented RRDBNet (RRDB_PSNR_x4, L1 loss): the start of the GAN stage and "
-              "the alpha = 0 end of network interpolation"),
+        "the alpha = 0 end of network interpolation",
+    ),
 }
 
 
@@ -58,8 +72,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SRLAB_CACHE") or Path.home() / ".cache" / "srlab" / "weights")
 
 
-def fetch_weights(name: str, cache: str | os.PathLike | None = None, base_url: str | None = None,
-                  progress: bool = True) -> Path:
+def fetch_weights(
+    name: str, cache: str | os.PathLike | None = None, base_url: str | None = None, progress: bool = True
+) -> Path:
     """Download the published weights ``name`` once (resumable, verified) and return the path.
 
     ``base_url``: a mirror holding the same file names (a lab server, or a test's local server).
@@ -83,8 +98,10 @@ def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cp
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"PK\x03\x04" and magic[:1] != b"\x80":  # torch.save's zip, or a legacy pickle
-        raise ValueError(f"{path} is not a readable PyTorch weight file (it starts with {magic!r}: an HTML "
-                         f"error page or a cut-off download? Delete it and download it again)")
+        raise ValueError(
+            f"{path} is not a readable PyTorch weight file (it starts with {magic!r}: an HTML "
+            f"error page or a cut-off download? Delete it and download it again)"
+        )
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -92,10 +109,13 @@ def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cp
             f"{path} needs arbitrary unpickling (it stores Python objects, not just tensors), which "
             f"could run code on load, so srlab refuses it. If you trust its source, load it yourself "
             f"and save only the state dict: torch.save(model.state_dict(), 'weights.pth'). "
-            f"({err.__class__.__name__}: {str(err).splitlines()[0]})") from None
+            f"({err.__class__.__name__}: {str(err).splitlines()[0]})"
+        ) from None
     except Exception as err:  # not a torch file at all: an HTML error page, a truncated download
-        raise ValueError(f"{path} is not a readable PyTorch weight file "
-                         f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        raise ValueError(
+            f"{path} is not a readable PyTorch weight file "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
     if not isinstance(obj, dict):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict")
     return obj
@@ -153,8 +173,14 @@ def _rename_2018(state: dict) -> dict[str, torch.Tensor]:
     """
     blocks = {int(m[1]) for k in state if (m := re.match(r"model\.1\.sub\.(\d+)\.RDB", k))}
     n = len(blocks)
-    top = {"model.0": "conv_first", f"model.1.sub.{n}": "conv_body", "model.3": "conv_up1",
-           "model.6": "conv_up2", "model.8": "conv_hr", "model.10": "conv_last"}
+    top = {
+        "model.0": "conv_first",
+        f"model.1.sub.{n}": "conv_body",
+        "model.3": "conv_up1",
+        "model.6": "conv_up2",
+        "model.8": "conv_hr",
+        "model.10": "conv_last",
+    }
     out = {}
     for key, value in state.items():
         m = re.fullmatch(r"model\.1\.sub\.(\d+)\.RDB(\d)\.(conv\d)\.0\.(weight|bias)", key)
@@ -164,8 +190,9 @@ def _rename_2018(state: dict) -> dict[str, torch.Tensor]:
         elif prefix in top:
             out[f"{top[prefix]}.{kind}"] = value
         else:
-            raise ValueError(f"unexpected key {key!r} in a 2018 ESRGAN file: only x4 models "
-                             f"(two upsampling stages) are supported")
+            raise ValueError(
+                f"unexpected key {key!r} in a 2018 ESRGAN file: only x4 models (two upsampling stages) are supported"
+            )
     return out
 
 
@@ -175,15 +202,23 @@ def rrdbnet_from_state_dict(state: dict[str, torch.Tensor]) -> RRDBNet:
     out_ch, folded_in = last.shape[0], first.shape[1]
     scale = {1: 4, 4: 2, 16: 1}.get(folded_in // out_ch)  # pixel_unshuffle folds 4x or 16x channels
     if scale is None or folded_in % out_ch:
-        raise ValueError(f"conv_first takes {folded_in} channels for {out_ch} output channels: "
-                         f"not an x4, x2 or x1 RRDBNet")
+        raise ValueError(
+            f"conv_first takes {folded_in} channels for {out_ch} output channels: not an x4, x2 or x1 RRDBNet"
+        )
     extra = sorted(k for k in state if k.startswith("conv_up") and k[7] not in "12")
     if extra:
-        raise ValueError(f"this RRDBNet has extra upsampling layers ({extra[0]}, ...): only x4, x2 "
-                         f"and x1 are supported")
+        raise ValueError(
+            f"this RRDBNet has extra upsampling layers ({extra[0]}, ...): only x4, x2 and x1 are supported"
+        )
     num_block = len({k.split(".")[1] for k in state if k.startswith("body.")})
-    model = RRDBNet(num_in_ch=out_ch, num_out_ch=out_ch, num_feat=first.shape[0], num_block=num_block,
-                    num_grow_ch=state["body.0.rdb1.conv1.weight"].shape[0], scale=scale)
+    model = RRDBNet(
+        num_in_ch=out_ch,
+        num_out_ch=out_ch,
+        num_feat=first.shape[0],
+        num_block=num_block,
+        num_grow_ch=state["body.0.rdb1.conv1.weight"].shape[0],
+        scale=scale,
+    )
     model.load_state_dict(state, strict=True)
     return model
 

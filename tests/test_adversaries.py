@@ -15,8 +15,15 @@ def smoke(stage, **overrides):
 
 
 def test_wgan_gp_trains_and_drives_the_interpolate_gradient_norm_towards_one(tmp_path):
-    cfg = smoke("esrgan", adversarial="wgan-gp", steps=40, val_every=1000, ckpt_every=1000,
-                perceptual_weight=0.0, generator={**make_config("esrgan", "smoke").generator})
+    cfg = smoke(
+        "esrgan",
+        adversarial="wgan-gp",
+        steps=40,
+        val_every=1000,
+        ckpt_every=1000,
+        perceptual_weight=0.0,
+        generator={**make_config("esrgan", "smoke").generator},
+    )
     summary = train(cfg, tmp_path, progress=False)
     assert summary["step"] == 40
     history = [r for r in read_history(tmp_path / "history.jsonl") if "grad_norm" in r]

@@ -7,11 +7,32 @@ from srlab.bench import MODES, _stage_config, main
 
 def test_bench_train_reports_every_mode_consistently(tmp_path):
     out = tmp_path / "train.json"
-    assert main(["train", "--preset", "smoke", "--stages", "srresnet", "esrgan", "--batch-size", "2",
-                 "--hr-size", "32", "--warmup", "0", "--steps", "1", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "smoke",
+                "--stages",
+                "srresnet",
+                "esrgan",
+                "--batch-size",
+                "2",
+                "--hr-size",
+                "32",
+                "--warmup",
+                "0",
+                "--steps",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert set(report["results"]) == {"srresnet", "esrgan"}
-    for stage, modes in report["results"].items():
+    for modes in report["results"].values():
         assert set(modes) == set(MODES)
         for r in modes.values():
             assert r["samples_per_s"] == pytest.approx(2 * r["steps_per_s"])
@@ -34,8 +55,24 @@ def test_bench_data_reports_both_loaders_and_their_ratio(tmp_path):
     for k in range(2):
         write_image(tmp_path / "hr" / f"{k}.png", rng.integers(0, 256, (500, 520, 3), dtype=np.uint8))
     out = tmp_path / "data.json"
-    assert main(["data", "--hr", str(tmp_path / "hr"), "--sizes", "32", "--batches", "2",
-                 "--naive-batches", "1", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "--hr",
+                str(tmp_path / "hr"),
+                "--sizes",
+                "32",
+                "--batches",
+                "2",
+                "--naive-batches",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     fast, naive = report["patches_per_s"]["32"], report["naive_patches_per_s"]["32"]
     assert fast > 0 and naive > 0 and report["speedup"]["32"] == pytest.approx(fast / naive)
@@ -43,8 +80,29 @@ def test_bench_data_reports_both_loaders_and_their_ratio(tmp_path):
 
 def test_bench_infer_reports_time_per_megapixel_and_peak_memory(tmp_path):
     out = tmp_path / "infer.json"
-    assert main(["infer", "--model", "srresnet", "--blocks", "1", "--sizes", "96", "128", "--tile", "16",
-                 "--overlap", "4", "--device", "cpu", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "infer",
+                "--model",
+                "srresnet",
+                "--blocks",
+                "1",
+                "--sizes",
+                "96",
+                "128",
+                "--tile",
+                "16",
+                "--overlap",
+                "4",
+                "--device",
+                "cpu",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     for size in (96, 128):
         row = report["results"][str(size)]
@@ -57,5 +115,6 @@ def test_bench_infer_reports_time_per_megapixel_and_peak_memory(tmp_path):
         # 64 feature maps of 512 x 512 floats (64 MiB) untiled, against 96 x 96 ones per tile
         assert row["untiled"]["peak_mib"] > 32 > row["tiled"]["peak_mib"]
     growth = report["peak_growth"]["untiled"]
-    assert growth == pytest.approx(report["results"]["128"]["untiled"]["peak_mib"]
-                                   / report["results"]["96"]["untiled"]["peak_mib"])
+    assert growth == pytest.approx(
+        report["results"]["128"]["untiled"]["peak_mib"] / report["results"]["96"]["untiled"]["peak_mib"]
+    )

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import benchmark_dir
 from PIL import Image
 
-from conftest import benchmark_dir
 from srlab.data import ImageFolderDataset, PatchDataset, PatchStore, _positions, extract_patches, to_rgb8
 from srlab.images import write_image
 from srlab.resize import imresize
@@ -30,11 +30,13 @@ def hr_folder(tmp_path):
     """Five images of mixed kinds, one unreadable, one too small."""
     rng = np.random.default_rng(0)
     folder = tmp_path / "hr"
-    imgs = {"a.png": rng.integers(0, 256, (70, 90, 3), dtype=np.uint8),
-            "b.png": rng.integers(0, 256, (64, 64), dtype=np.uint8),  # gray
-            "c.png": rng.integers(0, 65536, (66, 80, 3), dtype=np.uint16),  # 16 bit
-            "d.png": rng.integers(0, 256, (72, 72, 4), dtype=np.uint8),  # RGBA
-            "e.png": rng.integers(0, 256, (20, 90, 3), dtype=np.uint8)}  # smaller than the patch
+    imgs = {
+        "a.png": rng.integers(0, 256, (70, 90, 3), dtype=np.uint8),
+        "b.png": rng.integers(0, 256, (64, 64), dtype=np.uint8),  # gray
+        "c.png": rng.integers(0, 65536, (66, 80, 3), dtype=np.uint16),  # 16 bit
+        "d.png": rng.integers(0, 256, (72, 72, 4), dtype=np.uint8),  # RGBA
+        "e.png": rng.integers(0, 256, (20, 90, 3), dtype=np.uint8),
+    }  # smaller than the patch
     for name, img in imgs.items():
         write_image(folder / name, img)
     (folder / "f.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(50))
@@ -53,10 +55,16 @@ def test_extract_patches_stores_the_decoded_sub_images(hr_folder, tmp_path):
     with pytest.warns(UserWarning, match=r"skipped 2 images: e.png \(20x90 is smaller than 32\); f.png"):
         store_dir = extract_patches(folder, tmp_path / "store", size=32, stride=32, workers=1, progress=False)
     store = PatchStore(store_dir)
-    index = [entry for k in range(len(store.shards))
-             for entry in json.loads((store_dir / f"shard_{k:05d}.json").read_text())["patches"]]
-    expected_count = sum(len(_positions(im.shape[0], 32, 32, 4)) * len(_positions(im.shape[1], 32, 32, 4))
-                         for n, im in imgs.items() if n != "e.png")
+    index = [
+        entry
+        for k in range(len(store.shards))
+        for entry in json.loads((store_dir / f"shard_{k:05d}.json").read_text())["patches"]
+    ]
+    expected_count = sum(
+        len(_positions(im.shape[0], 32, 32, 4)) * len(_positions(im.shape[1], 32, 32, 4))
+        for n, im in imgs.items()
+        if n != "e.png"
+    )
     assert len(store) == len(index) == expected_count
     imgs = {**imgs, "folder": folder}
     for i, (name, top, left) in enumerate(index):
@@ -71,11 +79,13 @@ def test_extract_patches_stores_the_decoded_sub_images(hr_folder, tmp_path):
 def test_parallel_and_resumed_extraction_give_the_same_store(hr_folder, tmp_path):
     folder, _ = hr_folder
     with pytest.warns(UserWarning):
-        one = PatchStore(extract_patches(folder, tmp_path / "one", size=32, stride=16, workers=1,
-                                         images_per_shard=1, progress=False))
+        one = PatchStore(
+            extract_patches(folder, tmp_path / "one", size=32, stride=16, workers=1, images_per_shard=1, progress=False)
+        )
     with pytest.warns(UserWarning):
-        two = extract_patches(folder, tmp_path / "two", size=32, stride=16, workers=2, images_per_shard=1,
-                              progress=False)
+        two = extract_patches(
+            folder, tmp_path / "two", size=32, stride=16, workers=2, images_per_shard=1, progress=False
+        )
     # simulate a run cut off during shard 2: its JSON (the commit mark) and the index are missing
     (two / "shard_00002.json").unlink()
     (two / "index.json").unlink()
@@ -113,8 +123,9 @@ def test_patch_dataset_reads_precomputed_lr_aligned_with_hr(tmp_path):
     hr = np.clip(hr.astype(int) + rng.integers(0, 3, hr.shape), 0, 255).astype(np.uint8)
     write_image(tmp_path / "hr" / "x.png", hr)
     write_image(tmp_path / "lr" / "x.png", imresize(hr, 1 / 4))
-    store = extract_patches(tmp_path / "hr", tmp_path / "store", size=64, stride=32, lr_dir=tmp_path / "lr",
-                            workers=1, progress=False)
+    store = extract_patches(
+        tmp_path / "hr", tmp_path / "store", size=64, stride=32, lr_dir=tmp_path / "lr", workers=1, progress=False
+    )
     ds = PatchDataset(store, hr_size=48, scale=4, degradation=None, augment=False, seed=0)
     for i in range(len(ds)):
         lr_t, hr_t = ds[i]
@@ -208,8 +219,7 @@ def test_random_patches_usm_batches_are_reproducible_and_split_across_ranks(degr
     from srlab.data import RandomPatches, embedded_images
 
     images = list(embedded_images(("astronaut", "coffee")).values())
-    patches = RandomPatches(images, hr_size=32, scale=4, batch_size=6, seed=3, degradation=degradation,
-                            usm_target=True)
+    patches = RandomPatches(images, hr_size=32, scale=4, batch_size=6, seed=3, degradation=degradation, usm_target=True)
     whole = patches.batch(7)
     assert len(whole) == 3
     _assert_same_batches(patches.batch(7), whole)
@@ -243,8 +253,9 @@ def test_patch_dataset_usm_target_keeps_the_stored_lr(tmp_path):
     hr = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     write_image(tmp_path / "hr" / "x.png", hr)
     write_image(tmp_path / "lr" / "x.png", imresize(hr, 1 / 4))
-    store = extract_patches(tmp_path / "hr", tmp_path / "store", size=64, stride=64, lr_dir=tmp_path / "lr",
-                            workers=1, progress=False)
+    store = extract_patches(
+        tmp_path / "hr", tmp_path / "store", size=64, stride=64, lr_dir=tmp_path / "lr", workers=1, progress=False
+    )
     plain = PatchDataset(store, hr_size=48, scale=4, degradation=None, seed=0)
     sharp = PatchDataset(store, hr_size=48, scale=4, degradation=None, seed=0, usm_target=True)
     lr, hr_t = plain[0]

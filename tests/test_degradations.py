@@ -7,13 +7,27 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
+from conftest import benchmark_dir
 from scipy import ndimage
 
-from conftest import benchmark_dir
 from srlab.degradations import (
-    DEGRADATIONS, RealESRGANOptions, StageOptions, add_gaussian_noise, add_poisson_noise, bicubic,
-    blur_bicubic, degrade, gaussian_blur, gaussian_kernel, generalized_gaussian_kernel,
-    jpeg_compress, plateau_kernel, random_kernel, random_resize, realesrgan, sinc_kernel,
+    DEGRADATIONS,
+    RealESRGANOptions,
+    StageOptions,
+    add_gaussian_noise,
+    add_poisson_noise,
+    bicubic,
+    blur_bicubic,
+    degrade,
+    gaussian_blur,
+    gaussian_kernel,
+    generalized_gaussian_kernel,
+    jpeg_compress,
+    plateau_kernel,
+    random_kernel,
+    random_resize,
+    realesrgan,
+    sinc_kernel,
     usm_sharpen,
 )
 from srlab.images import read_image
@@ -68,8 +82,7 @@ def test_bicubic_rejects_sizes_not_multiple_of_scale(photo):
 
 def test_gaussian_blur_is_scipy_gaussian_with_3_sigma_support(photo):
     # scipy: radius int(3 * 1.5 + 0.5) = 5 taps each side, half-sample mirror border.
-    ref = ndimage.gaussian_filter(photo.astype(np.float64), sigma=(1.5, 1.5, 0), truncate=3.0,
-                                  mode="reflect")
+    ref = ndimage.gaussian_filter(photo.astype(np.float64), sigma=(1.5, 1.5, 0), truncate=3.0, mode="reflect")
     x = photo.astype(np.float32) / 255
     np.testing.assert_allclose(gaussian_blur(x, 1.5), ref / 255, atol=1e-6)
     # uint8: the same values rounded; an exact .5 in one implementation can come out as
@@ -99,8 +112,11 @@ def test_gaussian_blur_matches_pil_gaussianblur_radius_1_5(photo):
 
 
 def test_blur_bicubic_is_bicubic_of_the_blurred_image(photo):
-    ref_blur = np.clip(np.rint(ndimage.gaussian_filter(
-        photo.astype(np.float64), sigma=(1.5, 1.5, 0), truncate=3.0, mode="reflect")), 0, 255)
+    ref_blur = np.clip(
+        np.rint(ndimage.gaussian_filter(photo.astype(np.float64), sigma=(1.5, 1.5, 0), truncate=3.0, mode="reflect")),
+        0,
+        255,
+    )
     out = blur_bicubic(photo)
     assert out.shape == (24, 32, 3) and out.dtype == np.uint8
     np.testing.assert_array_equal(out, imresize(ref_blur.astype(np.uint8), 1 / 4))
@@ -135,8 +151,7 @@ def test_usm_kernel_is_opencvs_default_sigma_for_51_taps():
     # sigma=0 in the reference means "derive it from the width": a Gaussian of sigma 8.
     taps = np.arange(51) - 25
     gauss = np.exp(-(taps**2) / (2 * USM_SIGMA**2))
-    np.testing.assert_allclose(cv2.getGaussianKernel(51, 0, cv2.CV_64F).ravel(), gauss / gauss.sum(),
-                               atol=1e-15)
+    np.testing.assert_allclose(cv2.getGaussianKernel(51, 0, cv2.CV_64F).ravel(), gauss / gauss.sum(), atol=1e-15)
 
 
 def test_usm_sharpen_float_is_the_hand_computation(photo):
@@ -240,8 +255,7 @@ def test_generalized_and_plateau_kernels():
     for beta in (0.5, 4.0):
         # Closed form exp(-(r / sigma)^(2 beta) / 2), normalised.
         ref = np.exp(-0.5 * r2**beta)
-        np.testing.assert_allclose(generalized_gaussian_kernel(21, 2.0, beta=beta), ref / ref.sum(),
-                                   atol=1e-12)
+        np.testing.assert_allclose(generalized_gaussian_kernel(21, 2.0, beta=beta), ref / ref.sum(), atol=1e-12)
     # beta < 1: heavier tails than the Gaussian (relative to the peak); beta > 1: lighter.
     tail = lambda k: k[10, 16] / k[10, 10]  # 3 sigma out
     gauss = gaussian_kernel(21, 2.0)
@@ -270,6 +284,7 @@ def test_sinc_kernel_is_a_normalised_symmetric_lowpass():
     # Away from the centre it follows the Airy-type profile c J1(c r) / (2 pi r), up to the
     # normalisation: check the ratio of two taps against scipy's J1.
     from scipy.special import j1
+
     ratio = k[10, 13] / k[10, 11]
     assert ratio == pytest.approx((j1(3 * cutoff) / 3) / j1(cutoff), rel=1e-9)
     spec = np.abs(np.fft.fft2(k, s=(256, 256)))
@@ -420,9 +435,17 @@ def test_realesrgan_options_hold_the_paper_defaults():
 
 def test_realesrgan_without_randomness_reduces_to_blur_resize_jpeg(photo):
     # Degenerate ranges pin every draw, so the result can be rebuilt step by step by hand.
-    stage = StageOptions(kernel_types=("iso",), kernel_probs=(1.0,), kernel_sizes=(7,),
-                         blur_sigma=(1.0, 1.0), sinc_prob=0.0, resize_probs=(0, 0, 1),
-                         gaussian_noise_prob=1.0, noise_range=(0.0, 0.0), jpeg_range=(90, 90))
+    stage = StageOptions(
+        kernel_types=("iso",),
+        kernel_probs=(1.0,),
+        kernel_sizes=(7,),
+        blur_sigma=(1.0, 1.0),
+        sinc_prob=0.0,
+        resize_probs=(0, 0, 1),
+        gaussian_noise_prob=1.0,
+        noise_range=(0.0, 0.0),
+        jpeg_range=(90, 90),
+    )
     opts = RealESRGANOptions(stage1=stage, stage2=replace(stage, blur_prob=0.0), final_sinc_prob=0.0)
     out = realesrgan(photo, rng=0, opts=opts)
     x = photo.astype(np.float32) / 255

@@ -36,11 +36,22 @@ def _smoke(stage, **overrides):
 
 def _torchrun(nproc: int, *args: str) -> str:
     """``torchrun --nproc-per-node=nproc -m srlab ...`` on 127.0.0.1; killed (all of it) on timeout."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc-per-node={nproc}",
-           "--master-addr=127.0.0.1", f"--master-port={_free_port()}", "-m", "srlab", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        f"--nproc-per-node={nproc}",
+        "--master-addr=127.0.0.1",
+        f"--master-port={_free_port()}",
+        "-m",
+        "srlab",
+        *args,
+    ]
     env = {**LOOPBACK, **os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         out, _ = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -58,7 +69,7 @@ def _checkpoint(path):
 def _assert_close(a, b, atol=1e-5):
     assert a.keys() == b.keys()
     for k in a:
-        torch.testing.assert_close(a[k].float(), b[k].float(), atol=atol, rtol=0, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(a[k].float(), b[k].float(), atol=atol, rtol=0, msg=lambda m, k=k: f"{k}: {m}")
 
 
 def _assert_discriminators_agree(a, b, lr, steps):
@@ -94,8 +105,9 @@ def test_the_ranks_slices_are_the_one_process_batch(tmp_path):
         for i in (0, 1):  # lr, hr
             assert parts[0][i].shape[0] == 2
             torch.testing.assert_close(torch.cat([p[i] for p in parts]), whole[i], atol=0, rtol=0)
-    extract_patches(_write_images(tmp_path / "hr", images), tmp_path / "store", size=64, stride=64, workers=1,
-                    progress=False)
+    extract_patches(
+        _write_images(tmp_path / "hr", images), tmp_path / "store", size=64, stride=64, workers=1, progress=False
+    )
     store = StorePatches(tmp_path / "store", hr_size=32, scale=4, batch_size=4, seed=1)
     whole, parts = store.batch(2), [store.batch(2, rank, 2) for rank in range(2)]
     torch.testing.assert_close(torch.cat([p[1] for p in parts]), whole[1], atol=0, rtol=0)
@@ -128,8 +140,23 @@ def test_two_processes_train_the_same_weights_as_one(stage, steps, batch, tmp_pa
     rank, where per-rank statistics or means would be furthest off.
     """
     ref = train(_smoke(stage, steps=steps, batch_size=batch), tmp_path / "one", device="cpu", progress=False)
-    out = _torchrun(2, "train", stage, "--preset", "smoke", "--steps", str(steps), "--batch-size", str(batch),
-                    "--init", "none", "--device", "cpu", "--out", str(tmp_path / "two"))
+    out = _torchrun(
+        2,
+        "train",
+        stage,
+        "--preset",
+        "smoke",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        str(batch),
+        "--init",
+        "none",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "two"),
+    )
     assert out.count("RANDOM VGG-19") == (stage == "esrgan")  # rank 0 alone speaks
     assert out.count(f"{stage}:   0%") == 1  # one progress bar: rank 0's
     one, two = _checkpoint(tmp_path / "one" / "last.pt"), _checkpoint(tmp_path / "two" / "last.pt")
@@ -140,12 +167,17 @@ def test_two_processes_train_the_same_weights_as_one(stage, steps, batch, tmp_pa
     if stage == "esrgan":
         _assert_discriminators_agree(one["discriminator"], two["discriminator"], lr=_smoke(stage).lr_d, steps=steps)
     # rank 0 logs once per step; the logged losses are means over the global batch
-    hist_one, hist_two = read_history(tmp_path / "one" / "history.jsonl"), read_history(tmp_path / "two" / "history.jsonl")
+    hist_one, hist_two = (
+        read_history(tmp_path / "one" / "history.jsonl"),
+        read_history(tmp_path / "two" / "history.jsonl"),
+    )
     assert [r["step"] for r in hist_two] == [r["step"] for r in hist_one]
     for r1, r2 in zip(hist_one, hist_two):
         for key in set(r1) - {"time", "step"}:
             assert r2[key] == pytest.approx(r1[key], rel=1e-4, abs=1e-6), key
-    assert len(list((tmp_path / "two" / "samples").glob("*.png"))) == len(list((tmp_path / "one" / "samples").glob("*.png")))
+    assert len(list((tmp_path / "two" / "samples").glob("*.png"))) == len(
+        list((tmp_path / "one" / "samples").glob("*.png"))
+    )
     assert ref["best_psnr"] == pytest.approx(_checkpoint(tmp_path / "two" / "best.pt")["best_psnr"], abs=1e-3)
 
 
@@ -154,8 +186,14 @@ def test_two_processes_train_the_same_weights_as_one(stage, steps, batch, tmp_pa
 
 def _worker(rank, world, port, cfg, out, kill_at):
     """One rank, set up the way torchrun sets it up (environment variables)."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world), **{k: os.environ.get(k, v) for k, v in LOOPBACK.items()})
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        **{k: os.environ.get(k, v) for k, v in LOOPBACK.items()},
+    )
     torch.set_num_threads(1)
     if kill_at is not None and rank == 1:
         real = Trainer.train_step
@@ -171,8 +209,9 @@ def _worker(rank, world, port, cfg, out, kill_at):
 
 def _spawn(world, cfg, out, kill_at=None):
     """Run ``train`` in ``world`` spawned processes; returns the exception of the first that failed, if any."""
-    procs = mp.start_processes(_worker, args=(world, _free_port(), cfg, str(out), kill_at), nprocs=world,
-                               join=False, start_method="spawn")
+    procs = mp.start_processes(
+        _worker, args=(world, _free_port(), cfg, str(out), kill_at), nprocs=world, join=False, start_method="spawn"
+    )
     try:
         for _ in range(TIMEOUT):
             if procs.join(timeout=1):
@@ -227,6 +266,24 @@ def test_the_train_command_passes_no_sync_bn_to_the_config(tmp_path):
 
     for flag, expected in (([], True), (["--no-sync-bn"], False)):
         out = tmp_path / str(expected)
-        assert main(["train", "srresnet", "--preset", "smoke", "--steps", "1", "--init", "none", "--device", "cpu",
-                     "--out", str(out), *flag]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "srresnet",
+                    "--preset",
+                    "smoke",
+                    "--steps",
+                    "1",
+                    "--init",
+                    "none",
+                    "--device",
+                    "cpu",
+                    "--out",
+                    str(out),
+                    *flag,
+                ]
+            )
+            == 0
+        )
         assert _checkpoint(out / "last.pt")["config"]["sync_bn"] is expected

@@ -1,8 +1,8 @@
 """srlab.download against an in-process HTTP server on 127.0.0.1 (no internet needed).
 
-The server (the ``server`` fixture in conftest.py) serves files from a temporary folder, answers ``Range: bytes=N-`` with 206,
-and has two misbehaving modes: "cut" sends half the body then closes the connection (a
-dropped download), "ignore_range" answers every request with the whole file (200).
+The server (the ``server`` fixture in conftest.py) serves files from a temporary folder,
+answers ``Range: bytes=N-`` with 206, and has two misbehaving modes: "cut" sends half the
+body then closes the connection (a dropped download), "ignore_range" answers every request with the whole file (200).
 """
 
 import hashlib
@@ -14,14 +14,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import serve
 from PIL import Image
 
 from srlab import download
-from srlab.download import (DATASETS, CorruptArchiveError, DownloadError, UnsafeArchiveError, dataset_urls,
-                            download_dataset, download_file, extract_archive)
+from srlab.download import (
+    DATASETS,
+    CorruptArchiveError,
+    DownloadError,
+    UnsafeArchiveError,
+    dataset_urls,
+    download_dataset,
+    download_file,
+    extract_archive,
+)
 from srlab.images import list_images, read_image
-
-from conftest import serve
 
 # ---------------------------------------------------------------- test data
 
@@ -178,11 +185,13 @@ def _corrupt_archives(tmp_path) -> list[Path]:
     good_zip, good_tgz, good_tar = make_zip(files), make_tar(files, "w:gz"), make_tar(files)
     with tarfile.open(fileobj=io.BytesIO(good_tar)) as tf:
         cut = tf.getmembers()[-1].offset_data + 10  # inside the last file's data
-    return [write(tmp_path / "random.zip", np.random.default_rng(4).bytes(5000)),
-            write(tmp_path / "random.tar.gz", np.random.default_rng(5).bytes(5000)),
-            write(tmp_path / "half.zip", good_zip[: len(good_zip) // 2]),
-            write(tmp_path / "half.tgz", good_tgz[: len(good_tgz) // 2]),
-            write(tmp_path / "cut.tar", good_tar[:cut])]
+    return [
+        write(tmp_path / "random.zip", np.random.default_rng(4).bytes(5000)),
+        write(tmp_path / "random.tar.gz", np.random.default_rng(5).bytes(5000)),
+        write(tmp_path / "half.zip", good_zip[: len(good_zip) // 2]),
+        write(tmp_path / "half.tgz", good_tgz[: len(good_tgz) // 2]),
+        write(tmp_path / "cut.tar", good_tar[:cut]),
+    ]
 
 
 def test_corrupt_archive_leaves_nothing_behind(tmp_path):
@@ -222,11 +231,14 @@ def test_path_traversal_is_refused_before_writing_anything(tmp_path, kind, evil)
     assert not dest.exists() and leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("name, kind, target", [
-    ("pics/up", tarfile.SYMTYPE, "../../evil.txt"),
-    ("pics/etc", tarfile.SYMTYPE, "/etc"),
-    ("pics/hard", tarfile.LNKTYPE, "../evil.txt"),
-])
+@pytest.mark.parametrize(
+    "name, kind, target",
+    [
+        ("pics/up", tarfile.SYMTYPE, "../../evil.txt"),
+        ("pics/etc", tarfile.SYMTYPE, "/etc"),
+        ("pics/hard", tarfile.LNKTYPE, "../evil.txt"),
+    ],
+)
 def test_links_leaving_the_folder_are_refused(tmp_path, name, kind, target):
     files = {"pics/a.png": b"data"}
     archive = write(tmp_path / "links.tar", make_tar(files, links={name: (kind, target)}))
@@ -254,8 +266,9 @@ def test_links_inside_the_folder_are_extracted(tmp_path):
 
 
 @pytest.mark.parametrize("use_filter", [True, False], ids=["data_filter", "by_hand"])
-@pytest.mark.parametrize("name, kind, target", [("pics/null", tarfile.CHRTYPE, ""),
-                                                ("pics/etc", tarfile.SYMTYPE, "/etc")])
+@pytest.mark.parametrize(
+    "name, kind, target", [("pics/null", tarfile.CHRTYPE, ""), ("pics/etc", tarfile.SYMTYPE, "/etc")]
+)
 def test_tar_members_meet_the_data_filter_where_python_has_it(tmp_path, monkeypatch, use_filter, name, kind, target):
     if use_filter and not hasattr(tarfile, "data_filter"):
         pytest.skip("this Python's tarfile has no data filter (it came with 3.12, 3.11.4 and 3.10.12)")
@@ -350,7 +363,9 @@ def test_dataset_table_is_consistent():
 
 def test_base_url_keeps_the_file_names():
     assert dataset_urls("div2k", base_url="http://127.0.0.1:1/mirror/", include_lr=True) == [
-        "http://127.0.0.1:1/mirror/DIV2K_train_HR.zip", "http://127.0.0.1:1/mirror/DIV2K_valid_HR.zip",
+        "http://127.0.0.1:1/mirror/DIV2K_train_HR.zip",
+        "http://127.0.0.1:1/mirror/DIV2K_valid_HR.zip",
         "http://127.0.0.1:1/mirror/DIV2K_train_LR_bicubic_X4.zip",
-        "http://127.0.0.1:1/mirror/DIV2K_valid_LR_bicubic_X4.zip"]
+        "http://127.0.0.1:1/mirror/DIV2K_valid_LR_bicubic_X4.zip",
+    ]
     assert dataset_urls("set5") == dataset_urls("urban100") == ["https://cv.snu.ac.kr/research/EDSR/benchmark.tar"]

@@ -4,10 +4,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import benchmark_dir
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio
 
-from conftest import benchmark_dir
 from srlab.cli import main
 from srlab.evaluate import evaluate_folder, upscale_classical
 from srlab.images import write_image
@@ -29,8 +29,10 @@ def test_bicubic_x4_reproduces_published_numbers(benchmark):
 def test_cli_with_matlab_lr_folder_writes_json(tmp_path, capsys):
     hr, lr = benchmark_dir("Set5", "HR"), benchmark_dir("Set5", "LRx4")
     out = tmp_path / "set5.json"
-    assert main(["evaluate", "--hr", str(hr), "--lr", str(lr), "--scale", "4", "--model", "bicubic",
-                 "--json", str(out)]) == 0
+    assert (
+        main(["evaluate", "--hr", str(hr), "--lr", str(lr), "--scale", "4", "--model", "bicubic", "--json", str(out)])
+        == 0
+    )
     report = json.loads(out.read_text())
     assert [r["name"] for r in report["images"]] == ["baby.png", "bird.png", "butterfly.png", "head.png", "woman.png"]
     assert 28.42 <= report["mean"]["psnr_y"] <= 28.44
@@ -40,8 +42,9 @@ def test_cli_with_matlab_lr_folder_writes_json(tmp_path, capsys):
 
 def _skimage_psnr_y(sr, hr, border):
     y = lambda img: rgb2ycbcr(img / 255.0)[..., 0] if img.ndim == 3 else img.astype(np.float64)
-    return peak_signal_noise_ratio(y(hr)[border:-border, border:-border], y(sr)[border:-border, border:-border],
-                                   data_range=255)
+    return peak_signal_noise_ratio(
+        y(hr)[border:-border, border:-border], y(sr)[border:-border, border:-border], data_range=255
+    )
 
 
 @pytest.fixture
@@ -104,8 +107,12 @@ def test_cli_errors_are_clear(tmp_path, capsys):
 
 def test_module_entry_point_runs(messy_folder):
     folder, _ = messy_folder
-    proc = subprocess.run([sys.executable, "-m", "srlab", "evaluate", "--hr", str(folder), "--scale", "2"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "srlab", "evaluate", "--hr", str(folder), "--scale", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "warning: skipped 2 of 6 images" in proc.stderr
     assert proc.stdout.count(".png") == 4
@@ -123,9 +130,11 @@ def _parse_markdown(table: str) -> list[list[str]]:
 def test_metrics_table_formats_and_bolds_the_best_of_each_column():
     from srlab.evaluate import metrics_table
 
-    rows = {"bicubic": {"psnr_y": 28.4251, "ssim_y": 0.81036, "lpips": 0.34},
-            "SRGAN": {"psnr_y": 26.0, "ssim_y": 0.7, "lpips": 0.12},
-            "twin": {"psnr_y": 28.4249, "ssim_y": 0.5}}  # equal to bicubic at 2 decimals; no LPIPS
+    rows = {
+        "bicubic": {"psnr_y": 28.4251, "ssim_y": 0.81036, "lpips": 0.34},
+        "SRGAN": {"psnr_y": 26.0, "ssim_y": 0.7, "lpips": 0.12},
+        "twin": {"psnr_y": 28.4249, "ssim_y": 0.5},
+    }  # equal to bicubic at 2 decimals; no LPIPS
     table = _parse_markdown(metrics_table(rows, ("psnr_y", "ssim_y", "lpips"), label="x4 method"))
     assert table[0] == ["x4 method", "PSNR-Y (dB)", "SSIM-Y", "LPIPS"]
     assert table[1] == ["bicubic", "**28.43**", "**0.8104**", "0.340"]
@@ -136,12 +145,16 @@ def test_metrics_table_formats_and_bolds_the_best_of_each_column():
 def test_metrics_table_groups_put_one_column_per_test_set():
     from srlab.evaluate import metrics_table
 
-    rows = {"bicubic": {"Set5": {"psnr_y": 28.43, "ssim_y": 0.8111}, "Set14": {"psnr_y": 26.0, "ssim_y": 0.7029}},
-            "RRDB": {"Set5": {"psnr_y": 30.56, "ssim_y": 0.8658}}}
+    rows = {
+        "bicubic": {"Set5": {"psnr_y": 28.43, "ssim_y": 0.8111}, "Set14": {"psnr_y": 26.0, "ssim_y": 0.7029}},
+        "RRDB": {"Set5": {"psnr_y": 30.56, "ssim_y": 0.8658}},
+    }
     table = _parse_markdown(metrics_table(rows, ("psnr_y", "ssim_y"), label="x4", groups=["Set5", "Set14"], bold=False))
-    assert table == [["x4, PSNR-Y (dB) / SSIM-Y", "Set5", "Set14"],
-                     ["bicubic", "28.43 / 0.8111", "26.00 / 0.7029"],
-                     ["RRDB", "30.56 / 0.8658", "– / –"]]
+    assert table == [
+        ["x4, PSNR-Y (dB) / SSIM-Y", "Set5", "Set14"],
+        ["bicubic", "28.43 / 0.8111", "26.00 / 0.7029"],
+        ["RRDB", "30.56 / 0.8658", "– / –"],
+    ]
 
 
 def test_format_table_is_the_markdown_table_of_a_report(photo):

@@ -31,8 +31,12 @@ def test_corrupt_truncated_and_empty_files_raise_clear_errors(tmp_path, photo):
     (tmp_path / "empty.jpg").write_bytes(b"")
     Image.fromarray(photo).save(tmp_path / "good.jpg", quality=90)
     (tmp_path / "cut.jpg").write_bytes((tmp_path / "good.jpg").read_bytes()[:-600])
-    for name, words in [("truncated.png", "truncated"), ("noise.png", "not a readable image"),
-                        ("empty.jpg", "empty"), ("cut.jpg", "truncated")]:
+    for name, words in [
+        ("truncated.png", "truncated"),
+        ("noise.png", "not a readable image"),
+        ("empty.jpg", "empty"),
+        ("cut.jpg", "truncated"),
+    ]:
         with pytest.raises(ImageReadError, match=words):
             read_image(tmp_path / name)
     with pytest.raises(FileNotFoundError):

@@ -153,13 +153,30 @@ def test_upscale_command_on_a_folder_of_mixed_images(tmp_path, lr_photo, small_m
     single = write_image(tmp_path / "single.png", rgb[:20, :20])
     out = tmp_path / "out"
 
-    argv = ["upscale", str(src), str(single), "-o", str(out), "--weights", str(weights), "--tile", "16",
-            "--device", "cpu"]
+    argv = [
+        "upscale",
+        str(src),
+        str(single),
+        "-o",
+        str(out),
+        "--weights",
+        str(weights),
+        "--tile",
+        "16",
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 1  # one input failed
     text = capsys.readouterr()
     assert "broken.png" in text.out + text.err and "5 written" not in text.out
-    expected = {"rgb.png": (120, 104, 3), "gray.png": (120, 104), "rgba.png": (120, 104, 4),
-                "deep.png": (120, 104, 3), "photo.jpg": (120, 104, 3), "single.png": (80, 80, 3)}
+    expected = {
+        "rgb.png": (120, 104, 3),
+        "gray.png": (120, 104),
+        "rgba.png": (120, 104, 4),
+        "deep.png": (120, 104, 3),
+        "photo.jpg": (120, 104, 3),
+        "single.png": (80, 80, 3),
+    }
     assert sorted(p.name for p in out.iterdir()) == sorted(expected)
     for name, shape in expected.items():
         img = read_image(out / name)
@@ -178,10 +195,16 @@ def test_upscale_command_on_a_folder_of_mixed_images(tmp_path, lr_photo, small_m
 
 def test_upscale_command_reports_missing_weights_and_inputs(tmp_path, capsys):
     write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
-    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--weights",
-                 str(tmp_path / "none.pth")]) == 2
+    assert (
+        main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--weights", str(tmp_path / "none.pth")])
+        == 2
+    )
     assert "not a known name" in capsys.readouterr().err
     torch.save({"params": RRDBNet(num_feat=8, num_block=1).state_dict()}, tmp_path / "w.pth")
-    assert main(["upscale", str(tmp_path / "missing.png"), "-o", str(tmp_path / "o"), "--weights",
-                 str(tmp_path / "w.pth")]) == 2
+    assert (
+        main(
+            ["upscale", str(tmp_path / "missing.png"), "-o", str(tmp_path / "o"), "--weights", str(tmp_path / "w.pth")]
+        )
+        == 2
+    )
     assert "no such file or folder" in capsys.readouterr().err

@@ -77,9 +77,7 @@ def test_vgg19_layers_known_indices():
     assert VGG19_LAYERS["pool5"] == 36
 
 
-@pytest.mark.parametrize(
-    "layer, n_layers", [("relu3_4", 18), ("conv3_4", 17), ("relu5_4", 36), ("conv5_4", 35)]
-)
+@pytest.mark.parametrize("layer, n_layers", [("relu3_4", 18), ("conv3_4", 17), ("relu5_4", 36), ("conv5_4", 35)])
 def test_perceptual_loss_keeps_layers_up_to_the_chosen_one(layer, n_layers):
     loss = random_perceptual_loss(layer=layer)
     assert len(loss.vgg) == n_layers
@@ -140,9 +138,7 @@ def test_multi_layer_loss_is_weighted_sum(images):
     with torch.no_grad():
         f_sr, f_hr = loss.features(sr), loss.features(hr)
         assert set(f_sr) == {"relu2_2", "conv3_4"}
-        expected = 0.5 * F.l1_loss(f_sr["relu2_2"], f_hr["relu2_2"]) + 2.0 * F.l1_loss(
-            f_sr["conv3_4"], f_hr["conv3_4"]
-        )
+        expected = 0.5 * F.l1_loss(f_sr["relu2_2"], f_hr["relu2_2"]) + 2.0 * F.l1_loss(f_sr["conv3_4"], f_hr["conv3_4"])
         torch.testing.assert_close(loss(sr, hr), expected)
 
 

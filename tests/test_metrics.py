@@ -34,7 +34,8 @@ def test_psnr_by_hand():
 def test_psnr_rgb_matches_skimage(pair):
     sr, hr = pair
     assert psnr(sr, hr, crop_border=0, y_channel=False) == pytest.approx(
-        peak_signal_noise_ratio(hr, sr, data_range=255), abs=1e-9)
+        peak_signal_noise_ratio(hr, sr, data_range=255), abs=1e-9
+    )
 
 
 def test_psnr_y_with_border_crop_matches_skimage(pair):
@@ -48,15 +49,15 @@ def test_psnr_y_with_border_crop_matches_skimage(pair):
 def test_ssim_y_matches_skimage_gaussian_ssim(pair):
     sr, hr = pair
     ys, yh = skimage_y(sr)[4:-4, 4:-4], skimage_y(hr)[4:-4, 4:-4]
-    ref = structural_similarity(yh, ys, data_range=255, gaussian_weights=True, sigma=1.5,
-                                use_sample_covariance=False)
+    ref = structural_similarity(yh, ys, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
     assert ssim(sr, hr, crop_border=4, y_channel=True) == pytest.approx(ref, abs=1e-7)
 
 
 def test_ssim_rgb_is_mean_over_channels_like_skimage(pair):
     sr, hr = pair
-    ref = structural_similarity(hr, sr, data_range=255, gaussian_weights=True, sigma=1.5,
-                                use_sample_covariance=False, channel_axis=-1)
+    ref = structural_similarity(
+        hr, sr, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=-1
+    )
     assert ssim(sr, hr, crop_border=0, y_channel=False) == pytest.approx(ref, abs=1e-7)
     assert ssim(hr, hr) == pytest.approx(1.0)
 

@@ -14,18 +14,18 @@ import pytest
 import torch
 from torch import nn
 
-from srlab.resize import imresize
 from srlab.models import (
     RRDB,
     SRCNN,
-    RRDBNet,
     ResidualDenseBlock,
+    RRDBNet,
     SRGANDiscriminator,
     SRResNet,
     VGGStyleDiscriminator,
     build_generator,
     count_parameters,
 )
+from srlab.resize import imresize
 
 
 def conv_params(c_in: int, c_out: int, k: int, bias: bool = True) -> int:
@@ -115,11 +115,16 @@ def test_vgg_discriminator_parameter_count():
     f = 64
     # (c_in, c_out, kernel, bias) for conv0_0 .. conv4_1
     convs = [
-        (3, f, 3, True), (f, f, 4, False),
-        (f, 2 * f, 3, False), (2 * f, 2 * f, 4, False),
-        (2 * f, 4 * f, 3, False), (4 * f, 4 * f, 4, False),
-        (4 * f, 8 * f, 3, False), (8 * f, 8 * f, 4, False),
-        (8 * f, 8 * f, 3, False), (8 * f, 8 * f, 4, False),
+        (3, f, 3, True),
+        (f, f, 4, False),
+        (f, 2 * f, 3, False),
+        (2 * f, 2 * f, 4, False),
+        (2 * f, 4 * f, 3, False),
+        (4 * f, 4 * f, 4, False),
+        (4 * f, 8 * f, 3, False),
+        (8 * f, 8 * f, 4, False),
+        (8 * f, 8 * f, 3, False),
+        (8 * f, 8 * f, 4, False),
     ]
     expected = (
         sum(conv_params(*c) for c in convs)
@@ -145,11 +150,16 @@ def test_vgg_discriminator_without_batch_norm_parameter_count():
     f = 64
     # Every conv now has a bias and no BN follows it.
     convs = [
-        (3, f, 3), (f, f, 4),
-        (f, 2 * f, 3), (2 * f, 2 * f, 4),
-        (2 * f, 4 * f, 3), (4 * f, 4 * f, 4),
-        (4 * f, 8 * f, 3), (8 * f, 8 * f, 4),
-        (8 * f, 8 * f, 3), (8 * f, 8 * f, 4),
+        (3, f, 3),
+        (f, f, 4),
+        (f, 2 * f, 3),
+        (2 * f, 2 * f, 4),
+        (2 * f, 4 * f, 3),
+        (4 * f, 4 * f, 4),
+        (4 * f, 8 * f, 3),
+        (8 * f, 8 * f, 4),
+        (8 * f, 8 * f, 3),
+        (8 * f, 8 * f, 4),
     ]
     dense = linear_params(8 * f * 4 * 4, 100) + linear_params(100, 1)
     expected = sum(conv_params(*c) for c in convs) + dense

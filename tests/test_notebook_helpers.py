@@ -25,8 +25,10 @@ def test_runs_dir_and_require(monkeypatch, tmp_path):
 
 def test_badge_points_at_the_notebook_on_colab():
     badge = nb.colab_badge("05_esrgan", "https://github.com/a/b")
-    assert badge == ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-                     "(https://colab.research.google.com/github/a/b/blob/main/notebooks/05_esrgan.ipynb)")
+    assert badge == (
+        "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        "(https://colab.research.google.com/github/a/b/blob/main/notebooks/05_esrgan.ipynb)"
+    )
 
 
 def test_rewrite_repo_url_changes_badges_setup_cells_and_readme(tmp_path):
@@ -35,7 +37,7 @@ def test_rewrite_repo_url_changes_badges_setup_cells_and_readme(tmp_path):
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "srlab" / "notebook.py").write_text(f'REPO_URL = "https://github.com/{old}"\n')
     (tmp_path / "README.md").write_text(nb.colab_badge("01_data_prep") + "\n")
-    (tmp_path / "notebooks" / "01_data_prep.py").write_text(f'pip install git+https://github.com/{old}\n')
+    (tmp_path / "notebooks" / "01_data_prep.py").write_text(f"pip install git+https://github.com/{old}\n")
     (tmp_path / "notebooks" / "untouched.py").write_text("nothing here\n")
     changed = nb.rewrite_repo_url("https://github.com/me/fork.git", root=tmp_path)
     assert sorted(p.name for p in changed) == ["01_data_prep.py", "README.md", "notebook.py"]
@@ -93,8 +95,13 @@ def test_compare_scores_tabulates_and_captions_the_crops(tmp_path, capsys, photo
     assert f"| bicubic | **{expected['bicubic']:.2f}** |" in table  # bicubic beats nearest, in bold
     fig = plt.gcf()
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["astronaut", "LR", f"bicubic\n{expected['bicubic']:.2f} dB",
-                      f"nearest\n{expected['nearest']:.2f} dB", "HR"]
+    assert titles == [
+        "astronaut",
+        "LR",
+        f"bicubic\n{expected['bicubic']:.2f} dB",
+        f"nearest\n{expected['nearest']:.2f} dB",
+        "HR",
+    ]
     assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
     plt.close(fig)
 
@@ -114,7 +121,8 @@ def test_compare_images_draws_one_row_per_image(capsys, photo):
     scores = compare_images(images, 4, crop=32)
     assert set(scores) == {"a", "b"}
     assert scores["b"]["bicubic"]["psnr_y"] == pytest.approx(
-        _skimage_psnr_y(images["b"]["outputs"]["bicubic"], images["b"]["hr"], 4), abs=1e-6)
+        _skimage_psnr_y(images["b"]["outputs"]["bicubic"], images["b"]["hr"], 4), abs=1e-6
+    )
     assert capsys.readouterr().out.splitlines()[0] == "| x4, PSNR-Y (dB) / SSIM-Y | a | b |"
     assert len(plt.gcf().axes) == 2 * 3  # two rows: full HR, bicubic crop, HR crop
     plt.close("all")

@@ -5,11 +5,11 @@ from itertools import combinations
 
 import numpy as np
 import pytest
+from test_votes import TABLE, vote
 
 from srlab import preference
 from srlab.cli import main as srlab_main
 from srlab.votes import COLUMNS, append_vote
-from test_votes import TABLE, vote
 
 Z2 = 1.959963984540054**2  # z^2 = 3.841459 for a 95 % interval
 
@@ -31,7 +31,10 @@ def test_wilson_interval_matches_hand_computed_values():
 def test_win_rates_count_ties_as_half_and_handle_a_method_never_chosen():
     rates = preference.win_rates(TABLE)
     assert {m: (r["wins"], r["ties"], r["losses"], r["n"]) for m, r in rates.items()} == {
-        "A": (4, 1, 1, 6), "B": (2, 1, 2, 5), "C": (0, 0, 3, 3)}
+        "A": (4, 1, 1, 6),
+        "B": (2, 1, 2, 5),
+        "C": (0, 0, 3, 3),
+    }
     # A: (4 + .5) / 6 = .75; Wilson: z^2/n = .6402432, centre = (.75 + .3201216) / 1.6402432 = .6524164,
     # half = 1.959964 / 1.6402432 * sqrt(.75 * .25 / 6 + 3.841459 / 144) = 1.1949224 * .2406798 = .2875939
     triple = lambda r: (r["rate"], r["low"], r["high"])
@@ -108,8 +111,11 @@ def test_bradley_terry_never_chosen_method_is_finite_with_the_prior_and_refused_
 
 
 def test_mean_opinion_score_and_standard_error():
-    votes = [vote("A", "B", "left", rl=4, rr=2), vote("B", "A", "right", rl=3, rr=5),
-             vote("A", "C", "left", rl=3, rr=1)]
+    votes = [
+        vote("A", "B", "left", rl=4, rr=2),
+        vote("B", "A", "right", rl=3, rr=5),
+        vote("A", "C", "left", rl=3, rr=1),
+    ]
     mos = preference.mean_opinion_scores(votes)
     # A: 4, 5, 3 -> mean 4, sample sd 1, se 1/sqrt(3) = .577350; B: 2, 3 -> 2.5, sd .707107, se .5; C: one rating
     assert (mos["A"]["mos"], mos["A"]["se"], mos["A"]["n"]) == pytest.approx((4.0, 0.577350, 3), abs=1e-6)
@@ -120,8 +126,11 @@ def test_mean_opinion_score_and_standard_error():
 
 
 def test_results_table_puts_people_next_to_psnr():
-    metrics = {"A": {"psnr_y": 24.0, "ssim_y": 0.6}, "B": {"psnr_y": 26.5, "ssim_y": 0.7},
-               "C": {"psnr_y": 25.0, "ssim_y": 0.65}}
+    metrics = {
+        "A": {"psnr_y": 24.0, "ssim_y": 0.6},
+        "B": {"psnr_y": 26.5, "ssim_y": 0.7},
+        "C": {"psnr_y": 25.0, "ssim_y": 0.65},
+    }
     lines = preference.results_table(TABLE, metrics).splitlines()
     assert lines[0].split(" | ")[-3:] == ["PSNR-Y (dB)", "SSIM-Y", "PSNR rank |"]
     # rows in Bradley-Terry order; A: win rate .75 [.36, .94], people rank 1 but PSNR rank 3
@@ -141,8 +150,12 @@ def test_plot_study_draws_rates_psnr_and_mos(tmp_path):
 
 def test_equal_scores_share_a_rank_in_the_table():
     votes = [vote("A", "B", "left"), vote("A", "C", "left"), vote("B", "C", "same")]
-    metrics = {"A": {"psnr_y": 25.001, "ssim_y": 0.7}, "B": {"psnr_y": 24.998, "ssim_y": 0.7},
-               "C": {"psnr_y": 26.0, "ssim_y": 0.7}, "HR": {"psnr_y": math.inf, "ssim_y": 1.0}}
+    metrics = {
+        "A": {"psnr_y": 25.001, "ssim_y": 0.7},
+        "B": {"psnr_y": 24.998, "ssim_y": 0.7},
+        "C": {"psnr_y": 26.0, "ssim_y": 0.7},
+        "HR": {"psnr_y": math.inf, "ssim_y": 1.0},
+    }
     lines = preference.results_table(votes, metrics).splitlines()[2:]
     rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in lines}
     assert rows["B"][5] == rows["C"][5] == "2" and rows["A"][5] == "1"  # B and C are symmetric: same BT score

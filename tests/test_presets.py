@@ -5,8 +5,17 @@ import dataclasses
 import pytest
 
 from srlab.cli import main
-from srlab.presets import (ADVERSARIES, PAPERS, PRESETS, STAGES, TrainConfig, make_config, parse_setting,
-                           presets_table, settings_overrides)
+from srlab.presets import (
+    ADVERSARIES,
+    PAPERS,
+    PRESETS,
+    STAGES,
+    TrainConfig,
+    make_config,
+    parse_setting,
+    presets_table,
+    settings_overrides,
+)
 
 
 def test_paper_recipes_carry_the_published_numbers():
@@ -19,7 +28,11 @@ def test_paper_recipes_carry_the_published_numbers():
     paper_esrgan = TrainConfig(stage="esrgan", **PAPERS["esrgan"])
     assert paper_esrgan.milestones == (50_000, 100_000, 200_000, 300_000) and paper_esrgan.steps == 400_000
     assert (esrgan.pixel_weight, esrgan.perceptual_layer, esrgan.adversarial, esrgan.adversarial_weight) == (
-        1e-2, "conv5_4", "ragan", 5e-3)
+        1e-2,
+        "conv5_4",
+        "ragan",
+        5e-3,
+    )
     assert (rrdb.lr_g, rrdb.hr_size, rrdb.generator["num_block"]) == (2e-4, 128, 23)
 
 
@@ -32,7 +45,11 @@ def test_presets_carry_the_documented_choices():
     assert make_config("srresnet", "smoke").vgg_weights is None is make_config("esrgan", "smoke").vgg_weights
     cpu_esrgan = make_config("esrgan", "cpu")  # the cpu recipe, read off its table
     assert (cpu_esrgan.generator["num_block"], cpu_esrgan.steps, cpu_esrgan.batch_size, cpu_esrgan.hr_size) == (
-        4, 300, 8, 128)
+        4,
+        300,
+        8,
+        128,
+    )
     with pytest.raises(ValueError, match="preset"):
         make_config("srresnet", "turbo")
     with pytest.raises(ValueError, match="stage"):
@@ -58,11 +75,18 @@ def test_choosing_wgan_gp_brings_its_critic_and_optimiser():
         make_config("esrgan", "cpu", adversarial="hinge")
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("steps=2000", ("steps", 2000)), ("lr_g=2e-4", ("lr_g", 2e-4)), ("milestones=(10, 20)", ("milestones", (10, 20))),
-    ("data=/tmp/my photos", ("data", "/tmp/my photos")), ("init_from=none", ("init_from", None)),
-    ("channels_last=false", ("channels_last", False)), ("adversarial=wgan-gp", ("adversarial", "wgan-gp")),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("steps=2000", ("steps", 2000)),
+        ("lr_g=2e-4", ("lr_g", 2e-4)),
+        ("milestones=(10, 20)", ("milestones", (10, 20))),
+        ("data=/tmp/my photos", ("data", "/tmp/my photos")),
+        ("init_from=none", ("init_from", None)),
+        ("channels_last=false", ("channels_last", False)),
+        ("adversarial=wgan-gp", ("adversarial", "wgan-gp")),
+    ],
+)
 def test_parse_setting(text, expected):
     assert parse_setting(text) == expected
 
@@ -94,13 +118,38 @@ def test_presets_table_lists_every_field_of_every_preset(capsys):
 
 def test_cli_set_reaches_the_config(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr("srlab.train.train", lambda cfg, out, **kw: seen.update(cfg=cfg) or {
-        "step": 0, "best_psnr": 0.0, "stopped": "finished"})
-    assert main(["train", "esrgan", "--preset", "smoke", "--adversarial", "wgan-gp", "--set", "n_critic=3",
-                 "--set", "generator.num_feat=8", "--usm-target", "--out", str(tmp_path)]) == 0
+    monkeypatch.setattr(
+        "srlab.train.train",
+        lambda cfg, out, **kw: seen.update(cfg=cfg) or {"step": 0, "best_psnr": 0.0, "stopped": "finished"},
+    )
+    assert (
+        main(
+            [
+                "train",
+                "esrgan",
+                "--preset",
+                "smoke",
+                "--adversarial",
+                "wgan-gp",
+                "--set",
+                "n_critic=3",
+                "--set",
+                "generator.num_feat=8",
+                "--usm-target",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     cfg = seen["cfg"]
     assert (cfg.adversarial, cfg.n_critic, cfg.betas_d, cfg.generator["num_feat"], cfg.usm_target) == (
-        "wgan-gp", 3, (0.0, 0.9), 8, True)
+        "wgan-gp",
+        3,
+        (0.0, 0.9),
+        8,
+        True,
+    )
     assert cfg.generator["num_block"] == 1  # the rest of the smoke generator kept
     assert main(["train", "srresnet", "--preset", "smoke", "--set", "nope=1", "--out", str(tmp_path)]) == 2
 

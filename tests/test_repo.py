@@ -1,10 +1,9 @@
 """The repository's promises: README commands, CI running them, pins, notebook hygiene."""
 
 import re
-import tomllib
 
 import pytest
-
+import tomllib
 from conftest import REPO
 
 README = (REPO / "README.md").read_text()
@@ -36,8 +35,19 @@ def test_requirements_pin_local_torch_but_package_does_not():
     req = (REPO / "requirements.txt").read_text().splitlines()
     assert "torch==2.14.1" in req and "torchvision==0.29.1" in req
     names = {re.split("[=<>]", line)[0].lower() for line in req if line and not line.startswith(("#", "-"))}
-    for needed in ("matplotlib", "ipywidgets", "scikit-image", "opencv-python", "wandb", "nbmake",
-                   "jupytext", "ipykernel", "tqdm", "pytest", "spandrel"):
+    for needed in (
+        "matplotlib",
+        "ipywidgets",
+        "scikit-image",
+        "opencv-python",
+        "wandb",
+        "nbmake",
+        "jupytext",
+        "ipykernel",
+        "tqdm",
+        "pytest",
+        "spandrel",
+    ):
         assert needed in names, needed
     assert "opencv-python-headless" not in names  # both at once break cv2
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
@@ -69,3 +79,16 @@ def test_notebooks_are_paired_in_sync_and_stripped(notebook):
 
     assert colab_badge(notebook.stem) in nb.cells[0].source  # the badge opens this very notebook
     assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells)  # papermill/nbmake parameters
+
+
+def test_ruff_finds_nothing_to_fix():
+    """The formatter and linter configured in pyproject.toml (run by .ci/run too)."""
+    import shutil
+    import subprocess
+
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (requirements.txt pins it)")
+    for cmd in ([ruff, "check", "--quiet"], [ruff, "format", "--check", "--quiet"]):
+        result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr

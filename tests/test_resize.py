@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import benchmark_dir
+
 from srlab.images import read_image
 from srlab.metrics import psnr
 from srlab.resize import cubic_kernel, imresize, imresize_torch, modcrop, resize_matrix

@@ -62,8 +62,12 @@ def _texts(widget):
 
 
 def _revealed(widget):
-    return {m for m in METHODS for t in _texts(widget)
-            if (m.lower() in t.lower() if isinstance(t, str) else m.encode() in t)}
+    return {
+        m
+        for m in METHODS
+        for t in _texts(widget)
+        if (m.lower() in t.lower() if isinstance(t, str) else m.encode() in t)
+    }
 
 
 def _shown(view, zoom):
@@ -83,8 +87,9 @@ def test_widget_clicks_write_the_rows_shown_and_reveal_no_method_before_the_end(
         t = s.current_trial()
         top, left, size = s.boxes[t.image]
         for side, method in (("left", t.left), ("right", t.right)):  # the sides show what the row will say
-            np.testing.assert_array_equal(_shown(s.views[side], 2),
-                                          images[t.image][method][top : top + size, left : left + size])
+            np.testing.assert_array_equal(
+                _shown(s.views[side], 2), images[t.image][method][top : top + size, left : left + size]
+            )
         s.buttons[choices[i % 3]].click()
         expected.append(["ann", t.image, f"{top}:{left}:{size}", t.left, t.right, choices[i % 3], "", ""])
         assert len(path.read_text().splitlines()) == i + 2  # written at the click: header + i + 1 votes
@@ -111,8 +116,9 @@ def test_ratings_are_required_then_recorded(images, tmp_path):
     s.rating_buttons["left"].value, s.rating_buttons["right"].value = "2", "5"
     assert _revealed(s.widget) == set()
     s.buttons["right"].click()
-    assert read_votes(path) == [Vote("ann", t.image, read_votes(path)[0].crop, t.left, t.right, "right",
-                                           2, 5, read_votes(path)[0].time)]
+    assert read_votes(path) == [
+        Vote("ann", t.image, read_votes(path)[0].crop, t.left, t.right, "right", 2, 5, read_votes(path)[0].time)
+    ]
     assert s.rating_buttons["left"].value is None  # reset for the next comparison
 
 
@@ -128,7 +134,8 @@ def test_a_resumed_session_skips_what_the_rater_already_did(images, tmp_path):
     again = study.BlindStudy(images, path, rater="ann", crop=16, seed=5)
     remaining = [(t.image, frozenset((t.left, t.right))) for t in again.trials]
     assert len(remaining) == 7 and Counter(remaining + done) == Counter(
-        (i, frozenset(p)) for i in images for p in combinations(METHODS, 2))
+        (i, frozenset(p)) for i in images for p in combinations(METHODS, 2)
+    )
 
 
 def test_simulated_rater_who_always_prefers_one_method_ranks_it_first(images, tmp_path):
@@ -154,12 +161,17 @@ def test_a_noisy_simulated_rater_is_recovered_in_order(images, tmp_path):
 def test_a_simulated_rater_can_judge_the_crops_it_is_shown(tmp_path):
     # four flat grey "methods": the rater likes brightness, q = mean / 50 = 1, 2, 3, 4
     grey = {f"g{v}": np.full((24, 24, 3), v, np.uint8) for v in (50, 100, 150, 200)}
-    s = study.BlindStudy({"flat": grey, "flat2": grey}, tmp_path / "votes.csv", rater="sim", crop=8,
-                         ratings=True, seed=0)
+    s = study.BlindStudy(
+        {"flat": grey, "flat2": grey}, tmp_path / "votes.csv", rater="sim", crop=8, ratings=True, seed=0
+    )
     votes = study.simulate_votes(s, lambda image, method: float(s.crop_of(image, method).mean()) / 50, noise=0)
     assert all(v.winner == max(v.method_left, v.method_right, key=lambda m: int(m[1:])) for v in votes)
     assert [r["method"] for r in summarize(votes)] == ["g200", "g150", "g100", "g50"]
     # ratings round(3 + q) clipped to 1-5: g50 -> 4, the others -> 5, every time (so SE 0)
     mos = mean_opinion_scores(votes)
-    assert {m: (r["mos"], r["se"]) for m, r in mos.items()} == {"g50": (4, 0), "g100": (5, 0), "g150": (5, 0),
-                                                                "g200": (5, 0)}
+    assert {m: (r["mos"], r["se"]) for m, r in mos.items()} == {
+        "g50": (4, 0),
+        "g100": (5, 0),
+        "g150": (5, 0),
+        "g200": (5, 0),
+    }

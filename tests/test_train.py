@@ -7,12 +7,12 @@ from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio
 
 from srlab import losses
-from srlab.cli import main
-from srlab.data import RandomPatches
-from srlab.resize import imresize
 from srlab.adversaries import CollapseDetector
 from srlab.checkpoint import interpolate_networks, load_generator
+from srlab.cli import main
+from srlab.data import RandomPatches
 from srlab.presets import STAGES, make_config
+from srlab.resize import imresize
 from srlab.train import Trainer, TrainingDiverged, lr_factor, pick_amp, read_history, train
 
 

@@ -16,8 +16,15 @@ def vote(left, right, choice, rater="r1", image="img", rl=None, rr=None):
 
 # A beats B twice, B beats A once, one tie; A beats C twice (once from each side); B beats C once.
 # C is never chosen.
-TABLE = [vote("A", "B", "left"), vote("A", "B", "left"), vote("A", "B", "right"), vote("B", "A", "same"),
-         vote("A", "C", "left"), vote("C", "A", "right"), vote("C", "B", "right")]
+TABLE = [
+    vote("A", "B", "left"),
+    vote("A", "B", "left"),
+    vote("A", "B", "right"),
+    vote("B", "A", "same"),
+    vote("A", "C", "left"),
+    vote("C", "A", "right"),
+    vote("C", "B", "right"),
+]
 
 
 # ---------------------------------------------------------------- the CSV
@@ -31,14 +38,21 @@ def test_bad_and_truncated_rows_are_reported_with_their_line_and_skipped(tmp_pat
     header = ",".join(COLUMNS)
     good = f"ann,img,0:0:8,A,B,left,,,{T}"
     path = tmp_path / "votes.csv"
-    _write_csv(path, [header, good,
-                      "ann,img,0:0:8,A,B,left,,,2025-01-0",  # 3: time cut off
-                      "ann,img,0:0:8,A,B",  # 4: truncated
-                      f"ann,img,0:0:8,A,B,maybe,,,{T}",  # 5: unknown choice
-                      f'ann,"img,0:0:8,A,B,left,,,{T}',  # 6: unbalanced quote must not swallow line 7
-                      f"ann,img,0:0:8,A,B,right,7,,{T}",  # 7: rating out of 1-5
-                      "", header,  # a blank line and a repeated header (files joined with cat): not errors
-                      good.replace("left", "same")])
+    _write_csv(
+        path,
+        [
+            header,
+            good,
+            "ann,img,0:0:8,A,B,left,,,2025-01-0",  # 3: time cut off
+            "ann,img,0:0:8,A,B",  # 4: truncated
+            f"ann,img,0:0:8,A,B,maybe,,,{T}",  # 5: unknown choice
+            f'ann,"img,0:0:8,A,B,left,,,{T}',  # 6: unbalanced quote must not swallow line 7
+            f"ann,img,0:0:8,A,B,right,7,,{T}",  # 7: rating out of 1-5
+            "",
+            header,  # a blank line and a repeated header (files joined with cat): not errors
+            good.replace("left", "same"),
+        ],
+    )
     with pytest.warns(BadVoteRow) as caught:
         votes = read_votes(path)
     assert [v.choice for v in votes] == ["left", "same"]
@@ -68,9 +82,9 @@ def test_several_raters_files_merge_and_round_trip(tmp_path):
     for v in TABLE[4:]:
         append_vote(b, Vote("bob", *[getattr(v, f) for f in COLUMNS[1:]]))
     merged = read_votes([a, b])
-    assert [(v.rater, v.method_left, v.method_right, v.choice) for v in merged] == \
-        [("r1", v.method_left, v.method_right, v.choice) for v in TABLE[:4]] + \
-        [("bob", v.method_left, v.method_right, v.choice) for v in TABLE[4:]]
+    assert [(v.rater, v.method_left, v.method_right, v.choice) for v in merged] == [
+        ("r1", v.method_left, v.method_right, v.choice) for v in TABLE[:4]
+    ] + [("bob", v.method_left, v.method_right, v.choice) for v in TABLE[4:]]
     pooled = write_votes(tmp_path / "class.csv", merged)
     assert read_votes(pooled) == merged
     with pytest.raises(FileNotFoundError, match="nobody.csv"):

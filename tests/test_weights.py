@@ -10,14 +10,13 @@ import re
 
 import pytest
 import torch
+from conftest import serve
 
 from srlab import weights
+from srlab.checkpoint import load_generator
 from srlab.download import DownloadError
 from srlab.models import RRDBNet
-from srlab.checkpoint import load_generator
 from srlab.weights import PRETRAINED, detect_layout, fetch_weights, read_weights
-
-from conftest import serve
 
 SMALL = dict(num_feat=16, num_block=3, num_grow_ch=32)  # spandrel assumes the usual growth of 32
 
@@ -38,8 +37,14 @@ def _old_2019(state: dict) -> dict:
 
 
 def _old_2018(state: dict, num_block: int) -> dict:
-    names = {"conv_first": "model.0", "conv_body": f"model.1.sub.{num_block}", "conv_up1": "model.3",
-             "conv_up2": "model.6", "conv_hr": "model.8", "conv_last": "model.10"}
+    names = {
+        "conv_first": "model.0",
+        "conv_body": f"model.1.sub.{num_block}",
+        "conv_up1": "model.3",
+        "conv_up2": "model.6",
+        "conv_hr": "model.8",
+        "conv_last": "model.10",
+    }
     return _rename(state, "model.1.sub.{0}.RDB{1}.{2}.0.{3}", names)
 
 
@@ -65,8 +70,9 @@ def _layouts(model) -> dict[str, dict]:
     }
 
 
-@pytest.mark.parametrize("layout", ["bare basicsr", "basicsr params_ema", "basicsr params", "esrgan 2019",
-                                    "esrgan 2018"])
+@pytest.mark.parametrize(
+    "layout", ["bare basicsr", "basicsr params_ema", "basicsr params", "esrgan 2019", "esrgan 2018"]
+)
 def test_every_layout_loads_to_the_same_network_and_spandrel_agrees(tmp_path, reference, layout):
     model, x, y = reference
     path = tmp_path / "w.pth"
@@ -154,8 +160,9 @@ def test_known_names_download_once_with_a_verified_checksum(tmp_path, server, mo
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     serve(server, "Tiny_x4.pth", data)
-    entry = dict(url="https://example.invalid/Tiny_x4.pth", file="Tiny_x4.pth", size=len(data), sha256=digest,
-                 about="test")
+    entry = dict(
+        url="https://example.invalid/Tiny_x4.pth", file="Tiny_x4.pth", size=len(data), sha256=digest, about="test"
+    )
     monkeypatch.setitem(PRETRAINED, "tiny-x4", entry)
     got = fetch_weights("tiny-x4", cache=tmp_path / "cache", base_url=server.url, progress=False)
     assert got.read_bytes() == data and len(server.requests) == 1
@@ -177,8 +184,16 @@ def test_load_generator_fetches_a_known_name_into_the_cache(tmp_path, server, mo
     path = tmp_path / "src.pth"
     torch.save({"params_ema": model.state_dict()}, path)
     serve(server, "Tiny_x4.pth", path.read_bytes())
-    monkeypatch.setitem(PRETRAINED, "tiny-x4", dict(url=f"{server.url}/Tiny_x4.pth", file="Tiny_x4.pth",
-                                                    size=None, sha256=hashlib.sha256(path.read_bytes()).hexdigest()))
+    monkeypatch.setitem(
+        PRETRAINED,
+        "tiny-x4",
+        dict(
+            url=f"{server.url}/Tiny_x4.pth",
+            file="Tiny_x4.pth",
+            size=None,
+            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        ),
+    )
     monkeypatch.setenv("SRLAB_CACHE", str(tmp_path / "cache"))
     loaded, info = load_generator("tiny-x4")
     assert info["source"] == "tiny-x4" and (tmp_path / "cache" / "Tiny_x4.pth").is_file()
