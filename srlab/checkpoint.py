@@ -24,6 +24,7 @@ BasicSR / ESRGAN weight file (``srlab.weights`` reads those layouts) or a publis
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import os
 import random
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import weights
 from .models import build_generator
 
 __all__ = [
@@ -68,9 +70,7 @@ def atomic_save(obj, path: str | os.PathLike) -> Path:
 
 def read_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
     """An srlab checkpoint as a dict, with errors that say what is wrong with the file."""
-    from .weights import read_weights
-
-    obj = read_weights(path, map_location=device)
+    obj = weights.read_weights(path, map_location=device)
     if not is_srlab_checkpoint(obj):
         raise ValueError(f"{path} is not an srlab checkpoint (no 'config'/'generator' entries)")
     return obj
@@ -168,8 +168,6 @@ def load_generator(
     ``architecture`` (the generator spec), ``config`` (the training config of an srlab
     checkpoint, else None) and ``step`` (else None).
     """
-    from . import weights
-
     source = str(path_or_name)
     path = Path(source)
     if not path.exists() and source in weights.PRETRAINED:
@@ -227,8 +225,6 @@ def interpolate_networks(psnr_state: dict, gan_state: dict, alpha: float) -> dic
 
 def interpolated_generator(psnr_model: nn.Module, gan_model: nn.Module, alpha: float) -> nn.Module:
     """A new generator whose weights are :func:`interpolate_networks` of two loaded ones."""
-    import copy
-
     model = copy.deepcopy(gan_model)
     model.load_state_dict(interpolate_networks(psnr_model.state_dict(), gan_model.state_dict(), alpha))
     return model.eval()

@@ -219,6 +219,7 @@ class Trainer:
         """One step on a batch: LR (N, 3, h, w), HR (N, 3, sh, sw), and the sharpened HR that
         pixel and perceptual losses aim at (``usm_target``). Returns the losses as tensors."""
         self.set_learning_rates(self.step)
+        self.G.train()  # also for the critic-only forward: SR as the generator makes it in training
         lr, hr = self.to_device(lr), self.to_device(hr)
         target = hr if hr_sharp is None else self.to_device(hr_sharp)
         sr, logs = None, {}
@@ -235,7 +236,6 @@ class Trainer:
     def g_step(self, lr: Tensor, hr: Tensor, target: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """GENERATOR UPDATE: minimise the weighted sum of the loss terms; returns SR (detached)."""
         cfg = self.cfg
-        self.G.train()
         with self.autocast():
             sr = self.G(lr).float()  # (N, 3, H, W); losses in fp32
             terms = {}
