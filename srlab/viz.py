@@ -20,6 +20,8 @@ __all__ = [
     "compare_images",
     "plain_ticks",
     "plot_history",
+    "tied_groups",
+    "perception_distortion_plot",
     "swipe_html",
     "swipe_composite",
     "swipe_widget",
@@ -204,6 +206,92 @@ def plot_history(history, path: str | Path | None = None):
         for step in collapses:
             ax.axvline(step, color="red", ls="--", lw=1)  # where D started winning every time
     fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+# ---------------------------------------------------------------- perception-distortion plane
+
+PSNR_TIE_DB = 0.05  # PSNR-Y differences below this are noise here: a model and bicubic can differ by less
+NIQE_TIE = 0.05  # the same for NIQE (its values run from about 2, photo-like, to 10+, heavily degraded)
+
+
+def tied_groups(points: dict, psnr_db: float = PSNR_TIE_DB, niqe: float = NIQE_TIE) -> list[list[str]]:
+    """Groups of labels whose ``(psnr_y, niqe)`` points are within ``psnr_db`` and ``niqe`` of each
+    other (chained: a ties b, b ties c puts a, b, c in one group); only groups of two or more.
+
+    Such points sit on top of each other in :func:`perception_distortion_plot`: no ordering of
+    them can be read from the figure, and the figure says so.
+    """
+    labels = list(points)
+    group = {label: {label} for label in labels}
+    for i, a in enumerate(labels):
+        for b in labels[i + 1 :]:
+            (pa, na), (pb, nb) = points[a], points[b]
+            same_psnr = pa == pb or abs(pa - pb) < psnr_db  # equal infinities (two references) tie
+            if same_psnr and abs(na - nb) < niqe and group[a] is not group[b]:
+                merged = group[a] | group[b]
+                for label in merged:
+                    group[label] = merged
+    seen, out = set(), []
+    for label in labels:
+        g = group[label]
+        if len(g) > 1 and id(g) not in seen:
+            seen.add(id(g))
+            out.append([m for m in labels if m in g])
+    return out
+
+
+def perception_distortion_plot(
+    points: dict[str, tuple[float, float]],
+    path: str | Path | None = None,
+    *,
+    title: str = "perception-distortion plane",
+    references: tuple[str, ...] = ("HR", "bicubic"),
+):
+    """Every method as one point: NIQE on x (lower = more natural), PSNR-Y on y (higher = less distortion).
+
+    Blau & Michaeli (2018) proved that no method can be both optimal in distortion (PSNR) and
+    perfectly natural: the reachable points have a bound, and pixel-loss models sit high and to
+    the right of the GAN models. ``points`` is ``{label: (psnr_y, niqe)}``; a point with infinite
+    PSNR (HR, the reference itself) is drawn as a dotted vertical line at its NIQE, the
+    naturalness of real photos. ``references`` (HR, bicubic) are styled apart from the models.
+    Points that tie (:func:`tied_groups`) are named in a note under the plot.
+    """
+    ties = tied_groups(points)
+    tied = {label for group in ties for label in group}
+    fig, ax = plt.subplots(figsize=(6.2, 4.4))
+    for label, (psnr_y, niqe) in points.items():
+        if not np.isfinite(psnr_y):
+            ax.axvline(niqe, color="grey", ls=":", lw=1.2, label=f"{label} (PSNR ∞)")
+            ax.annotate(f"{label} (PSNR ∞)", (niqe, 0.02), xycoords=("data", "axes fraction"), xytext=(3, 0),
+                        textcoords="offset points", fontsize=8, color="grey")  # fmt: skip
+            continue
+        style = dict(marker="s", color="grey", ms=7) if label in references else dict(marker="o", ms=7)
+        ax.plot([niqe], [psnr_y], ls="none", label=label, **style)
+        if label not in tied:
+            ax.annotate(label, (niqe, psnr_y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    for group in ties:  # one label for points on top of each other, not a pile of overprinted names
+        psnr_y, niqe = points[group[0]]
+        if np.isfinite(psnr_y):
+            ax.annotate(" = ".join(group), (niqe, psnr_y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("NIQE (lower = more natural)")
+    ax.set_ylabel("PSNR-Y (dB, higher = less distortion)")
+    ax.text(0.01, 0.99, "↖ better", transform=ax.transAxes, ha="left", va="top", fontsize=8, color="grey")
+    ax.margins(0.15)
+    ax.grid(alpha=0.3)
+    plain_ticks(ax, "x")
+    plain_ticks(ax, "y")
+    ax.set_title(title, fontsize=10)
+    if ties:
+        names = "; ".join(", ".join(g) for g in ties)
+        note = f"tie (PSNR-Y within {PSNR_TIE_DB} dB and NIQE within {NIQE_TIE}): {names}. The plot cannot order these."
+        fig.text(0.01, 0.01, note, fontsize=8, wrap=True, va="bottom")
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
+    else:
+        fig.tight_layout()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)
