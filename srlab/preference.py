@@ -4,8 +4,14 @@
   votes, :func:`mean_opinion_scores` with standard errors; :func:`summarize` gathers them per
   method.
 - :func:`results_table` puts them next to PSNR/SSIM, :func:`pairwise_table` shows who beat
-  whom, :func:`plot_study` draws them, and :func:`report` is what
-  ``python -m srlab study report a.csv b.csv ...`` prints for a class's pooled vote files.
+  whom, :func:`plot_study` draws them, :func:`people_vs_psnr` puts the two orders side by side,
+  and :func:`report` is what ``python -m srlab study report a.csv b.csv ...`` prints for a
+  class's pooled vote files.
+
+Never a conclusion from noise: votes of a simulated rater (:func:`srlab.votes.is_simulated`) are
+called "simulated" in every table, plot and report made from them; and when the methods' PSNRs
+tie (all within :data:`PSNR_TIE_DB`), there is no PSNR order to compare people with, so the
+comparison is replaced by one sentence that says so (:func:`psnr_tie_note`).
 
 Convention for ties ("same"): a tie counts as half a win for each side, in the win rates and
 in the Bradley-Terry fit alike.
@@ -21,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .votes import Vote, read_votes
+from .votes import Vote, is_simulated, read_votes
 
 __all__ = [
     "wilson_interval",
@@ -33,10 +39,16 @@ __all__ = [
     "results_table",
     "pairwise_table",
     "plot_study",
+    "psnr_tie_note",
+    "people_vs_psnr",
     "report",
+    "PSNR_TIE_DB",
 ]
 
 Z95 = 1.959963984540054  # the 97.5 % quantile of the standard normal
+# PSNR-Y values closer than this tie: a model six steps from its bicubic start differs from bicubic by
+# less, and two images' worth of crops cannot tell such differences from noise.
+PSNR_TIE_DB = 0.05
 
 # ---------------------------------------------------------------- statistics
 
@@ -197,21 +209,65 @@ def _ranks(values: dict[str, float], decimals: int) -> dict[str, int]:
 # ---------------------------------------------------------------- tables, plot and report
 
 
-def _number(value: float | None, fmt: str) -> str:
-    return "–" if value is None else "∞" if value == math.inf else fmt.format(value)
+def _psnr_ranks(metrics: dict[str, dict], tol: float = PSNR_TIE_DB) -> dict[str, int]:
+    """1 + the number of methods with a PSNR-Y higher by more than ``tol``: a tie shares a rank
+    (HR, infinite, ranks first)."""
+    psnr = {m: v["psnr_y"] for m, v in metrics.items() if "psnr_y" in v}
+    return {m: 1 + sum(other > p + tol for other in psnr.values()) for m, p in psnr.items()}
+
+
+def psnr_tie_note(metrics: dict[str, dict] | None, methods: Iterable[str] | None = None) -> str | None:
+    """The sentence that replaces the people-vs-PSNR comparison when the PSNRs tie, else None.
+
+    The finite PSNR-Y values of ``methods`` (default: all in ``metrics``; HR's infinite one is
+    left out) tie when they all lie within :data:`PSNR_TIE_DB` of each other: PSNR then puts
+    them in no order, and a rank of "people vs PSNR" would compare a ranking with noise.
+    """
+    asked = set(methods) if methods is not None else None
+    names = [m for m in metrics or {} if asked is None or m in asked]  # in the order of metrics
+    psnr = {m: metrics[m]["psnr_y"] for m in names if "psnr_y" in metrics[m]}
+    psnr = {m: p for m, p in psnr.items() if math.isfinite(p)}
+    if len(psnr) < 2 or max(psnr.values()) - min(psnr.values()) >= PSNR_TIE_DB:
+        return None
+    return (
+        f"No people-vs-PSNR comparison: the PSNR-Y of {', '.join(psnr)} ties "
+        f"({min(psnr.values()):.2f}-{max(psnr.values()):.2f} dB, all within {PSNR_TIE_DB} dB), "
+        "so PSNR ranks none of them above another."
+    )
+
+
+def _simulated_note(votes: list[Vote]) -> str | None:
+    """What to say when some or all of ``votes`` come from a simulated rater, else None."""
+    n = sum(map(is_simulated, votes))
+    if not n:
+        return None
+    who = "all" if n == len(votes) else f"{n} of {len(votes)}"
+    return f"Simulated votes ({who}): a program voted, not people; these numbers show that the pipeline works."
+
+
+def _judge(votes: list[Vote]) -> str:
+    """Who voted, for column headers and axis labels: people, or the simulated rater."""
+    return "simulated rater" if votes and all(map(is_simulated, votes)) else "people"
 
 
 def results_table(votes: Iterable[Vote], metrics: dict[str, dict] | None = None, prior: float = 1.0) -> str:
     """Markdown table, best-liked method first: comparisons, won/tied/lost, win rate with its
     95 % Wilson interval, Bradley-Terry score and rank, MOS ± standard error (when rated) and,
     given ``metrics`` (``method -> {"psnr_y", "ssim_y"}``), PSNR-Y, SSIM-Y and the PSNR rank,
-    so the rows where people and PSNR disagree stand out."""
+    so the rows where people and PSNR disagree stand out.
+
+    Simulated votes get a line above the table saying so, and a "simulated rater rank" column
+    instead of "people rank". When the PSNRs tie (:func:`psnr_tie_note`) the PSNR rank column is
+    left out and the note's sentence follows the table.
+    """
+    votes = list(votes)
     rows = summarize(votes, prior)
+    tie = psnr_tie_note(metrics, [r["method"] for r in rows]) if metrics else None
     has_mos = any("mos" in r for r in rows)
-    head = ["method", "compared", "won / tied / lost", "win rate (95% CI)", "BT score", "people rank"]
+    head = ["method", "compared", "won / tied / lost", "win rate (95% CI)", "BT score", f"{_judge(votes)} rank"]
     head += ["MOS ± SE"] if has_mos else []
-    psnr_rank = _ranks({m: v["psnr_y"] for m, v in (metrics or {}).items() if "psnr_y" in v}, decimals=2)  # HR: inf
-    head += ["PSNR-Y (dB)", "SSIM-Y", "PSNR rank"] if metrics else []
+    psnr_rank = _psnr_ranks(metrics or {})
+    head += ["PSNR-Y (dB)", "SSIM-Y"] + ([] if tie else ["PSNR rank"]) if metrics else []
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in rows:
         cells = [
@@ -226,21 +282,25 @@ def results_table(votes: Iterable[Vote], metrics: dict[str, dict] | None = None,
             cells.append(f"{r['mos']:.2f} ± {r['se']:.2f} (n={r['mos_n']})" if "mos" in r else "–")
         if metrics:
             m = metrics.get(r["method"], {})
-            cells += [
-                _number(m.get("psnr_y"), "{:.2f}"),
-                _number(m.get("ssim_y"), "{:.4f}"),
-                str(psnr_rank.get(r["method"], "–")),
-            ]
+            cells += [_number(m.get("psnr_y"), "{:.2f}"), _number(m.get("ssim_y"), "{:.4f}")]
+            cells += [] if tie else [str(psnr_rank.get(r["method"], "–"))]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    simulated = _simulated_note(votes)
+    return "\n".join(([f"*{simulated}*", ""] if simulated else []) + lines + (["", f"*{tie}*"] if tie else []))
+
+
+def _number(value: float | None, fmt: str) -> str:
+    return "–" if value is None else "∞" if value == math.inf else fmt.format(value)
 
 
 def pairwise_table(votes: Iterable[Vote]) -> str:
     """Markdown matrix: the share of votes preferring the row method over the column method
-    (ties as half), with the number of comparisons."""
+    (ties as half), with the number of comparisons; the corner says when the votes are simulated."""
+    votes = list(votes)
     methods, wins = pairwise_wins(votes)
     games = wins + wins.T
-    lines = ["| preferred over → | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    corner = "preferred over →" + (" (simulated votes)" if any(map(is_simulated, votes)) else "")
+    lines = [f"| {corner} | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     for i, m in enumerate(methods):
         cells = [
             f"{wins[i, j] / games[i, j]:.2f} (n={games[i, j]:g})" if games[i, j] else "–" for j in range(len(methods))
@@ -249,18 +309,45 @@ def pairwise_table(votes: Iterable[Vote]) -> str:
     return "\n".join(lines)
 
 
+def _ordering(ranks: dict[str, int]) -> str:
+    """``{"A": 1, "B": 2, "C": 2}`` -> ``"A > B = C"``."""
+    order = sorted(ranks, key=ranks.get)
+    text = order[0] if order else ""
+    for prev, m in zip(order, order[1:]):
+        text += (" = " if ranks[m] == ranks[prev] else " > ") + m
+    return text
+
+
+def people_vs_psnr(votes: Iterable[Vote], metrics: dict[str, dict], prior: float = 1.0) -> str:
+    """The two orders one above the other (``people: A > B = C`` / ``PSNR: ...``), or, when the
+    PSNRs tie, the one sentence of :func:`psnr_tie_note` instead; simulated votes say so."""
+    votes = list(votes)
+    rows = summarize(votes, prior)
+    tie = psnr_tie_note(metrics, [r["method"] for r in rows])
+    if tie:
+        return tie
+    people = _ordering({r["method"]: r["rank"] for r in rows})
+    psnr = _ordering({m: k for m, k in _psnr_ranks(metrics).items() if m in {r["method"] for r in rows}})
+    judge = _judge(votes)
+    return f"{judge + ':':<17} {people}\n{'PSNR:':<17} {psnr}"
+
+
 def plot_study(
     votes: Iterable[Vote], metrics: dict[str, dict] | None = None, path: str | Path | None = None, prior: float = 1.0
 ):
     """Win rates with their 95 % Wilson intervals (best-liked on top); with ``metrics``, also
-    PSNR-Y against the Bradley-Terry score, one point per method; MOS ± SE when rated."""
+    PSNR-Y against the Bradley-Terry score, one point per method (or, when the PSNRs tie, the
+    sentence that says why there is no such comparison); MOS ± SE when rated. Simulated votes
+    are called so in the titles, and a line above the panels says it again."""
     import matplotlib.pyplot as plt
 
     votes = list(votes)
+    judge = _judge(votes)
     rows = summarize(votes, prior)[::-1]  # best on top of a horizontal bar chart
     rated = [r for r in rows if "mos" in r]
     psnr = {m: v["psnr_y"] for m, v in (metrics or {}).items() if "psnr_y" in v}
     scatter = [r for r in rows if math.isfinite(psnr.get(r["method"], math.nan))]
+    tie = psnr_tie_note(metrics, [r["method"] for r in rows]) if scatter else None
     n_axes = 1 + bool(scatter) + bool(rated)
     fig, axes = plt.subplots(1, n_axes, figsize=(4.3 * n_axes, 0.9 + 0.45 * len(rows)), squeeze=False)
     ax, y = axes[0][0], np.arange(len(rows))
@@ -278,9 +365,15 @@ def plot_study(
     ax.set_yticks(y, [r["method"] for r in rows])
     ax.set_xlim(0, 1)
     ax.set_xlabel("win rate (ties = ½), 95% Wilson CI")
-    ax.set_title(f"preferred by people ({len(votes)} votes)", fontsize=10)
+    ax.set_title(f"preferred by the {judge} ({len(votes)} votes)", fontsize=10)
     col = 1
-    if scatter:
+    if scatter and tie:
+        ax = axes[0][col]
+        col += 1
+        ax.set_axis_off()
+        ax.text(0.0, 0.5, tie, wrap=True, fontsize=9, va="center", transform=ax.transAxes)
+        ax.set_title(f"metric vs {judge}", fontsize=10)
+    elif scatter:
         ax = axes[0][col]
         col += 1
         xs, ys = [psnr[r["method"]] for r in scatter], [r["bt"] for r in scatter]
@@ -303,10 +396,10 @@ def plot_study(
         if max(xs) - min(xs) < 0.5:  # nearly equal PSNRs: show them as such, not blown up
             ax.set_xlim((max(xs) + min(xs)) / 2 - 0.5, (max(xs) + min(xs)) / 2 + 0.5)
         ax.set_xlabel("PSNR-Y (dB): what the metric says")
-        ax.set_ylabel("Bradley-Terry score: what people say")
+        ax.set_ylabel(f"Bradley-Terry score: what the {judge} says")
         ax.margins(y=0.15)
         ax.grid(alpha=0.3)
-        ax.set_title("metric vs people", fontsize=10)
+        ax.set_title(f"metric vs {judge}", fontsize=10)
     if rated:
         ax = axes[0][col]
         yr = np.arange(len(rated))
@@ -314,7 +407,10 @@ def plot_study(
         ax.set_yticks(yr, [r["method"] for r in rated])
         ax.set_xlim(1, 5)
         ax.set_xlabel("MOS (1-5) ± standard error")
-        ax.set_title("absolute ratings", fontsize=10)
+        ax.set_title(f"absolute ratings ({judge})", fontsize=10)
+    simulated = _simulated_note(votes)
+    if simulated:
+        fig.suptitle(simulated, fontsize=9, color="#b00")
     fig.tight_layout()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

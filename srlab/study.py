@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .preference import results_table
-from .votes import CHOICES, BadVoteRow, Vote, append_vote, one_line, read_votes
+from .votes import CHOICES, SIMULATED_RATER, BadVoteRow, Vote, append_vote, is_simulated, one_line, read_votes
 
 __all__ = ["Trial", "balanced_schedule", "BlindStudy", "simulate_votes"]
 
@@ -129,8 +129,10 @@ class BlindStudy:
         }
         self.zoom, self.ratings = zoom, ratings
         self.trials = balanced_schedule(self.methods, list(images), repeats, seed)
+        self.total = len(self.trials)  # the whole session, counting the votes of an earlier one
         if resume and self.path.is_file():
             self.trials = self._not_yet_done(self.trials)
+        self.done_before = self.total - len(self.trials)  # cast before a disconnect: "5 of 45", not "1 of 41"
         self.index, self.votes = 0, []
 
         self.prompt = w.HTML(
@@ -238,7 +240,7 @@ class BlindStudy:
             self._show_results()
             return
         trial = self.trials[self.index]
-        self.progress.value = f"comparison {self.index + 1} of {len(self.trials)}"
+        self.progress.value = f"comparison {self.done_before + self.index + 1} of {self.total}"
         for side, method in (("left", trial.left), ("right", trial.right)):
             self.views[side].value = _crop_png(self.images[trial.image][method], self.boxes[trial.image], self.zoom)
         self.status.value = ""
@@ -250,7 +252,8 @@ class BlindStudy:
             widget.disabled = True
         for view in self.views.values():
             view.layout.display = "none"
-        self.progress.value = f"done: {len(self.trials)} comparisons"
+        resumed = f" ({len(self.votes)} in this session)" if self.done_before else ""
+        self.progress.value = f"done: {self.total} comparisons{resumed}"
         table = results_table(self.votes) if self.votes else "(no new votes in this session)"
         self.status.value = (
             f"<b>Thank you!</b> Your votes are saved in <code>{html.escape(str(self.path))}</code>."
@@ -273,7 +276,13 @@ def simulate_votes(
     ``(image, method) -> q`` (it may look at ``study.crop_of(image, method)``, e.g. its
     sharpness). When the study asks for ratings, each crop gets ``round(3 + q + normal(0, noise))``
     clipped to 1-5.
+
+    The study's rater id must start with :data:`~srlab.votes.SIMULATED_RATER` ("simulated"): it
+    is written into every row, and it is how every table and plot made from these votes knows to
+    say they are not people's.
     """
+    if not is_simulated(study.rater):
+        raise ValueError(f"a simulated rater's id must start with {SIMULATED_RATER!r}, got {study.rater!r}")
     rng = np.random.default_rng(seed)
     score = quality if callable(quality) else None
     start = len(study.votes)

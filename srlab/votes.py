@@ -22,10 +22,24 @@ from dataclasses import astuple, dataclass
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["COLUMNS", "CHOICES", "Vote", "BadVoteRow", "append_vote", "read_votes", "write_votes", "one_line"]
+__all__ = [
+    "COLUMNS",
+    "CHOICES",
+    "SIMULATED_RATER",
+    "Vote",
+    "BadVoteRow",
+    "append_vote",
+    "read_votes",
+    "write_votes",
+    "one_line",
+    "is_simulated",
+]
 
 COLUMNS = ("rater", "image", "crop", "method_left", "method_right", "choice", "rating_left", "rating_right", "time")
 CHOICES = ("left", "right", "same")
+# The rater id of simulated votes (any id starting with it, e.g. "simulated-sharpness", counts): the
+# mark travels inside the CSV, so every table and plot made from those votes can say "simulated".
+SIMULATED_RATER = "simulated"
 
 
 class BadVoteRow(UserWarning):
@@ -57,6 +71,12 @@ class Vote:
 
     def row(self) -> list[str]:
         return ["" if v is None else str(v) for v in astuple(self)]
+
+
+def is_simulated(rater: str | Vote) -> bool:
+    """Whether a program, not a person, cast a vote: its rater id starts with :data:`SIMULATED_RATER`."""
+    rater = rater.rater if isinstance(rater, Vote) else rater
+    return rater.lower().startswith(SIMULATED_RATER)
 
 
 def one_line(text: str) -> str:

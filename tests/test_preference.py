@@ -191,3 +191,75 @@ def test_report_command_fails_clearly(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:  # argparse: at least one file
         srlab_main(["study", "report"])
     assert exit_.value.code == 2
+
+
+# ---------------------------------------------------------------- no conclusions from noise
+
+
+def _sim(votes):
+    return [vote(v.method_left, v.method_right, v.choice, rater="simulated") for v in votes]
+
+
+TIED = {  # spread 28.46 - 28.42 = 0.04 dB < 0.05: a tie (HR's infinite PSNR is left out)
+    "A": {"psnr_y": 28.42, "ssim_y": 0.80},
+    "B": {"psnr_y": 28.44, "ssim_y": 0.81},
+    "C": {"psnr_y": 28.46, "ssim_y": 0.82},
+    "HR": {"psnr_y": math.inf, "ssim_y": 1.0},
+}
+
+
+def test_a_psnr_tie_is_a_spread_under_five_hundredths_of_a_db():
+    note = preference.psnr_tie_note(TIED)
+    assert note.startswith("No people-vs-PSNR comparison") and "A, B, C" in note and "28.42-28.46 dB" in note
+    apart = {**TIED, "C": {"psnr_y": 28.48}}  # spread 0.06 dB: PSNR orders them
+    assert preference.psnr_tie_note(apart) is None
+    assert preference.psnr_tie_note(apart, methods=["A", "B", "HR"]) is not None  # 0.02 dB among those asked
+    assert preference.psnr_tie_note({"A": {"psnr_y": 28.4}, "HR": {"psnr_y": math.inf}}) is None  # nothing to tie
+    assert preference.psnr_tie_note(None) is None
+
+
+def test_tied_psnrs_drop_the_psnr_rank_and_say_why():
+    lines = preference.results_table(TABLE, TIED).splitlines()
+    assert lines[0].split(" | ")[-2:] == ["PSNR-Y (dB)", "SSIM-Y |"] and "PSNR rank" not in lines[0]
+    assert lines[2].endswith("| 28.42 | 0.8000 |")  # A: still its PSNR and SSIM, no rank
+    assert lines[-2] == "" and lines[-1] == f"*{preference.psnr_tie_note(TIED, ['A', 'B', 'C'])}*"
+    assert preference.people_vs_psnr(TABLE, TIED) == preference.psnr_tie_note(TIED, ["A", "B", "C"])
+
+
+def test_people_vs_psnr_orders_with_shared_ranks():
+    metrics = {"A": {"psnr_y": 24.0}, "B": {"psnr_y": 26.50}, "C": {"psnr_y": 26.47}}  # B, C within 0.05 dB
+    # TABLE: people prefer A > B > C (test_bradley_terry_never_chosen...); PSNR: B = C (tie) > A
+    assert preference.people_vs_psnr(TABLE, metrics) == "people:           A > B > C\nPSNR:             B = C > A"
+    assert preference.people_vs_psnr(_sim(TABLE), metrics).startswith("simulated rater:  A > B > C\n")
+
+
+def test_simulated_votes_say_so_in_the_table_the_matrix_the_plot_and_the_report(tmp_path):
+    metrics = {"A": {"psnr_y": 24.0}, "B": {"psnr_y": 26.5}, "C": {"psnr_y": 25.0}}
+    people = preference.results_table(TABLE, metrics)
+    assert "imulated" not in people and "| people rank |" in people.splitlines()[0]
+    table = preference.results_table(_sim(TABLE), metrics).splitlines()
+    assert table[0] == (
+        "*Simulated votes (all): a program voted, not people; these numbers show that the pipeline works.*"
+    )
+    assert "| simulated rater rank |" in table[2] and "people" not in table[2]
+    mixed = preference.results_table(TABLE + _sim(TABLE[:2]), metrics).splitlines()
+    assert mixed[0].startswith("*Simulated votes (2 of 9)") and "| people rank |" in mixed[2]
+    assert preference.pairwise_table(_sim(TABLE)).startswith("| preferred over → (simulated votes) |")
+    fig = preference.plot_study(_sim(TABLE), metrics)
+    assert fig.axes[0].get_title() == "preferred by the simulated rater (7 votes)"
+    assert fig.axes[1].get_title() == "metric vs simulated rater" and "simulated" in fig.axes[1].get_ylabel()
+    assert fig._suptitle.get_text().startswith("Simulated votes (all)")
+    path = tmp_path / "votes_simulated.csv"
+    for v in _sim(TABLE):
+        append_vote(path, v)
+    assert "Simulated votes (all)" in preference.report([path])
+
+
+def test_plot_of_tied_psnrs_shows_the_sentence_not_a_scatter():
+    import matplotlib.collections
+
+    fig = preference.plot_study(TABLE, TIED)
+    ax = fig.axes[1]
+    assert not any(isinstance(c, matplotlib.collections.PathCollection) for c in ax.collections)
+    assert [t.get_text() for t in ax.texts] == [preference.psnr_tie_note(TIED, ["A", "B", "C"])]
+    assert fig._suptitle is None  # people's votes: no "simulated" banner

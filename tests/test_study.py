@@ -136,10 +136,19 @@ def test_a_resumed_session_skips_what_the_rater_already_did(images, tmp_path):
     assert len(remaining) == 7 and Counter(remaining + done) == Counter(
         (i, frozenset(p)) for i in images for p in combinations(METHODS, 2)
     )
+    # the count goes on from the votes already cast: the 6th of 12, not "1 of 7"
+    assert first.progress.value == "comparison 6 of 12" and other.progress.value == "comparison 1 of 12"
+    assert again.progress.value == "comparison 6 of 12"
+    again.buttons["same"].click()
+    assert again.progress.value == "comparison 7 of 12"
+    while not again.finished:
+        again.buttons["right"].click()
+    assert again.progress.value == "done: 12 comparisons (7 in this session)"
+    assert len(read_votes(path)) == 12
 
 
 def test_simulated_rater_who_always_prefers_one_method_ranks_it_first(images, tmp_path):
-    s = study.BlindStudy(images, tmp_path / "votes.csv", rater="sim", crop=16, repeats=2, seed=0)
+    s = study.BlindStudy(images, tmp_path / "votes.csv", rater="simulated", crop=16, repeats=2, seed=0)
     votes = study.simulate_votes(s, {"secret_method": 1.0, "bicubic": 0.0, "ESRGAN": 0.0, "SRResNet": 0.0}, noise=0)
     assert len(votes) == 24 and s.finished
     assert all(v.winner == "secret_method" for v in votes if "secret_method" in (v.method_left, v.method_right))
@@ -149,7 +158,7 @@ def test_simulated_rater_who_always_prefers_one_method_ranks_it_first(images, tm
 
 
 def test_a_noisy_simulated_rater_is_recovered_in_order(images, tmp_path):
-    s = study.BlindStudy(images, tmp_path / "votes.csv", rater="sim", crop=16, repeats=25, ratings=True, seed=0)
+    s = study.BlindStudy(images, tmp_path / "votes.csv", rater="simulated", crop=16, repeats=25, ratings=True, seed=0)
     quality = {"secret_method": 1.5, "ESRGAN": 0.5, "SRResNet": -0.5, "bicubic": -1.5}
     study.simulate_votes(s, quality, noise=1.0, tie=0.1, seed=1)
     summary = summarize(s.votes)
@@ -162,7 +171,7 @@ def test_a_simulated_rater_can_judge_the_crops_it_is_shown(tmp_path):
     # four flat grey "methods": the rater likes brightness, q = mean / 50 = 1, 2, 3, 4
     grey = {f"g{v}": np.full((24, 24, 3), v, np.uint8) for v in (50, 100, 150, 200)}
     s = study.BlindStudy(
-        {"flat": grey, "flat2": grey}, tmp_path / "votes.csv", rater="sim", crop=8, ratings=True, seed=0
+        {"flat": grey, "flat2": grey}, tmp_path / "votes.csv", rater="simulated", crop=8, ratings=True, seed=0
     )
     votes = study.simulate_votes(s, lambda image, method: float(s.crop_of(image, method).mean()) / 50, noise=0)
     assert all(v.winner == max(v.method_left, v.method_right, key=lambda m: int(m[1:])) for v in votes)
@@ -175,3 +184,15 @@ def test_a_simulated_rater_can_judge_the_crops_it_is_shown(tmp_path):
         "g150": (5, 0),
         "g200": (5, 0),
     }
+
+
+def test_only_a_simulated_rater_id_may_simulate_and_its_results_say_so(images, tmp_path):
+    person = study.BlindStudy(images, tmp_path / "ann.csv", rater="ann", crop=16, seed=0)
+    with pytest.raises(ValueError, match="must start with 'simulated'"):
+        study.simulate_votes(person, {m: 0.0 for m in METHODS})
+    assert not (tmp_path / "ann.csv").exists()  # nothing was cast in a person's name
+    s = study.BlindStudy(images, tmp_path / "sim.csv", rater="simulated-sharpness", crop=16, seed=0)
+    votes = study.simulate_votes(s, {m: float(i) for i, m in enumerate(METHODS)}, noise=0)
+    assert all(v.rater == "simulated-sharpness" for v in read_votes(tmp_path / "sim.csv"))
+    assert "Simulated votes (all)" in s.status.value and "simulated rater rank" in s.status.value
+    assert len(votes) == 12

@@ -89,3 +89,11 @@ def test_several_raters_files_merge_and_round_trip(tmp_path):
     assert read_votes(pooled) == merged
     with pytest.raises(FileNotFoundError, match="nobody.csv"):
         read_votes([a, tmp_path / "nobody.csv"])
+
+
+def test_a_simulated_rater_is_known_by_its_id():
+    from srlab.votes import is_simulated
+
+    assert is_simulated("simulated") and is_simulated("Simulated-sharpness")
+    assert is_simulated(vote("A", "B", "left", rater="simulated"))
+    assert not is_simulated("ann") and not is_simulated("sim") and not is_simulated(vote("A", "B", "left"))
