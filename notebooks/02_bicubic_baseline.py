@@ -178,20 +178,30 @@ import dataclasses
 from srlab.presets import make_config
 from srlab.train import train
 
+from srlab.data import center_crops
+from srlab.metrics import batch_psnr
+from srlab.resize import imresize_torch
+
 base = make_config("srresnet", PRESET, init_from=None, **overrides)  # the srresnet stage's recipe
 cfg = dataclasses.replace(base, generator={"name": "srcnn"})  # with SRCNN as its generator
 print(f"SRCNN: {cfg.steps} steps, batch {cfg.batch_size}, HR patches {cfg.hr_size} px, {cfg.pixel_loss} loss, "
       f"lr {cfg.lr_g}")
-summary = train(cfg, RUNS / PRESET / "srcnn", progress=True)
-print(summary)
+srcnn_summary = train(cfg, RUNS / PRESET / "srcnn", progress=True)
+print(srcnn_summary)
+
+# bicubic on the crop validation scores (the central val_crop square of coffee), the reference for best_psnr
+(lr_val, hr_val), = center_crops([embedded_images((VALIDATION_IMAGE,))[VALIDATION_IMAGE]], cfg.val_crop, SCALE)
+BICUBIC_VAL = batch_psnr(imresize_torch(lr_val, SCALE).clamp(0, 1), hr_val, crop_border=SCALE).item()
+print(nb.psnr_versus("SRCNN, best validation PSNR-Y", srcnn_summary["best_psnr"], "bicubic", BICUBIC_VAL))
 
 # %% [markdown]
 # What to notice: the summary gives the best validation PSNR-Y (`best_psnr`, in dB) on the
-# held-out crop. In `smoke` the run is 6 steps from random weights, far too short to learn
-# anything: SRCNN has not even learned to pass its bicubic input through, and `best_psnr` is
-# far *below* bicubic's (the autoencoder below starts exactly at bicubic, so its number is the
-# reference). With a real budget SRCNN passes bicubic after a few thousand steps. The run folder holds `best.pt`, `last.pt`,
-# `history.jsonl` and a sample strip per validation in `samples/`.
+# held-out crop, and the last line puts it next to bicubic on the same crop. SRCNN starts from
+# random weights and has no shortcut to its bicubic input: it must first learn to pass that
+# input through, and until it has, it scores below bicubic, at first far below. A run of a
+# handful of steps (`smoke`) ends there; with a real budget it climbs past bicubic (exercise 2
+# measures when). The run folder holds `best.pt`, `last.pt`, `history.jsonl` and a sample
+# strip per validation in `samples/`.
 
 # %%
 from srlab.viz import plot_history
@@ -200,10 +210,11 @@ plot_history(RUNS / PRESET / "srcnn" / "history.jsonl")
 plt.show()
 
 # %% [markdown]
-# What to notice: the loss curve (log scale) and the validation PSNR at each validation.
+# What to notice: the loss curve (log scale) and the validation PSNR at each validation (its
+# panel spans at least 1 dB, so a change of a few thousandths of a dB stays flat, as it should).
 # With a real budget the MSE drops fast in the first few hundred steps (learning to copy the
-# bicubic input), then slowly (learning the missing detail). Six `smoke` steps show no trend:
-# the loss jumps with each batch of two patches.
+# bicubic input), then slowly (learning the missing detail). A run of a handful of steps
+# (`smoke`) shows no trend: the loss jumps with each batch of two patches.
 
 # %% [markdown]
 # ## 3. A small convolutional autoencoder
@@ -225,15 +236,18 @@ plt.show()
 
 # %%
 cfg = dataclasses.replace(base, generator={"name": "autoencoder"})
-summary = train(cfg, RUNS / PRESET / "autoencoder", progress=True)
-print(summary)
+autoencoder_summary = train(cfg, RUNS / PRESET / "autoencoder", progress=True)
+print(autoencoder_summary)
+best = autoencoder_summary["best_psnr"]
+print(nb.psnr_versus("autoencoder, best validation PSNR-Y", best, "bicubic", BICUBIC_VAL))
+print(nb.psnr_versus("autoencoder, best validation PSNR-Y", best, "SRCNN", srcnn_summary["best_psnr"]))
 
 # %% [markdown]
-# What to notice: compare the best validation PSNR with SRCNN's. The residual connection
-# gives the autoencoder a head start: it starts exactly at bicubic and never has to learn to
-# copy the input, which SRCNN must do first. In `smoke`, six steps barely move it, so its
-# `best_psnr` is bicubic's on the validation crop, give or take a few hundredths of a dB,
-# while SRCNN is still far below.
+# What to notice: the two lines put the autoencoder's best validation PSNR next to bicubic's
+# and SRCNN's. The residual connection gives the autoencoder a head start: it starts exactly at
+# bicubic and never has to learn to copy the input, which SRCNN must do first. So a short run
+# leaves it level with bicubic (it has not moved far from where it started), and training lifts
+# it above; SRCNN, on the same budget, first has to climb up to bicubic.
 
 # %% [markdown]
 # ## 4. Looking at the learned baselines
@@ -259,14 +273,17 @@ for name in ("srcnn", "autoencoder"):
 learned = {name: up(lr, SCALE) for name, up in upscalers.items()}
 scores.update(compare({"bicubic": outputs["bicubic"], **learned}, hr, SCALE, lr=lr, name=example.stem))
 plt.show()
+for name in learned:
+    print(nb.psnr_versus(name, scores[name]["psnr_y"], "bicubic", scores["bicubic"]["psnr_y"]))
 
 # %% [markdown]
-# What to notice (with a real training budget): both networks are sharper than bicubic on
-# strong edges and gain PSNR, but texture is still smooth: fine, random-looking detail (fur,
-# hair, foliage) comes out as a soft average. That is not a lack of training; the next
-# section shows it is what a pixel loss asks for. In `smoke` there is nothing to see yet: after
-# 6 steps the SRCNN crop is nearly black (its PSNR is far below bicubic's), and the
-# autoencoder, which started as bicubic, still looks and scores like it.
+# What to notice: the lines under the crops say where each network stands against bicubic on
+# this image. A network above bicubic is sharper on strong edges, but its texture is still
+# smooth: fine, random-looking detail (fur, hair, foliage) comes out as a soft average. That is
+# not a lack of training; the next section shows it is what a pixel loss asks for. A network
+# still below bicubic has not yet learned what interpolation gives for free (its crop shows
+# it), and one level with bicubic has not moved from where it started: its crop cannot look
+# different from bicubic's either.
 
 # %% [markdown]
 # ## 5. Why pixel losses blur
@@ -385,14 +402,15 @@ for name, other in (("OpenCV", lr_opencv), ("PIL", lr_pil)):
           f"{np.mean(other != lr):.1%} of the LR values differ, by at most {np.abs(other.astype(int) - lr).max()}")
 
 # %% [markdown]
-# What to notice, reading the `change` column: RGB PSNR is well below Y PSNR (1.5-2 dB on
-# colour photos). An LR image made without antialiasing (OpenCV) changes the task itself, by
-# a dB or more. The upscaling kernel alone moves bicubic too: OpenCV's $a = -0.75$ scores
-# *above* MATLAB's $a = -0.5$ (by about 0.2 dB on Set5; see the row for this image), because
-# its stronger negative lobes sharpen more. PIL's LR is not MATLAB's either: the line under
-# the table counts the LR values that differ, but they differ by so little (the dB figure)
-# that the final PSNR hardly moves. The border crop can move the number in either direction:
-# little on this image, but on Set14 leaving the border in changes the bicubic mean by
+# What to notice, reading the `change` column: RGB PSNR is below Y PSNR on colour photos
+# (typically by 1-2 dB). An LR image made without antialiasing (OpenCV) changes the task
+# itself, often by a dB or more. The upscaling kernel alone moves bicubic too: on Set5,
+# OpenCV's $a = -0.75$ scores *above* MATLAB's $a = -0.5$ by about 0.2 dB, because its
+# stronger negative lobes sharpen more (its row gives the change for this image). PIL's LR is
+# not MATLAB's either: the lines under the table count the LR values that differ and give
+# their PSNR against MATLAB's LR; the PIL row gives what that does to the final number. The
+# border crop can move the number in either direction (its row gives this image's change):
+# on Set14 leaving the border in changes the bicubic mean by
 # -0.23 dB, and by -1.97 dB on `foreman`, whose black left edge (two columns of a video
 # frame's border) no interpolation can reproduce. For CNNs with zero padding, whose outermost pixels are often poor, it matters more.
 # Changes of these sizes are as large as the gaps between many published methods: when you
@@ -416,16 +434,24 @@ results = {method: {set_name: evaluate_folder(folder, scale=SCALE, upscaler=up)[
                     for set_name, folder in test_sets.items()}
            for method, up in methods.items()}  # method -> test set -> mean PSNR-Y, SSIM-Y, PSNR-RGB
 nb.show_markdown(metrics_table(results, ("psnr_y", "ssim_y"), label=f"x{SCALE}", groups=list(test_sets)))
+LITERATURE_BICUBIC = {"Set5": 28.42, "Set14": 26.00}  # x4 PSNR-Y, as tabulated in the VDSR paper
+for set_name in test_sets:
+    if set_name in LITERATURE_BICUBIC:
+        print(nb.psnr_versus(f"bicubic on {set_name}", results["bicubic"][set_name]["psnr_y"], "the literature",
+                             LITERATURE_BICUBIC[set_name]))
+    for name in upscalers:
+        print(nb.psnr_versus(f"{name} on {set_name}", results[name][set_name]["psnr_y"], "bicubic",
+                             results["bicubic"][set_name]["psnr_y"]))
 
 # %% [markdown]
-# What to notice: the bicubic row should match the literature to 0.01 dB on Set5/Set14
-# (that is the check that our protocol is the papers' protocol). Lanczos usually edges out
-# bicubic; the learned baselines beat every interpolation once trained, SRCNN by roughly
-# 1-2 dB at full length. In `smoke`, after 6 steps, SRCNN is still far below bicubic and the
-# autoencoder sits on it (where it started). This table is the floor: every model from
-# notebook 03 on must beat it,
-# and the GAN models will beat it in *looks* while often losing in PSNR, for the reason
-# section 5 gave.
+# What to notice: on Set5 and Set14 the bicubic row should match the literature to 0.01 dB
+# (the lines "bicubic on Set5/Set14 ... the literature" under the table check it: that is the
+# check that our protocol is the papers' protocol; the `smoke` test folder is not a benchmark,
+# so there is nothing to check).
+# Lanczos usually edges out bicubic. The other lines say where each learned baseline stands
+# against bicubic; trained to the end, SRCNN gains about 2 dB on Set5 (the VDSR figures above).
+# This table is the floor: every model from notebook 03 on must beat it, and the GAN models
+# will beat it in *looks* while often losing in PSNR, for the reason section 5 gave.
 
 # %% [markdown]
 # ## Exercises

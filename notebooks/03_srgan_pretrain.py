@@ -198,8 +198,8 @@ from srlab.viz import plot_history
 val_image = embedded_images((VALIDATION_IMAGE,))[VALIDATION_IMAGE]
 (lr_val, hr_val), = center_crops([val_image], cfg.val_crop, SCALE)  # (1, 3, h, w), (1, 3, H, W)
 bicubic_val = batch_psnr(imresize_torch(lr_val, SCALE).clamp(0, 1), hr_val, crop_border=SCALE).item()
-print(f"validation crop of {VALIDATION_IMAGE} {tuple(hr_val.shape[-2:])}: bicubic {bicubic_val:.2f} dB, "
-      f"SRResNet best {summary['best_psnr']:.2f} dB ({summary['best_psnr'] - bicubic_val:+.2f} dB)")
+print(f"validation crop of {VALIDATION_IMAGE} {tuple(hr_val.shape[-2:])}: "
+      + nb.psnr_versus("SRResNet best", summary["best_psnr"], "bicubic", bicubic_val))
 
 fig = plot_history(OUT / "history.jsonl")  # plain dB tick labels, even for tiny differences
 ax = fig.axes[-1]  # the validation panel
@@ -211,8 +211,9 @@ plt.show()
 # What to notice: the pixel loss falls quickly and then slowly (log scale); the validation
 # PSNR should rise above the dotted bicubic line. With a bicubic residual it starts *on*
 # the line (the untrained net is bicubic); the plain `colab` network starts far below it
-# and needs a few thousand steps to cross it. In the `smoke` preset six steps barely move
-# anything: the curve is there to show the mechanics.
+# and needs a few thousand steps to cross it. The validation panel spans at least 1 dB, so
+# a run that barely moved (the few `smoke` steps) shows a flat line, not noise blown up into
+# a trend; the line above the plot gives the numbers.
 
 # %% [markdown]
 # ## The whole `coffee` image, and zoomed crops
@@ -236,13 +237,16 @@ lr = imresize(hr, 1 / SCALE)  # the benchmark degradation: MATLAB bicubic x1/SCA
 outputs = {"bicubic": upscale_classical(lr, SCALE, "bicubic"), "SRResNet": srresnet(lr, SCALE)}
 scores = compare(outputs, hr, SCALE, lr=lr, name=VALIDATION_IMAGE, path=OUT / f"crops_{VALIDATION_IMAGE}.png")
 plt.show()
+print(nb.psnr_versus("SRResNet", scores["SRResNet"]["psnr_y"], "bicubic", scores["bicubic"]["psnr_y"]))
+print(nb.difference_note("SRResNet", outputs["SRResNet"], "bicubic", outputs["bicubic"]))
 
 # %% [markdown]
 # What to notice: the red box on the left marks the most textured 96x96 region, shown
 # magnified in the other panels. A trained SRResNet has cleaner, straighter edges than
 # bicubic, but fine texture is still smooth: this is the averaging effect of the pixel
-# loss, and the reason for notebook 04. (After 6 smoke steps, SRResNet and bicubic look
-# the same.)
+# loss, and the reason for notebook 04. The two lines under the crops say how far this run's
+# SRResNet is from bicubic, in dB and in grey levels: when they look the same (a run of a few
+# steps), there is nothing to compare in the crops yet.
 
 # %% [markdown]
 # ## Sample strips

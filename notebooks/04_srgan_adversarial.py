@@ -291,11 +291,19 @@ def gan_curves(history, adversarial_weight, title):
     return fig
 
 
+def last_step(history):
+    """D's loss and outputs at the last logged step, next to their chance values."""
+    r = [r for r in history if "loss_d" in r][-1]
+    return (f"last logged step {r['step']}: D loss {r['loss_d']:.2f} (chance {2 * math.log(2):.2f}), "
+            f"D(real) {r['d_real']:.2f}, D(fake) {r['d_fake']:.2f} (chance 0.50)")
+
+
 history = read_history(OUT / "history.jsonl")
 plot_history(history)
 plt.show()
 gan_curves(history, cfg.adversarial_weight, f"SRGAN, preset {PRESET}")
 plt.show()
+print(last_step(history))
 
 # %% [markdown]
 # What to notice, in a real run (`colab`, `cpu`):
@@ -308,8 +316,9 @@ plt.show()
 # - Validation PSNR *falls* a little below the SRResNet's: hallucinated texture is never
 #   pixel-exact. That is expected, not a bug.
 #
-# In `smoke` (6 steps, random VGG, tiny D) everything hovers around chance: D(real) ≈ D(fake)
-# ≈ 0.5 and D loss ≈ 1.39, because neither network had time to learn anything.
+# In `smoke` (a handful of steps, random VGG, tiny D) neither network has time to learn
+# anything, so everything should stay near chance: D(real) ≈ D(fake) ≈ 0.5 and D loss ≈ 1.39.
+# The line under the curves gives the last step's values, whatever the preset.
 
 # %% [markdown]
 # ## Bicubic, SRResNet and SRGAN side by side
@@ -337,11 +346,16 @@ for name, ckpt in (("SRResNet", PRETRAINED), ("SRGAN", OUT / "last.pt")):
     print(f"{name}: {ckpt.name} of step {info['step']}")
 scores = compare(outputs, hr, SCALE, lr=lr, name=VALIDATION_IMAGE, path=OUT / f"crops_{VALIDATION_IMAGE}.png")
 plt.show()
+print(nb.psnr_versus("SRGAN", scores["SRGAN"]["psnr_y"], "SRResNet", scores["SRResNet"]["psnr_y"]))
+print(nb.difference_note("SRGAN", outputs["SRGAN"], "SRResNet", outputs["SRResNet"]))
 
 # %% [markdown]
 # What to notice: after a real run, SRGAN's crop shows grain and texture that SRResNet
 # smooths away, at a *lower* PSNR: the perception-distortion trade-off (Blau & Michaeli
-# 2018). Notebook 06 measures it on benchmarks. In smoke the three outputs look alike.
+# 2018). Notebook 06 measures it on benchmarks. The two lines under the crops say whether
+# this run got there: when SRGAN is level with SRResNet and their outputs differ by less than
+# a grey level (a run of a few steps, like `smoke`'s), the crops look alike and show nothing
+# of the trade-off.
 
 # %% [markdown]
 # ## Discriminator collapse

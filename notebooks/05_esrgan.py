@@ -391,22 +391,27 @@ def upscale_blend(alpha):
 
 # %%
 alphas = (0.0, 0.25, 0.5, 0.75, 1.0)
+blends = {alpha: upscale_blend(alpha) for alpha in alphas}
+blend_psnr = {alpha: psnr(sr, hr, crop_border=SCALE, y_channel=True) for alpha, sr in blends.items()}
 fig, axes = plt.subplots(1, len(alphas) + 2, figsize=(2.2 * (len(alphas) + 2), 2.6))
 show_image(axes[0], imresize(lr, SCALE), "bicubic")
 for ax, alpha in zip(axes[1:], alphas):
-    sr = upscale_blend(alpha)
-    show_image(ax, sr, f"alpha = {alpha}\n{psnr(sr, hr, crop_border=SCALE):.2f} dB")
+    show_image(ax, blends[alpha], f"alpha = {alpha}\n{blend_psnr[alpha]:.2f} dB")
 show_image(axes[-1], hr, "HR")
 fig.tight_layout()
 fig.savefig(RUNS / PRESET / "esrgan" / "interpolation.png", dpi=100)
 plt.show()
+print(nb.psnr_versus("alpha = 1 (ESRGAN)", blend_psnr[1.0], "alpha = 0 (RRDB)", blend_psnr[0.0]))
+print(nb.difference_note("alpha = 1", blends[1.0], "alpha = 0", blends[0.0]))
 
 # %% [markdown]
 # **What to notice:** from left to right the texture gets sharper and the PSNR-Y (shown under
 # each panel) usually falls: $\alpha$ moves the model along the perception-distortion
 # trade-off. With a real run (`colab` preset, ImageNet VGG) the ESRGAN end shows crisp
 # fine detail (and sometimes invented detail); an $\alpha$ around 0.6-0.8 is a common choice.
-# In `smoke` all panels look alike: six steps on a tiny model change little.
+# The two lines under the strip say how far apart the two ends are in this run: when they
+# are level in PSNR and differ by less than a grey level (a few `smoke` steps on a tiny
+# model), every panel looks alike and the dial has nothing to show yet.
 #
 # The slider below re-runs the blended model on the same crop each time you release it. It
 # needs a live kernel (a saved notebook keeps the static strip above as the record). The

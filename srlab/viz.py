@@ -11,6 +11,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
+
+from .preference import PSNR_TIE_DB
 
 __all__ = [
     "detail_box",
@@ -19,6 +22,7 @@ __all__ = [
     "compare",
     "compare_images",
     "plain_ticks",
+    "at_least_span",
     "plot_history",
     "tied_groups",
     "perception_distortion_plot",
@@ -170,6 +174,20 @@ def plain_ticks(ax, axis: str = "y") -> None:
         (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
 
 
+VAL_PSNR_SPAN_DB = 1.0  # the validation panel shows at least this many dB: noise of 0.001 dB stays flat
+
+
+def at_least_span(ax, span: float, axis: str = "y") -> None:
+    """Widen a linear axis to at least ``span`` around its data: matplotlib would stretch a
+    change of 0.001 dB over the whole panel, and a flat curve would look like a steep rise."""
+    low, high = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    if high - low < span:
+        mid, other = (low + high) / 2, (ax.get_xlim() if axis == "y" else ax.get_ylim())[0]
+        ends = [(other, mid - span / 2), (other, mid + span / 2)]
+        ax.update_datalim(ends if axis == "y" else [e[::-1] for e in ends])  # autoscaling stays on: a
+        ax.autoscale_view()  # line drawn later (bicubic's PSNR) still widens the axis
+
+
 def plot_history(history, path: str | Path | None = None):
     """Loss curves of a run: generator losses, discriminator (loss, D(real), D(fake)), validation.
 
@@ -200,7 +218,10 @@ def plot_history(history, path: str | Path | None = None):
         ax.set_xlabel("step")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         plain_ticks(ax)  # a nearly flat curve keeps readable dB values, not an axis offset
+        if keys == ["val_psnr"]:
+            at_least_span(ax, VAL_PSNR_SPAN_DB)
     collapses = [r["step"] for r in history if r.get("event") == "discriminator_collapse"]
     for ax in axes[0]:
         for step in collapses:
@@ -214,7 +235,6 @@ def plot_history(history, path: str | Path | None = None):
 
 # ---------------------------------------------------------------- perception-distortion plane
 
-PSNR_TIE_DB = 0.05  # PSNR-Y differences below this are noise here: a model and bicubic can differ by less
 NIQE_TIE = 0.05  # the same for NIQE (its values run from about 2, photo-like, to 10+, heavily degraded)
 
 

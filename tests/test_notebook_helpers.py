@@ -143,5 +143,41 @@ def test_history_plot_has_plain_tick_labels():
     val = fig.axes[-1]
     assert val.yaxis.get_offset_text().get_text() == ""  # no "1e-5+3.069e1"
     labels = [t.get_text() for t in val.get_yticklabels() if t.get_text()]
-    assert labels and all(30.69 <= float(t.replace("\u2212", "-")) <= 30.70 for t in labels)
+    values = [float(t.replace("\u2212", "-")) for t in labels]
+    assert labels and all(30.0 <= v <= 31.4 for v in values)
+    low, high = val.get_ylim()  # 0.0002 dB of noise is not drawn as a rise over the whole panel
+    assert high - low >= 1.0 and low < 30.6912 and high > 30.6914
+    val.axhline(27.0)  # a reference drawn afterwards (bicubic) still fits in
+    assert val.get_ylim()[0] < 27.0
+    steps = [t.get_text().replace("\u2212", "-") for t in fig.axes[0].get_xticklabels() if t.get_text()]
+    assert steps and all(t.lstrip("-").isdigit() for t in steps), steps  # whole steps, no 2.5
     plt.close(fig)
+
+
+def test_psnr_versus_says_above_below_or_level_from_the_numbers():
+    assert nb.psnr_versus("SRCNN", 8.41, "bicubic", 27.29) == "SRCNN: 8.41 dB, 18.88 dB below bicubic (27.29 dB)"
+    assert nb.psnr_versus("RRDB", 30.56, "SRResNet", 30.41) == "RRDB: 30.56 dB, 0.15 dB above SRResNet (30.41 dB)"
+    # 0.03 dB apart: a tie, whichever way round
+    level = "SRGAN: 27.32 dB, level with SRResNet (27.29 dB; within 0.05 dB)"
+    assert nb.psnr_versus("SRGAN", 27.32, "SRResNet", 27.29) == level
+    assert "level with" in nb.psnr_versus("a", 27.26, "b", 27.29)
+    assert "0.06 dB above" in nb.psnr_versus("a", 27.35, "b", 27.29)
+
+
+def test_difference_note_measures_grey_levels_and_says_when_crops_look_the_same():
+    import numpy as np
+
+    a = np.full((4, 4, 3), 100, np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 148  # one value of 48 off 48 values: 1.00 grey level on average
+    assert nb.difference_note("SRGAN", b, "SRResNet", a) == (
+        "SRGAN and SRResNet differ by 1.00 grey levels per pixel on average (of 255)"
+    )
+    b[0, 0, 0] = 124  # 0.50 on average: invisible
+    assert nb.difference_note("SRGAN", b, "SRResNet", a).endswith(
+        "by 0.50 grey levels per pixel on average (of 255): too little to see, so their crops look the same in this run"
+    )
+    # 16-bit and float images are measured in the same 8-bit levels
+    a16, f = a.astype(np.uint16) * 257, a / 255.0 + 2 / 255.0
+    assert "by 0.00 grey levels" in nb.difference_note("x", a16, "y", a)
+    assert "by 2.00 grey levels" in nb.difference_note("x", f, "y", a)
