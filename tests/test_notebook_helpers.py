@@ -181,3 +181,33 @@ def test_difference_note_measures_grey_levels_and_says_when_crops_look_the_same(
     a16, f = a.astype(np.uint16) * 257, a / 255.0 + 2 / 255.0
     assert "by 0.00 grey levels" in nb.difference_note("x", a16, "y", a)
     assert "by 2.00 grey levels" in nb.difference_note("x", f, "y", a)
+
+
+def test_load_published_says_in_one_line_when_the_weights_are_missing(monkeypatch, capsys):
+    import srlab.checkpoint
+
+    def offline(name, **kwargs):
+        raise OSError(f"could not get {name}: no network.\nsecond line")
+
+    monkeypatch.setattr(srlab.checkpoint, "load_generator", offline)
+    assert nb.load_published("realesrgan-x4plus") is None
+    out = capsys.readouterr().out
+    assert out == (
+        "Real-ESRGAN x4plus (published weights): not available, left out "
+        "(OSError: could not get realesrgan-x4plus: no network.)\n"
+    )
+
+
+def test_load_published_real_esrgan_runs_offline_from_the_ncnn_package(capsys):
+    pytest.importorskip("ncnn", reason="the ncnn reader's package is not installed")
+    from srlab import weights
+
+    if weights.installed_realesrgan("realesrgan-x4plus") is None:
+        pytest.skip(f"{weights.NCNN_PACKAGE} is not installed")
+    import torch
+
+    label, model = nb.load_published("realesrgan-x4plus")
+    assert label == "Real-ESRGAN x4plus (published weights)" and capsys.readouterr().out.startswith(label + ": ")
+    assert sum(p.numel() for p in model.parameters()) == 16_697_987  # the paper's RRDBNet, 23 blocks
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
