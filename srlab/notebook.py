@@ -203,7 +203,11 @@ def difference_note(name_a: str, a, name_b: str, b) -> str:
 
 # Published generators the notebooks show beside the course's own, and how every table and panel
 # labels them: trained by their authors far longer, on other data, so never to be mistaken for ours.
-PUBLISHED = {"realesrgan-x4plus": "Real-ESRGAN x4plus (published weights)"}
+PUBLISHED = {
+    "realesrgan-x4plus": "Real-ESRGAN x4plus (published weights)",
+    "esrgan-x4": "ESRGAN, paper (published weights)",
+    "esrgan-psnr-x4": "RRDB PSNR model, paper (published weights)",
+}
 
 
 def load_published(name: str = "realesrgan-x4plus", device: str = "cpu"):

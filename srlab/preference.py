@@ -396,8 +396,8 @@ def plot_study(
         if max(xs) - min(xs) < 0.5:  # nearly equal PSNRs: show them as such, not blown up
             ax.set_xlim((max(xs) + min(xs)) / 2 - 0.5, (max(xs) + min(xs)) / 2 + 0.5)
         ax.set_xlabel("PSNR-Y (dB): what the metric says")
-        ax.set_ylabel(f"Bradley-Terry score: what the {judge} says")
-        ax.margins(y=0.15)
+        ax.set_ylabel(f"Bradley-Terry score:\nwhat the {judge} says")
+        ax.margins(x=0.25, y=0.15)  # room for the labels of the points at the edges
         ax.grid(alpha=0.3)
         ax.set_title(f"metric vs {judge}", fontsize=10)
     if rated:

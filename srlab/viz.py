@@ -6,6 +6,7 @@ Whole images hide SR artefacts at screen size; a 4x-8x zoom into a textured regi
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -93,7 +94,8 @@ def crop_grid(rows: list[dict], path: str | Path | None = None, scale: int = 4, 
             f = img.shape[0] / hr.shape[0]  # 1 for SR outputs, 1/scale for the LR input
             t, l, s = round(top * f), round(left * f), max(1, round(size * f))
             caption = row.get("captions", {}).get(label)
-            show_image(ax, img[t : t + s, l : l + s], f"{label}\n{caption}" if caption else label)
+            name = textwrap.fill(label, 22)  # "Real-ESRGAN x4plus (published weights)" on two lines
+            show_image(ax, img[t : t + s, l : l + s], f"{name}\n{caption}" if caption else name)
         for ax in ax_row[1 + len(row["panels"]) :]:
             ax.set_axis_off()
     fig.tight_layout()
