@@ -2,7 +2,7 @@
 
 One object per run holds the network, its optimiser, its loss pair (what the generator
 minimises against it, what it minimises itself) and its collapse check. The training loop
-only calls :meth:`Adversary.generator_loss` in its generator step and
+only calls :meth:`Adversary.generator_losses` in its generator step and
 :meth:`Adversary.discriminator_loss` in its discriminator step. Three are registered:
 
 =========  ==================================================================================
@@ -108,12 +108,27 @@ class Adversary:
         """Whether the generator is updated at ``step`` (every step, unless n_critic > 1)."""
         return (step + 1) % self.n_critic == 0
 
+    needs_real = False  # whether the generator's adversarial term looks at D(hr)
+
     def generator_loss(self, sr: Tensor, hr: Tensor) -> Tensor:
         """The adversarial term of the generator's loss (unweighted), D frozen."""
-        with frozen(self.net):
-            return self._generator_loss(sr, hr)
+        return self.generator_losses(sr, hr)[0]
 
-    def _generator_loss(self, sr: Tensor, hr: Tensor) -> Tensor:
+    def generator_losses(self, sr: Tensor, hr: Tensor, feature_matching: bool = False) -> tuple[Tensor, Tensor | None]:
+        """The adversarial term and, when asked, feature matching (:func:`srlab.losses.feature_matching_loss`),
+        from one pass of D over SR (and one over HR, without gradient), D frozen."""
+        with frozen(self.net):
+            fake, fake_blocks = self.net.forward_features(sr)
+            real, real_blocks = None, None
+            if feature_matching or self.needs_real:
+                with torch.no_grad():
+                    real, real_blocks = self.net.forward_features(hr)
+                real = real.float()
+            adv = self._generator_loss(fake.float(), real)
+            return adv, (L.feature_matching_loss(fake_blocks, real_blocks) if feature_matching else None)
+
+    def _generator_loss(self, fake: Tensor, real: Tensor | None) -> Tensor:
+        """From D's logits on SR (with gradient) and on HR (constant, None unless ``needs_real``)."""
         raise NotImplementedError
 
     def discriminator_loss(self, sr: Tensor, hr: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -127,8 +142,8 @@ class Adversary:
 class BCEAdversary(Adversary):
     """SRGAN: D(x) = sigmoid(logit) is the probability that x is real."""
 
-    def _generator_loss(self, sr, hr):
-        return L.generator_bce_loss(self.net(sr).float())
+    def _generator_loss(self, fake, real):
+        return L.generator_bce_loss(fake)
 
     def discriminator_loss(self, sr, hr):
         real, fake = self.critic(hr).float(), self.critic(sr.detach()).float()  # (N, 1) logits each
@@ -139,10 +154,10 @@ class RaGANAdversary(Adversary):
     """ESRGAN: each logit is compared with the batch mean of the other kind's, so the whole
     (global) batch's logits are needed: ``gather``."""
 
-    def _generator_loss(self, sr, hr):
-        real = self.gather(self.net(hr).float().detach())  # (B, 1): constant for G
-        fake = self.gather(self.net(sr).float())
-        return L.relativistic_generator_loss(real, fake)
+    needs_real = True
+
+    def _generator_loss(self, fake, real):
+        return L.relativistic_generator_loss(self.gather(real), self.gather(fake))  # (B, 1) each; real constant
 
     def discriminator_loss(self, sr, hr):
         real = self.gather(self.critic(hr).float())  # (B, 1)
@@ -159,8 +174,8 @@ class WGANGPAdversary(Adversary):
         super().__init__(net, cfg)
         self.n_critic, self.gp_weight = cfg.n_critic, cfg.gp_weight
 
-    def _generator_loss(self, sr, hr):
-        return L.wasserstein_generator_loss(self.net(sr).float())
+    def _generator_loss(self, fake, real):
+        return L.wasserstein_generator_loss(fake)
 
     def discriminator_loss(self, sr, hr):
         sr = sr.detach()

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from .evaluate import CLASSICAL_METHODS, evaluate_folder, format_table
-from .presets import ADVERSARIES, PRESET_NAMES, STAGES
+from .presets import ADVERSARIES, PERCEPTUAL_KINDS, PRESET_NAMES, STAGES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -114,6 +114,13 @@ def _parser() -> argparse.ArgumentParser:
         "--random-vgg",
         action="store_true",
         help="perceptual loss with a random VGG-19 (no ImageNet weights): for smoke tests only",
+    )
+    tr.add_argument(
+        "--perceptual",
+        choices=PERCEPTUAL_KINDS,
+        help="GAN stages: what the perceptual loss compares. vgg (default): ImageNet VGG-19 features, "
+        "the papers'; discriminator: feature matching on the discriminator's own blocks (pix2pixHD), "
+        "a substitute that needs no download (offline, CI)",
     )
     tr.add_argument(
         "--adversarial",
@@ -220,6 +227,7 @@ def _train(args) -> int:
         "degradation": args.degradation,
         "wandb": args.wandb,
         "adversarial": args.adversarial,
+        "perceptual": args.perceptual,
         "usm_target": args.usm_target or None,
         "sync_bn": False if args.no_sync_bn else None,
     }

@@ -1,4 +1,4 @@
-"""Losses for GAN super-resolution: pixel, perceptual (VGG-19), adversarial.
+"""Losses for GAN super-resolution: pixel, perceptual (VGG-19, or feature matching), adversarial.
 
 Every loss takes images in [0, 1] (or discriminator logits) and returns a scalar
 tensor (mean reduction). The equation each one implements is in its docstring.
@@ -10,6 +10,9 @@ Which losses each model trains with:
   the discriminator uses ``discriminator_bce_loss``.
 * ESRGAN (Wang et al. 2018): ``PerceptualLoss("conv5_4")`` + 5e-3 * ``relativistic_generator_loss``
   + 1e-2 * ``pixel_loss(sr, hr, "l1")``; the discriminator uses ``relativistic_discriminator_loss``.
+* Offline, with ``--perceptual discriminator``: ``feature_matching_loss`` on the discriminator's
+  own features takes the VGG loss's place (a substitute for when no ImageNet VGG can be had,
+  not the papers' loss).
 * WGAN-GP (Gulrajani et al. 2017): ``wasserstein_critic_loss`` + ``gradient_penalty`` for the
   critic, ``wasserstein_generator_loss`` for the generator.
 """
@@ -32,6 +35,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "PerceptualLoss",
+    "feature_matching_loss",
     "gan_bce_loss",
     "discriminator_bce_loss",
     "generator_bce_loss",
@@ -288,6 +292,24 @@ class PerceptualLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"layers={self.layer_weights}, criterion={self.criterion!r}"
+
+
+def feature_matching_loss(fake_features: list[Tensor], real_features: list[Tensor]) -> Tensor:
+    r"""Feature matching on the discriminator's features (pix2pixHD: Wang et al. 2018, Eq. 4):
+
+    L_FM = \sum_{k=1}^{T} \frac{1}{N_k} \| D^{(k)}(x_{hr}) - D^{(k)}(G(x_{lr})) \|_1
+
+    over D's T blocks, N_k the number of elements of block k's output (so each term is a mean
+    absolute difference). The generator is pulled towards HR in the feature space the
+    discriminator learns for telling real from fake, the role ImageNet VGG features play in a
+    perceptual loss. HR's features are constants (detached). A substitute where no pretrained VGG
+    can be had (offline, CI): D's features move as D trains, and no paper reports SR with it.
+    """
+    if len(fake_features) != len(real_features) or not fake_features:
+        n_fake, n_real = len(fake_features), len(real_features)
+        raise ValueError(f"feature matching needs the same blocks of both: {n_fake} vs {n_real}")
+    terms = [F.l1_loss(f.float(), r.detach().float()) for f, r in zip(fake_features, real_features)]
+    return torch.stack(terms).sum()
 
 
 # ----------------------------------------------------------------------------- standard GAN (SRGAN)

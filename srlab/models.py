@@ -504,9 +504,21 @@ class SRGANDiscriminator(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[0]
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The score ``(N, 1)`` and the output of each of the four stride-2 blocks (after its
+        activation): (N, F, S/2, S/2), (N, 2F, S/4, S/4), (N, 4F, S/8, S/8), (N, 8F, S/16, S/16),
+        which feature matching (:func:`srlab.losses.feature_matching_loss`) compares."""
         _check_input_size("SRGANDiscriminator", x, self.input_size)
-        feat = self.features(x)  # (N, 8F, H/16, W/16)
-        return self.classifier(feat)  # (N, 1)
+        blocks, stride = [], 1
+        for layer in self.features:
+            x = layer(x)
+            if isinstance(layer, nn.Conv2d):
+                stride = layer.stride[0]
+            elif isinstance(layer, nn.LeakyReLU) and stride == 2:
+                blocks.append(x)
+        return self.classifier(x), blocks  # x: (N, 8F, S/16, S/16)
 
 
 class VGGStyleDiscriminator(nn.Module):
@@ -574,24 +586,22 @@ class VGGStyleDiscriminator(nn.Module):
         self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[0]
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The score ``(N, 1)`` and the output of each stride-2 stage (``convX_1``, after its
+        activation; five for 128 px, six for 256), which feature matching compares."""
         _check_input_size("VGGStyleDiscriminator", x, self.input_size)
         # S = input_size; no BN on the first conv, as in the SRGAN discriminator.
         feat = self.lrelu(self.conv0_0(x))  # (N, F, S, S)
-        feat = self.lrelu(self.bn0_1(self.conv0_1(feat)))  # (N, F, S/2, S/2)
-        feat = self.lrelu(self.bn1_0(self.conv1_0(feat)))  # (N, 2F, S/2, S/2)
-        feat = self.lrelu(self.bn1_1(self.conv1_1(feat)))  # (N, 2F, S/4, S/4)
-        feat = self.lrelu(self.bn2_0(self.conv2_0(feat)))  # (N, 4F, S/4, S/4)
-        feat = self.lrelu(self.bn2_1(self.conv2_1(feat)))  # (N, 4F, S/8, S/8)
-        feat = self.lrelu(self.bn3_0(self.conv3_0(feat)))  # (N, 8F, S/8, S/8)
-        feat = self.lrelu(self.bn3_1(self.conv3_1(feat)))  # (N, 8F, S/16, S/16)
-        feat = self.lrelu(self.bn4_0(self.conv4_0(feat)))  # (N, 8F, S/16, S/16)
-        feat = self.lrelu(self.bn4_1(self.conv4_1(feat)))  # (N, 8F, S/32, S/32)
-        if self.input_size == 256:
-            feat = self.lrelu(self.bn5_0(self.conv5_0(feat)))  # (N, 8F, 8, 8)
-            feat = self.lrelu(self.bn5_1(self.conv5_1(feat)))  # (N, 8F, 4, 4)
-        feat = feat.flatten(1)  # (N, 8F*4*4)
-        feat = self.lrelu(self.linear1(feat))  # (N, 100)
-        return self.linear2(feat)  # (N, 1)
+        blocks = []
+        for i in range(6 if self.input_size == 256 else 5):
+            if i > 0:
+                feat = self.lrelu(getattr(self, f"bn{i}_0")(getattr(self, f"conv{i}_0")(feat)))  # stride 1
+            feat = self.lrelu(getattr(self, f"bn{i}_1")(getattr(self, f"conv{i}_1")(feat)))  # stride 2
+            blocks.append(feat)  # (N, F, S/2, S/2), (N, 2F, S/4, S/4), ..., (N, 8F, 4, 4)
+        feat = self.lrelu(self.linear1(feat.flatten(1)))  # (N, 100)
+        return self.linear2(feat), blocks  # (N, 1)
 
 
 # ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@ __all__ = [
     "STAGES",
     "PRESET_NAMES",
     "PRETRAIN_STAGE",
+    "PERCEPTUAL_KINDS",
     "VALIDATION_IMAGE",
     "TrainConfig",
     "PAPERS",
@@ -37,6 +38,7 @@ __all__ = [
 
 STAGES = ("srresnet", "srgan", "rrdb", "esrgan")
 PRETRAIN_STAGE = {"srgan": "srresnet", "esrgan": "rrdb"}  # a GAN stage starts from its pixel stage's generator
+PERCEPTUAL_KINDS = ("vgg", "discriminator")  # TrainConfig.perceptual
 VALIDATION_IMAGE = "coffee"  # the embedded photo held out of training for validation
 
 
@@ -66,6 +68,9 @@ class TrainConfig:
     perceptual_criterion: str = "l1"
     perceptual_weight: float = 0.0
     vgg_weights: str | None = "imagenet"  # None = random VGG: smoke tests only
+    # what the perceptual term compares: "vgg" (VGG-19 features, the papers') or "discriminator"
+    # (feature matching on D's own blocks, pix2pixHD: the offline substitute, GAN stages only)
+    perceptual: str = "vgg"
     adversarial: str | None = None  # "bce" (SRGAN), "ragan" (ESRGAN) or "wgan-gp"
     adversarial_weight: float = 0.0
     n_critic: int = 1  # discriminator updates per generator update

@@ -5,7 +5,8 @@ tables); this module trains it. One step reads like the papers:
 
 * **generator step** (:meth:`Trainer.g_step`): SR = G(LR); the loss is a weighted sum of
   terms, each present only when its weight is: pixel (MSE or L1), perceptual (VGG-19
-  features), adversarial (from the adversary, D frozen). One Adam update of G, then its EMA.
+  features; or, with ``perceptual="discriminator"``, feature matching on D's blocks), adversarial
+  (from the adversary, D frozen). One Adam update of G, then its EMA.
 * **discriminator step** (:meth:`Trainer.d_step`, GAN stages): the adversary
   (``srlab.adversaries``: ``bce``, ``ragan``, ``wgan-gp``) scores HR against the detached SR;
   one Adam update of D. With ``n_critic > 1`` (WGAN-GP) the generator step runs only every
@@ -47,7 +48,7 @@ from .checkpoint import (
 )
 from .data import RandomPatches, StorePatches, center_crops, embedded_images, is_patch_store, load_training_images
 from .metrics import batch_psnr, batch_ssim
-from .presets import PRETRAIN_STAGE, STAGES, VALIDATION_IMAGE, TrainConfig, make_config
+from .presets import PERCEPTUAL_KINDS, PRETRAIN_STAGE, STAGES, VALIDATION_IMAGE, TrainConfig, make_config
 
 __all__ = [
     "STAGES",
@@ -193,7 +194,18 @@ class Trainer:
         self.wandb_run = None
 
     def _perceptual_loss(self, cfg: TrainConfig) -> nn.Module | None:
+        """The VGG loss module, or None: no perceptual term, or feature matching (the adversary's)."""
+        if cfg.perceptual not in PERCEPTUAL_KINDS:
+            raise ValueError(f"unknown perceptual={cfg.perceptual!r}; choose one of {', '.join(PERCEPTUAL_KINDS)}")
         if not cfg.perceptual_weight:
+            return None
+        if cfg.perceptual == "discriminator":
+            if self.adversary is None:
+                raise ValueError("perceptual='discriminator' matches the discriminator's features: a GAN stage only")
+            self.say(
+                "note: perceptual loss = feature matching on the discriminator's blocks (--perceptual discriminator, "
+                "pix2pixHD): an offline substitute for the VGG loss, not the paper's"
+            )
             return None
         if cfg.vgg_weights is None:
             self.say(
@@ -244,7 +256,10 @@ class Trainer:
             if self.perceptual is not None:
                 terms["perceptual"] = self.perceptual(sr, target)
             if self.adversary is not None:
-                terms["adv"] = self.adversary.generator_loss(sr, hr)
+                matching = bool(cfg.perceptual_weight) and cfg.perceptual == "discriminator"
+                terms["adv"], feature_matching = self.adversary.generator_losses(sr, hr, matching)
+                if matching:  # against HR, the images D calls real
+                    terms["perceptual"] = feature_matching
             loss = sum(self.loss_weights[name] * term for name, term in terms.items())
         self.update(self.opt_g, loss, self.G)
         self.ema.update_parameters(self.G)

@@ -101,3 +101,88 @@ def test_the_learning_rate_follows_the_schedule_with_srgans_tenfold_drop(tmp_pat
         trainer.step += 1
     assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(1e-5)  # step 3 ran at 1e-4 x 0.1
     assert trainer.adversary.opt.param_groups[0]["lr"] == pytest.approx(2e-5)
+
+
+# ---------------------------------------------------------------- feature matching (--perceptual discriminator)
+
+
+def test_feature_matching_loss_is_the_sum_of_mean_absolute_differences_by_hand():
+    fake = [torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([0.0, -2.0, 5.0])]
+    real = [torch.tensor([[1.0, 0.0], [0.0, 4.0]]), torch.tensor([1.0, 1.0, 1.0])]
+    # block 1: |0| + |2| + |3| + |0| over 4 = 1.25; block 2: (1 + 3 + 4) / 3 = 8/3
+    assert losses.feature_matching_loss(fake, real).item() == pytest.approx(1.25 + 8 / 3)
+    fake_leaf = fake[1].clone().requires_grad_()
+    real_leaf = real[1].clone().requires_grad_()
+    losses.feature_matching_loss([fake_leaf], [real_leaf]).backward()
+    assert fake_leaf.grad.tolist() == pytest.approx([-1 / 3, -1 / 3, 1 / 3])  # sign(fake - real) / N
+    assert real_leaf.grad is None  # HR's features are constants
+    with pytest.raises(ValueError, match="same blocks"):
+        losses.feature_matching_loss(fake, real[:1])
+
+
+@pytest.mark.parametrize(
+    ("spec", "shapes"),
+    [
+        ({"name": "srgan", "input_size": 32, "num_feat": 4}, [(4, 16), (8, 8), (16, 4), (32, 2)]),
+        ({"name": "vgg", "input_size": 128, "num_feat": 4}, [(4, 64), (8, 32), (16, 16), (32, 8), (32, 4)]),
+    ],
+)
+def test_discriminators_expose_their_stride_two_blocks_and_the_same_score(spec, shapes):
+    from srlab.adversaries import build_discriminator
+
+    torch.manual_seed(0)
+    net = build_discriminator(spec).eval()
+    x = torch.rand(2, 3, spec["input_size"], spec["input_size"])
+    score, blocks = net.forward_features(x)
+    assert [(b.shape[1], b.shape[2]) for b in blocks] == shapes and all(b.shape[2] == b.shape[3] for b in blocks)
+    torch.testing.assert_close(score, net(x))
+    # the last block is what the head scores: the blocks are the activations forward uses
+    last = blocks[-1]
+    if spec["name"] == "srgan":
+        head = net.classifier(last)
+    else:
+        head = net.linear2(torch.nn.functional.leaky_relu(net.linear1(last.flatten(1)), 0.2))
+    torch.testing.assert_close(head, score)
+
+
+def test_generator_step_with_feature_matching_uses_d_features_and_no_vgg(tmp_path, capsys):
+    cfg = smoke("srgan", perceptual="discriminator", vgg_weights="imagenet", pixel_weight=0.0)
+    trainer = Trainer(cfg, tmp_path, progress=False)  # offline: would fail if it loaded ImageNet VGG
+    assert trainer.perceptual is None
+    assert "feature matching on the discriminator's blocks" in capsys.readouterr().out
+    torch.manual_seed(0)
+    lr, hr = trainer.next_batch(0)
+    state = {k: v.clone() for k, v in trainer.adversary.net.state_dict().items()}
+    torch.manual_seed(0)
+    sr, logs = trainer.g_step(lr, hr, hr)
+    # the same D (BN statistics as before the step) on the same SR gives the logged term
+    d = trainer.adversary.net
+    d.load_state_dict(state)
+    with torch.no_grad():
+        _, fake_blocks = d.forward_features(sr)
+        _, real_blocks = d.forward_features(hr)
+    torch.testing.assert_close(logs["loss_perceptual"], losses.feature_matching_loss(fake_blocks, real_blocks))
+    weights = {"perceptual": cfg.perceptual_weight, "adv": cfg.adversarial_weight}
+    total = sum(w * logs[f"loss_{k}"] for k, w in weights.items())
+    torch.testing.assert_close(logs["loss_g"], total)
+
+
+def test_feature_matching_needs_a_gan_stage_and_a_known_name(tmp_path):
+    with pytest.raises(ValueError, match="GAN stage only"):
+        Trainer(smoke("srresnet", perceptual="discriminator", perceptual_weight=1.0), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="unknown perceptual"):
+        Trainer(smoke("srgan", perceptual="lpips"), tmp_path, progress=False)
+
+
+def test_cli_perceptual_discriminator_is_printed_and_saved_in_the_checkpoint(tmp_path, capsys):
+    from srlab.cli import main
+
+    pixel, gan = tmp_path / "srresnet", tmp_path / "srgan"
+    assert main(["train", "srresnet", "--preset", "smoke", "--out", str(pixel)]) == 0
+    args = ["train", "srgan", "--preset", "smoke", "--perceptual", "discriminator", "--set", "vgg_weights=imagenet"]
+    assert main([*args, "--init", str(pixel / "best.pt"), "--out", str(gan)]) == 0
+    assert "feature matching on the discriminator's blocks" in capsys.readouterr().out
+    config = torch.load(gan / "last.pt", weights_only=False)["config"]
+    assert config["perceptual"] == "discriminator" and config["vgg_weights"] == "imagenet"
+    history = [r for r in read_history(gan / "history.jsonl") if "loss_perceptual" in r]
+    assert len(history) == 6 and all(r["loss_perceptual"] > 0 for r in history)
