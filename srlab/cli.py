@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     dl.add_argument("--lr", action="store_true", help="also fetch the official bicubic x4 LR images")
 
     rn = sub.add_parser("run-notebooks", help="execute the six course notebooks in order (and write the gallery)")
-    rn.add_argument("--preset", choices=PRESET_NAMES, help="default: colab with a GPU, smoke without")
+    rn.add_argument("--preset", choices=PRESET_NAMES, help="default: colab with a GPU, quick without")
     rn.add_argument("--out", default="outputs/notebooks", help="where the executed notebooks go")
     rn.add_argument("--notebooks", default="notebooks", help="folder holding 01_...ipynb to 06_...ipynb")
     rn.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
@@ -87,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
         "--preset",
         default="cpu",
         choices=PRESET_NAMES,
-        help="colab: the real run on a GPU; cpu: about an hour for the course; smoke: seconds; "
+        help="colab: the real run on a GPU; cpu: about an hour for the course; quick: minutes, offline; "
+        "smoke: seconds; "
         "seed: the primary student project's choices (default: cpu)",
     )
     tr.add_argument("--data", help="folder of HR training images or a patch store (default: the embedded photos)")

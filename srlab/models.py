@@ -521,6 +521,9 @@ class SRGANDiscriminator(nn.Module):
         return self.classifier(x), blocks  # x: (N, 8F, S/16, S/16)
 
 
+VGG_DISCRIMINATOR_STAGES = {64: 4, 128: 5, 256: 6}  # input side -> stride-2 stages (to 4x4 maps)
+
+
 class VGGStyleDiscriminator(nn.Module):
     """ESRGAN's VGG-style discriminator, with BasicSR's parameter names.
 
@@ -528,7 +531,7 @@ class VGGStyleDiscriminator(nn.Module):
     Networks", ECCV Workshops 2018 (arXiv:1809.00219).
 
     Pairs of (3x3 stride-1, 4x4 stride-2) convs halve the size five times
-    (six for ``input_size=256``) down to 4x4, then linear1 (-> 100) and
+    (six for ``input_size=256``, four for srlab's small 64) down to 4x4, then linear1 (-> 100) and
     linear2 (-> 1). Convs followed by BN have no bias (BN's shift replaces it).
     Returns a raw score ``(N, 1)`` from linear2, with no sigmoid; apply it in
     the loss (BCE-with-logits, or the relativistic loss of ESRGAN), or use the
@@ -537,7 +540,8 @@ class VGGStyleDiscriminator(nn.Module):
     Args:
         num_in_ch: Channels of the HR input.
         num_feat: Channels of the first stage; later stages use 2x, 4x, 8x.
-        input_size: Side of the square HR patch, 128 or 256.
+        input_size: Side of the square HR patch: 128 or 256 (BasicSR's), or 64 (one stage
+            fewer, for short CPU runs on small patches).
         batch_norm: ``False`` for a WGAN-GP critic (see :class:`SRGANDiscriminator`):
             every ``bnX_Y`` becomes an identity with no parameters and the conv
             before it gets its bias back. ``True`` keeps BasicSR's state dict.
@@ -545,43 +549,24 @@ class VGGStyleDiscriminator(nn.Module):
 
     def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 128, batch_norm: bool = True) -> None:
         super().__init__()
-        if input_size not in (128, 256):
-            raise ValueError(f"VGGStyleDiscriminator supports input_size in [128, 256], got {input_size}")
+        if input_size not in VGG_DISCRIMINATOR_STAGES:
+            raise ValueError(
+                f"VGGStyleDiscriminator supports input_size in {sorted(VGG_DISCRIMINATOR_STAGES)}, got {input_size}"
+            )
         self.input_size = input_size
+        self.num_stages = VGG_DISCRIMINATOR_STAGES[input_size]  # each halves the size, down to 4x4
         nf = num_feat
         bias = not batch_norm  # a conv followed by BN needs no bias: BN's shift replaces it
+        widths = [nf, nf * 2, nf * 4, nf * 8, nf * 8, nf * 8][: self.num_stages]  # stage i's channels
         self.conv0_0 = nn.Conv2d(num_in_ch, nf, 3, 1, 1, bias=True)
-        self.conv0_1 = nn.Conv2d(nf, nf, 4, 2, 1, bias=bias)
-        self.bn0_1 = _norm_layer(nf, batch_norm)
+        for i, width in enumerate(widths):
+            if i > 0:  # stage 0 starts with conv0_0 (no BN); the others with a stride-1 conv + BN
+                setattr(self, f"conv{i}_0", nn.Conv2d(widths[i - 1], width, 3, 1, 1, bias=bias))
+                setattr(self, f"bn{i}_0", _norm_layer(width, batch_norm))
+            setattr(self, f"conv{i}_1", nn.Conv2d(width, width, 4, 2, 1, bias=bias))  # stride 2
+            setattr(self, f"bn{i}_1", _norm_layer(width, batch_norm))
 
-        self.conv1_0 = nn.Conv2d(nf, nf * 2, 3, 1, 1, bias=bias)
-        self.bn1_0 = _norm_layer(nf * 2, batch_norm)
-        self.conv1_1 = nn.Conv2d(nf * 2, nf * 2, 4, 2, 1, bias=bias)
-        self.bn1_1 = _norm_layer(nf * 2, batch_norm)
-
-        self.conv2_0 = nn.Conv2d(nf * 2, nf * 4, 3, 1, 1, bias=bias)
-        self.bn2_0 = _norm_layer(nf * 4, batch_norm)
-        self.conv2_1 = nn.Conv2d(nf * 4, nf * 4, 4, 2, 1, bias=bias)
-        self.bn2_1 = _norm_layer(nf * 4, batch_norm)
-
-        self.conv3_0 = nn.Conv2d(nf * 4, nf * 8, 3, 1, 1, bias=bias)
-        self.bn3_0 = _norm_layer(nf * 8, batch_norm)
-        self.conv3_1 = nn.Conv2d(nf * 8, nf * 8, 4, 2, 1, bias=bias)
-        self.bn3_1 = _norm_layer(nf * 8, batch_norm)
-
-        self.conv4_0 = nn.Conv2d(nf * 8, nf * 8, 3, 1, 1, bias=bias)
-        self.bn4_0 = _norm_layer(nf * 8, batch_norm)
-        self.conv4_1 = nn.Conv2d(nf * 8, nf * 8, 4, 2, 1, bias=bias)
-        self.bn4_1 = _norm_layer(nf * 8, batch_norm)
-
-        if input_size == 256:
-            # One more halving so the Linear layer still sees 4x4 maps.
-            self.conv5_0 = nn.Conv2d(nf * 8, nf * 8, 3, 1, 1, bias=bias)
-            self.bn5_0 = _norm_layer(nf * 8, batch_norm)
-            self.conv5_1 = nn.Conv2d(nf * 8, nf * 8, 4, 2, 1, bias=bias)
-            self.bn5_1 = _norm_layer(nf * 8, batch_norm)
-
-        self.linear1 = nn.Linear(nf * 8 * 4 * 4, 100)
+        self.linear1 = nn.Linear(widths[-1] * 4 * 4, 100)
         self.linear2 = nn.Linear(100, 1)
         self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
 
@@ -590,12 +575,12 @@ class VGGStyleDiscriminator(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The score ``(N, 1)`` and the output of each stride-2 stage (``convX_1``, after its
-        activation; five for 128 px, six for 256), which feature matching compares."""
+        activation; four for 64 px, five for 128, six for 256), which feature matching compares."""
         _check_input_size("VGGStyleDiscriminator", x, self.input_size)
         # S = input_size; no BN on the first conv, as in the SRGAN discriminator.
         feat = self.lrelu(self.conv0_0(x))  # (N, F, S, S)
         blocks = []
-        for i in range(6 if self.input_size == 256 else 5):
+        for i in range(self.num_stages):
             if i > 0:
                 feat = self.lrelu(getattr(self, f"bn{i}_0")(getattr(self, f"conv{i}_0")(feat)))  # stride 1
             feat = self.lrelu(getattr(self, f"bn{i}_1")(getattr(self, f"conv{i}_1")(feat)))  # stride 2

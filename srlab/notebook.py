@@ -3,7 +3,7 @@
 The notebooks stay short because this module holds the plumbing:
 
     from srlab import notebook as nb
-    PRESET = nb.choose_preset()          # SRLAB_PRESET, else colab on a GPU, else smoke
+    PRESET = nb.choose_preset()          # SRLAB_PRESET, else colab on a GPU, else quick
     RUNS = nb.runs_dir()                 # where patch stores, checkpoints and figures go
     DATA = nb.training_data(RUNS, PRESET)  # notebook 01's patch store, else the embedded photos
     nb.require(RUNS / "cpu/srresnet/best.pt", "03_srgan_pretrain")
@@ -70,7 +70,8 @@ def device_summary() -> str:
 
 def choose_preset(verbose: bool = True) -> str:
     """The preset for this run: ``$SRLAB_PRESET`` if set, else ``colab`` with a GPU and
-    ``smoke`` without (seconds on a CPU); says which and why."""
+    ``quick`` without (the six notebooks in about a quarter of an hour on a CPU, offline);
+    says which and why. CI sets ``SRLAB_PRESET=smoke`` (seconds)."""
     import torch
 
     from .presets import PRESETS
@@ -84,8 +85,9 @@ def choose_preset(verbose: bool = True) -> str:
         preset, why = "colab", f"a GPU is present ({torch.cuda.get_device_name(0)})"
     else:
         preset, why = (
-            "smoke",
-            "no GPU: a few seconds per stage on a CPU (set SRLAB_PRESET=cpu for the hour-long course)",
+            "quick",
+            "no GPU: minutes per stage on a CPU, offline (SRLAB_PRESET=cpu for the hour-long course, "
+            "smoke for seconds)",
         )
     if verbose:
         print(f"preset: {preset} ({why})")

@@ -376,7 +376,7 @@ def test_srgan_discriminator_strides_and_batch_norm():
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 7
 
 
-@pytest.mark.parametrize("input_size", [128, 256])
+@pytest.mark.parametrize("input_size", [64, 128, 256])
 def test_vgg_discriminator_output_shape(input_size):
     model = VGGStyleDiscriminator(num_feat=4, input_size=input_size)
     assert model(torch.rand(2, 3, input_size, input_size)).shape == (2, 1)
@@ -390,6 +390,9 @@ def test_vgg_discriminator_names():
     assert "conv5_0.weight" not in names
     names256 = set(dict(VGGStyleDiscriminator(num_feat=4, input_size=256).named_parameters()))
     assert {"conv5_0.weight", "bn5_0.weight", "conv5_1.weight", "bn5_1.weight"} <= names256
+    names64 = set(dict(VGGStyleDiscriminator(num_feat=4, input_size=64).named_parameters()))
+    assert "conv3_1.weight" in names64 and "conv4_0.weight" not in names64  # four stages: 64 -> 4
+    assert VGGStyleDiscriminator(num_feat=4, input_size=64).linear1.in_features == 4 * 8 * 4 * 4
 
 
 def test_vgg_discriminator_wrong_size_and_bad_input_size():
