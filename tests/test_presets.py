@@ -107,13 +107,15 @@ def test_settings_become_typed_overrides():
 
 def test_presets_table_lists_every_field_of_every_preset(capsys):
     table = presets_table("esrgan").splitlines()
-    assert table[0] == "| esrgan | colab | cpu | smoke | seed |"
+    assert table[0] == "| esrgan | colab | cpu | quick | smoke | seed |"
     rows = {line.split(" | ")[0].removeprefix("| "): line.split(" | ")[1:] for line in table[2:]}
     assert set(rows) == {f.name for f in dataclasses.fields(TrainConfig)} - {"stage"}
-    assert rows["steps"] == ["50_000", "300", "6", "9000 |"]
+    assert rows["steps"] == ["50_000", "300", str(make_config("esrgan", "quick").steps), "6", "9000 |"]
+    assert rows["perceptual"] == ["vgg", "vgg", "discriminator", "vgg", "vgg |"]  # only quick is offline
     assert main(["presets", "srgan"]) == 0
     out = capsys.readouterr().out
-    assert "| srgan | colab | cpu | smoke | seed |" in out and "| lr_gamma | 0.1 | 0.1 | 0.1 | 0.1 |" in out
+    assert "| srgan | colab | cpu | quick | smoke | seed |" in out
+    assert "| lr_gamma | 0.1 | 0.1 | 0.1 | 0.1 | 0.1 |" in out
 
 
 def test_cli_set_reaches_the_config(tmp_path, monkeypatch):
