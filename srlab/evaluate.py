@@ -148,6 +148,7 @@ METRICS = {
     "psnr": ("PSNR (dB)", "{:.2f}", max),
     "ssim": ("SSIM", "{:.4f}", max),
     "lpips": ("LPIPS", "{:.3f}", min),
+    "niqe": ("NIQE", "{:.2f}", min),  # no reference; lower = more natural
     "change": ("change (dB)", "{:+.2f}", None),
 }
 
