@@ -1,12 +1,15 @@
-"""Evaluate an upscaler on a folder of HR images: per-image PSNR/SSIM and the mean.
+"""Evaluate an upscaler on a folder of HR images: per-image PSNR/SSIM (NIQE, LPIPS) and the mean.
 
 The benchmark protocol, step by step:
   1. read HR, drop alpha (colour is compared; alpha is not part of SR benchmarks),
      crop to a multiple of the scale (``modcrop``);
   2. make LR with MATLAB bicubic ``imresize(hr, 1/scale)``, or read it from an LR folder
      (paired by sorted file order; sizes must match HR / scale);
-  3. upscale LR, then PSNR/SSIM on Y with ``crop_border = scale``, and RGB PSNR.
+  3. upscale LR, then PSNR/SSIM on Y with ``crop_border = scale``, and RGB PSNR; NIQE of the
+     upscaled image alone (no reference, same border), LPIPS of it against HR (RGB, same border).
 Grayscale images are compared as Y directly; 16-bit images keep 16 bits (data range 65535).
+
+Images with no HR (real photos, upscaled) can still be judged by NIQE: :func:`score_images`.
 """
 
 from __future__ import annotations
@@ -17,19 +20,24 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from .images import ImageReadError, drop_alpha, list_images, read_image
-from .metrics import psnr, ssim
+from .metrics import _default_range, niqe, niqe_blocks, psnr, ssim
 from .resize import imresize, modcrop
 
 __all__ = [
     "CLASSICAL_METHODS",
+    "METRIC_CHOICES",
     "METRICS",
+    "check_metrics",
+    "load_lpips",
     "upscale_classical",
     "model_upscaler",
     "score_pair",
     "evaluate_folder",
+    "score_images",
     "metrics_table",
     "format_table",
 ]
@@ -73,13 +81,125 @@ def model_upscaler(model, name: str = "model", device: str = "cpu") -> Upscaler:
     return upscale
 
 
-def score_pair(sr: np.ndarray, hr: np.ndarray, scale: int) -> dict[str, float]:
-    """The three numbers srlab reports for one image, with the benchmark conventions."""
-    return {
-        "psnr_y": psnr(sr, hr, crop_border=scale, y_channel=True),
-        "ssim_y": ssim(sr, hr, crop_border=scale, y_channel=True),
-        "psnr_rgb": psnr(sr, hr, crop_border=scale, y_channel=False),
-    }
+# what ``metrics=`` accepts; psnr gives psnr_y and psnr_rgb, ssim gives ssim_y, the others their own key
+METRIC_CHOICES = ("psnr", "ssim", "niqe", "lpips")
+NO_REFERENCE = ("niqe",)  # the metrics that need no HR image
+
+
+def check_metrics(metrics, reference: bool = True) -> tuple[str, ...]:
+    """``metrics`` (names or a comma list such as "psnr,ssim,niqe") checked, in order, duplicates dropped.
+
+    With ``reference=False`` (upscaled images with no HR) only :data:`NO_REFERENCE` metrics are allowed.
+    """
+    names = metrics.split(",") if isinstance(metrics, str) else list(metrics)
+    names = tuple(dict.fromkeys(n.strip().lower() for n in names if n.strip()))
+    unknown = [n for n in names if n not in METRIC_CHOICES]
+    if unknown or not names:
+        raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; choose from {', '.join(METRIC_CHOICES)}")
+    needs_hr = [n for n in names if n not in NO_REFERENCE]
+    if not reference and needs_hr:
+        raise ValueError(
+            f"these images have no HR to compare with, so {' and '.join(needs_hr)} cannot be scored: "
+            f"give HR images (--hr), or use the no-reference metric {', '.join(NO_REFERENCE)}"
+        )
+    return names
+
+
+def score_pair(sr: np.ndarray, hr: np.ndarray, scale: int, metrics=("psnr", "ssim")) -> dict[str, float]:
+    """PSNR-Y / SSIM-Y / PSNR-RGB of one image (the ones ``metrics`` asks for), with the benchmark conventions."""
+    out = {}
+    if "psnr" in metrics:
+        out["psnr_y"] = psnr(sr, hr, crop_border=scale, y_channel=True)
+    if "ssim" in metrics:
+        out["ssim_y"] = ssim(sr, hr, crop_border=scale, y_channel=True)
+    if "psnr" in metrics:
+        out["psnr_rgb"] = psnr(sr, hr, crop_border=scale, y_channel=False)
+    return out
+
+
+def load_lpips() -> tuple[Callable | None, str | None]:
+    """LPIPS (AlexNet, v0.1) as ``(sr, hr, crop_border) -> float``, or ``(None, why not)``.
+
+    Needs the ``lpips`` package and, the first time, internet for torchvision's ImageNet
+    AlexNet (cached afterwards): on Colab, ``pip install lpips``. Images are compared in RGB
+    (gray as three equal channels) in [0, 1], which LPIPS maps to [-1, 1] itself.
+    """
+    try:
+        import lpips
+    except ImportError:
+        return None, (
+            "LPIPS skipped: the lpips package is not installed (pip install lpips; "
+            "it needs internet once, to download its AlexNet backbone)"
+        )
+    try:
+        net = lpips.LPIPS(net="alex", verbose=False).eval()
+    except Exception as err:  # the backbone's download (offline), a broken cache: never a crash
+        return None, f"LPIPS skipped: lpips could not load its AlexNet backbone (it needs internet once): {err}"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    net = net.to(device)
+
+    def as_tensor(img: np.ndarray, crop: int) -> torch.Tensor:
+        x = img.astype(np.float32) / _default_range(img.dtype)
+        x = np.repeat(x[..., None], 3, axis=2) if x.ndim == 2 else x  # (H, W, 3)
+        x = x[crop : x.shape[0] - crop, crop : x.shape[1] - crop]
+        return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].to(device)  # (1, 3, H, W)
+
+    @torch.no_grad()
+    def distance(sr: np.ndarray, hr: np.ndarray, crop_border: int = 0) -> float:
+        return float(net(as_tensor(sr, crop_border), as_tensor(hr, crop_border), normalize=True).item())
+
+    return distance, None
+
+
+class _PerImage:
+    """NIQE and LPIPS per image; their problems gathered so each image is named once, in one warning."""
+
+    def __init__(self):
+        self.missing: dict[str, list[str]] = {"NIQE": [], "LPIPS": []}  # metric -> ["name (why)"]
+        self.few_blocks: list[str] = []
+
+    def niqe(self, name: str, img: np.ndarray, crop_border: int) -> float | None:
+        blocks = niqe_blocks(*img.shape[:2], crop_border)
+        if 0 < blocks < 4:
+            self.few_blocks.append(f"{name} ({blocks})")
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="NIQE on a")  # said once below, with the name
+                return niqe(img, crop_border=crop_border)
+        except ValueError as err:  # too small for one block, or flat
+            self.missing["NIQE"].append(f"{name} ({err})")
+            return None
+
+    def lpips(self, name: str, distance: Callable, sr: np.ndarray, hr: np.ndarray, crop_border: int) -> float | None:
+        try:
+            return distance(sr, hr, crop_border)
+        except RuntimeError as err:  # AlexNet's pooling needs more than ~32 px
+            self.missing["LPIPS"].append(f"{name} ({err})")
+            return None
+
+    def warn(self, total: int) -> None:
+        for metric, names in self.missing.items():
+            if names:
+                warnings.warn(f"no {metric} for {len(names)} of {total} images: {'; '.join(names)}", stacklevel=3)
+        if self.few_blocks:
+            warnings.warn(
+                f"NIQE is unreliable on {len(self.few_blocks)} of {total} images, with fewer than 4 blocks of "
+                f"96x96 per scale (blocks in brackets): {', '.join(self.few_blocks)}; use larger images",
+                stacklevel=3,
+            )
+
+
+def _warn_skipped(skipped: list[dict], total: int) -> None:
+    if skipped:
+        listing = "; ".join(f"{s['name']} ({s['reason']})" for s in skipped)
+        warnings.warn(f"skipped {len(skipped)} of {total} images: {listing}", stacklevel=3)
+
+
+def _mean(rows: list[dict]) -> dict:
+    """Each metric's mean over the images that have it (None where none has)."""
+    keys = dict.fromkeys(k for r in rows for k in r if k != "name")
+    values = {k: [r[k] for r in rows if r.get(k) is not None] for k in keys}
+    return {k: float(np.mean(v)) if v else None for k, v in values.items()}
 
 
 def _load_pair(hr_path: Path, lr_path: Path | None, scale: int):
@@ -96,7 +216,12 @@ def _load_pair(hr_path: Path, lr_path: Path | None, scale: int):
 
 
 def evaluate_folder(
-    hr_dir, lr_dir=None, scale: int = 4, upscaler: Upscaler | str = "bicubic", progress: bool = True
+    hr_dir,
+    lr_dir=None,
+    scale: int = 4,
+    upscaler: Upscaler | str = "bicubic",
+    progress: bool = True,
+    metrics=("psnr", "ssim"),
 ) -> dict:
     """Evaluate ``upscaler`` on every image in ``hr_dir``; returns the report as a dict.
 
@@ -105,10 +230,16 @@ def evaluate_folder(
         lr_dir: optional folder of LR images, paired with HR by sorted file order.
         scale: SR factor (2, 3, 4, 8, ...).
         upscaler: a classical method name or a function ``(lr, scale) -> sr`` on numpy images.
+        metrics: any of :data:`METRIC_CHOICES`: "psnr" (psnr_y, psnr_rgb), "ssim" (ssim_y), "niqe"
+            (of the SR image, ``crop_border=scale``), "lpips" (where the lpips package and its
+            backbone load; else one printed line says why not, and there is no lpips key).
     Returns ``{"scale", "model", "mean": {...}, "images": [{"name", "psnr_y", "ssim_y",
-    "psnr_rgb"}], "skipped": [{"name", "reason"}]}``. Unreadable or mismatched images are
-    skipped, named in one warning and listed under ``"skipped"``.
+    "psnr_rgb", ...}], "skipped": [{"name", "reason"}]}``. Unreadable or mismatched images are
+    skipped, named in one warning and listed under ``"skipped"``. An image NIQE cannot score
+    (smaller than one 96x96 block after the crop) has ``"niqe": None``, is named in one warning
+    and left out of the mean; so is one with fewer than 4 blocks, whose NIQE is kept.
     """
+    metrics = check_metrics(metrics)
     if not isinstance(scale, int) or scale < 1:
         raise ValueError(f"scale must be a positive integer, got {scale!r}")
     name = upscaler if isinstance(upscaler, str) else getattr(upscaler, "__name__", "model")
@@ -121,8 +252,13 @@ def evaluate_folder(
         raise FileNotFoundError(f"no images in {hr_dir}")
     if len(lr_paths) != len(hr_paths):
         raise ValueError(f"{len(hr_paths)} HR images but {len(lr_paths)} LR images: cannot pair them")
+    lpips_distance = None
+    if "lpips" in metrics:
+        lpips_distance, why_not = load_lpips()
+        if why_not:
+            print(why_not)
 
-    rows, skipped = [], []
+    rows, skipped, per_image = [], [], _PerImage()
     for hr_path, lr_path in tqdm(list(zip(hr_paths, lr_paths)), desc=f"{name} x{scale}", disable=not progress):
         try:
             hr, lr = _load_pair(hr_path, lr_path, scale)
@@ -130,14 +266,43 @@ def evaluate_folder(
             skipped.append({"name": hr_path.name, "reason": str(err)})
             continue
         sr = upscale(lr, scale)
-        rows.append({"name": hr_path.name, **score_pair(sr, hr, scale)})
-    if skipped:
-        listing = "; ".join(f"{s['name']} ({s['reason']})" for s in skipped)
-        warnings.warn(f"skipped {len(skipped)} of {len(hr_paths)} images: {listing}", stacklevel=2)
+        row = {"name": hr_path.name, **score_pair(sr, hr, scale, metrics)}
+        if "niqe" in metrics:
+            row["niqe"] = per_image.niqe(hr_path.name, sr, scale)
+        if lpips_distance is not None:
+            row["lpips"] = per_image.lpips(hr_path.name, lpips_distance, sr, hr, scale)
+        rows.append(row)
+    _warn_skipped(skipped, len(hr_paths))
+    per_image.warn(len(hr_paths))
     if not rows:
         raise ValueError(f"no usable image pair in {hr_dir}")
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr_y", "ssim_y", "psnr_rgb")}
-    return {"scale": scale, "model": name, "mean": mean, "images": rows, "skipped": skipped}
+    return {"scale": scale, "model": name, "mean": _mean(rows), "images": rows, "skipped": skipped}
+
+
+def score_images(sr_dir, metrics=("niqe",), crop_border: int = 0, progress: bool = True) -> dict:
+    """No-reference scores of the images in ``sr_dir`` as they are (e.g. upscaled real photos, no HR).
+
+    Returns the :func:`evaluate_folder` report's shape: ``{"sr_dir", "crop_border", "mean",
+    "images": [{"name", "niqe"}], "skipped"}``, with the same warnings (unreadable files, images
+    too small for NIQE or with fewer than 4 blocks). ``metrics``: no-reference ones only (niqe).
+    """
+    metrics = check_metrics(metrics, reference=False)
+    paths = list_images(sr_dir)
+    if not paths:
+        raise FileNotFoundError(f"no images in {sr_dir}")
+    rows, skipped, per_image = [], [], _PerImage()
+    for path in tqdm(paths, desc="NIQE", disable=not progress):
+        try:
+            img = drop_alpha(read_image(path))
+        except ImageReadError as err:
+            skipped.append({"name": path.name, "reason": str(err)})
+            continue
+        rows.append({"name": path.name, "niqe": per_image.niqe(path.name, img, crop_border)})
+    _warn_skipped(skipped, len(paths))
+    per_image.warn(len(paths))
+    if not rows:
+        raise ValueError(f"no readable image in {sr_dir}")
+    return {"sr_dir": str(sr_dir), "crop_border": crop_border, "mean": _mean(rows), "images": rows, "skipped": skipped}
 
 
 # key -> (column header, number format, which value is best: max, min or None for no bold)
@@ -209,7 +374,8 @@ def metrics_table(
 
 
 def format_table(report: dict) -> str:
-    """An :func:`evaluate_folder` report as a Markdown table: one row per image, the mean last."""
+    """An :func:`evaluate_folder` (or :func:`score_images`) report as a Markdown table: one row per
+    image, the mean last, a column per metric computed."""
     rows = {r["name"]: r for r in report["images"]}
     rows["**mean**"] = report["mean"]
-    return metrics_table(rows, label="image", bold=False)
+    return metrics_table(rows, tuple(report["mean"]), label="image", bold=False)
