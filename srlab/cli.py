@@ -9,7 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .evaluate import CLASSICAL_METHODS, evaluate_folder, format_table
+from .evaluate import CLASSICAL_METHODS, METRIC_CHOICES, check_metrics, evaluate_folder, format_table, score_images
 from .presets import ADVERSARIES, PERCEPTUAL_KINDS, PRESET_NAMES, STAGES
 
 
@@ -21,15 +21,25 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
     demo.add_argument("--scale", type=int, default=4, choices=(2, 3, 4, 8))
 
-    ev = sub.add_parser("evaluate", help="PSNR/SSIM of an upscaler on a folder of HR images")
-    ev.add_argument("--hr", required=True, help="folder of HR images")
+    ev = sub.add_parser(
+        "evaluate", help="PSNR/SSIM/NIQE/LPIPS of an upscaler on HR images, or NIQE of upscaled images with no HR"
+    )
+    source = ev.add_mutually_exclusive_group(required=True)
+    source.add_argument("--hr", help="folder of HR images: make LR, upscale it with --model, compare")
+    source.add_argument(
+        "--sr", help="folder of upscaled images with no HR (e.g. real photos), scored as they are: --metrics niqe"
+    )
     ev.add_argument("--lr", help="folder of LR images (paired by sorted order); default: MATLAB bicubic of HR")
-    ev.add_argument("--scale", type=int, default=4)
+    ev.add_argument("--scale", type=int, help="SR factor, also the border cropped before scoring (default: 4)")
     ev.add_argument(
         "--model",
-        default="bicubic",
-        help=f"one of {', '.join(CLASSICAL_METHODS)}, an srlab checkpoint (.pt), an ESRGAN/BasicSR "
-        f".pth, or a published name such as realesrgan-x4plus",
+        help=f"one of {', '.join(CLASSICAL_METHODS)} (default: bicubic), an srlab checkpoint (.pt), an "
+        f"ESRGAN/BasicSR .pth, or a published name such as realesrgan-x4plus",
+    )
+    ev.add_argument(
+        "--metrics",
+        help=f"comma list of {', '.join(METRIC_CHOICES)} (default: psnr,ssim; with --sr: niqe); "
+        "lpips needs the lpips package and, once, internet",
     )
     ev.add_argument("--json", help="also write the report to this JSON file")
 
@@ -159,36 +169,59 @@ def _demo(args) -> int:
 
 
 def _evaluate(args) -> int:
-    upscaler = args.model
-    if args.model not in CLASSICAL_METHODS:
-        from .checkpoint import load_generator
-        from .evaluate import model_upscaler
-        from .weights import PRETRAINED
-
-        if not Path(args.model).is_file() and args.model not in PRETRAINED:
-            print(
-                f"error: unknown --model {args.model!r}: use {', '.join(CLASSICAL_METHODS)}, a weight "
-                f"file (srlab checkpoint or ESRGAN .pth) or one of {', '.join(PRETRAINED)}",
-                file=sys.stderr,
-            )
+    if args.sr is not None:
+        extra = [
+            flag
+            for flag, value in (("--lr", args.lr), ("--model", args.model), ("--scale", args.scale))
+            if value is not None
+        ]
+        if extra:
+            print(f"error: {', '.join(extra)}: only with --hr (--sr scores the images as they are)", file=sys.stderr)
             return 2
-        model, info = load_generator(args.model)
-        if info["scale"] != args.scale:
-            print(f"error: {args.model} is a x{info['scale']} model but --scale is {args.scale}", file=sys.stderr)
+        metrics = check_metrics(args.metrics or "niqe", reference=False)
+        run = lambda: score_images(args.sr, metrics)
+    else:
+        metrics = check_metrics(args.metrics or "psnr,ssim")
+        scale = args.scale or 4
+        upscaler = _evaluate_upscaler(args.model or "bicubic", scale)
+        if upscaler is None:
             return 2
-        upscaler = model_upscaler(model, name=Path(args.model).name)
+        run = lambda: evaluate_folder(args.hr, args.lr, scale=scale, upscaler=upscaler, metrics=metrics)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        report = evaluate_folder(args.hr, args.lr, scale=args.scale, upscaler=upscaler)
+        report = run()
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    report.update(hr_dir=str(args.hr), lr_dir=args.lr)
+    if args.sr is None:
+        report.update(hr_dir=args.hr, lr_dir=args.lr)
     print(format_table(report))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2))
         print(f"wrote {args.json}")
     return 0
+
+
+def _evaluate_upscaler(model: str, scale: int):
+    """A classical method's name as is, or the generator ``model`` names as an upscaler (None: error printed)."""
+    if model in CLASSICAL_METHODS:
+        return model
+    from .checkpoint import load_generator
+    from .evaluate import model_upscaler
+    from .weights import PRETRAINED
+
+    if not Path(model).is_file() and model not in PRETRAINED:
+        print(
+            f"error: unknown --model {model!r}: use {', '.join(CLASSICAL_METHODS)}, a weight "
+            f"file (srlab checkpoint or ESRGAN .pth) or one of {', '.join(PRETRAINED)}",
+            file=sys.stderr,
+        )
+        return None
+    generator, info = load_generator(model)
+    if info["scale"] != scale:
+        print(f"error: {model} is a x{info['scale']} model but --scale is {scale}", file=sys.stderr)
+        return None
+    return model_upscaler(generator, name=Path(model).name)
 
 
 def _upscale(args) -> int:

@@ -1,17 +1,23 @@
 import json
 import subprocess
 import sys
+import types
+import urllib.error
+import warnings
 
 import numpy as np
 import pytest
+import torch
 from conftest import benchmark_dir
+from skimage import data
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio
 
 from srlab.cli import main
-from srlab.evaluate import evaluate_folder, upscale_classical
+from srlab.evaluate import evaluate_folder, score_images, upscale_classical
 from srlab.images import write_image
-from srlab.resize import imresize
+from srlab.metrics import niqe
+from srlab.resize import imresize, modcrop
 
 # Literature (x4, Y, border = scale): Set5 28.42 / 0.8104, Set14 26.00 / 0.7027.
 PUBLISHED_RANGES = {"Set5": ((28.42, 28.44), (0.810, 0.812)), "Set14": ((25.99, 26.01), (0.702, 0.704))}
@@ -169,3 +175,182 @@ def test_format_table_is_the_markdown_table_of_a_report(photo):
     assert table[1][0] == "a.png" and table[2][0] == "**mean**"
     assert float(table[1][1]) == pytest.approx(_skimage_psnr_y(sr, hr, 4), abs=0.005)
     assert "**" not in "".join(table[1][1:])  # per-image rows of different images: nothing to bold
+
+
+# ---------------------------------------------------------------- NIQE and LPIPS in the report
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """Three large photos, a strip with 3 NIQE blocks (after a 4 px border too) and an image under one block."""
+    images = {
+        "astronaut.png": data.astronaut(),  # 512x512
+        "chelsea.png": data.chelsea(),  # 300x451
+        "coffee.png": data.coffee(),  # 400x600
+        "strip.png": data.astronaut()[:150, :300],  # 1 x 3 blocks
+        "tiny.png": data.coffee()[100:180, 100:180],  # 80x80: no block
+    }
+    for name, img in images.items():
+        write_image(tmp_path / name, img)
+    return tmp_path, images
+
+
+def _warnings_about(caught, text):
+    return [str(w.message) for w in caught if text in str(w.message)]
+
+
+def test_folder_report_niqe_is_the_niqe_of_each_bicubic_sr(photos):
+    folder, images = photos
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = evaluate_folder(folder, scale=4, metrics=("psnr", "ssim", "niqe"), progress=False)
+    rows = {r["name"]: r for r in report["images"]}
+    expected = {}
+    for name in ("astronaut.png", "chelsea.png", "coffee.png", "strip.png"):
+        hr = modcrop(images[name], 4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # strip.png's 3 blocks
+            expected[name] = niqe(imresize(imresize(hr, 1 / 4), 4), crop_border=4)
+        assert rows[name]["niqe"] == pytest.approx(expected[name], abs=1e-12)
+        assert rows[name]["psnr_y"] == pytest.approx(_skimage_psnr_y(imresize(imresize(hr, 1 / 4), 4), hr, 4))
+    assert rows["tiny.png"]["niqe"] is None and rows["tiny.png"]["psnr_y"] > 0  # PSNR still scored
+    assert report["mean"]["niqe"] == pytest.approx(np.mean(list(expected.values())), abs=1e-12)
+    assert list(report["mean"]) == ["psnr_y", "ssim_y", "psnr_rgb", "niqe"]
+    # one warning each, naming the images, not one per image (nor NIQE's own)
+    (missing,) = _warnings_about(caught, "no NIQE")
+    assert "no NIQE for 1 of 5 images: tiny.png (" in missing and "72x72 image after crop_border=4" in missing
+    (few,) = _warnings_about(caught, "unreliable")
+    assert "strip.png (3)" in few and "1 of 5 images" in few
+    assert not _warnings_about(caught, "NIQE on a")
+
+
+def test_metrics_choose_the_keys(photos):
+    folder, _ = photos
+    default = evaluate_folder(folder, scale=4, progress=False)
+    assert list(default["mean"]) == ["psnr_y", "ssim_y", "psnr_rgb"]  # as before NIQE existed
+    assert all(set(r) == {"name", "psnr_y", "ssim_y", "psnr_rgb"} for r in default["images"])
+    ssim_only = evaluate_folder(folder, scale=4, metrics="ssim", progress=False)
+    assert list(ssim_only["mean"]) == ["ssim_y"]
+    assert ssim_only["mean"]["ssim_y"] == pytest.approx(default["mean"]["ssim_y"], abs=1e-12)
+    with pytest.raises(ValueError, match=r"unknown metric\(s\) 'fid'; choose from psnr, ssim, niqe, lpips"):
+        evaluate_folder(folder, metrics=("psnr", "fid"), progress=False)
+
+
+def test_score_images_judges_upscaled_photos_with_no_hr(photos):
+    folder, images = photos
+    (folder / "broken.png").write_bytes(b"not an image")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = score_images(folder, progress=False)
+        cropped = score_images(folder, crop_border=4, progress=False)
+        expected = {n: niqe(images[n]) for n in ("astronaut.png", "chelsea.png", "coffee.png", "strip.png")}
+    rows = {r["name"]: r["niqe"] for r in report["images"]}
+    assert rows == {**{n: pytest.approx(v, abs=1e-12) for n, v in expected.items()}, "tiny.png": None}
+    assert report["mean"] == {"niqe": pytest.approx(np.mean(list(expected.values())), abs=1e-12)}
+    assert [s["name"] for s in report["skipped"]] == ["broken.png"]
+    assert len(_warnings_about(caught, "no NIQE for 1 of 6 images: tiny.png")) == 2  # one per call
+    assert len(_warnings_about(caught, "unreliable on 1 of 6 images")) == 2
+    first = cropped["images"][0]
+    assert first == {"name": "astronaut.png", "niqe": pytest.approx(niqe(images["astronaut.png"][4:-4, 4:-4]))}
+    with pytest.raises(ValueError, match="no HR to compare with, so psnr and ssim cannot be scored"):
+        score_images(folder, metrics="psnr,ssim,niqe")
+
+
+def test_cli_sr_mode_scores_niqe_and_writes_json(photos, tmp_path, capsys):
+    folder, images = photos
+    out = tmp_path / "json" / "niqe.json"
+    assert main(["evaluate", "--sr", str(folder), "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    table = _parse_markdown(captured.out.split("\nwrote")[0])
+    assert table[0] == ["image", "NIQE"]
+    assert table[1] == ["astronaut.png", f"{niqe(images['astronaut.png']):.2f}"]
+    assert table[-2] == ["tiny.png", "–"]
+    assert captured.err.count("warning: NIQE is unreliable") == 1 and captured.err.count("tiny.png") == 1
+    report = json.loads(out.read_text())
+    assert report["sr_dir"] == str(folder) and report["mean"]["niqe"] == pytest.approx(float(table[-1][1]), abs=0.005)
+
+
+def test_cli_hr_mode_adds_the_niqe_column(photos, capsys):
+    folder, _ = photos
+    assert main(["evaluate", "--hr", str(folder), "--metrics", "psnr,ssim,niqe"]) == 0
+    header = _parse_markdown(capsys.readouterr().out)[0]
+    assert header == ["image", "PSNR-Y (dB)", "SSIM-Y", "PSNR-RGB (dB)", "NIQE"]
+
+
+def test_cli_metric_and_source_errors_are_clear(photos, capsys):
+    folder = str(photos[0])
+    assert main(["evaluate", "--sr", folder, "--metrics", "psnr,niqe"]) == 2
+    assert "no HR to compare with, so psnr cannot be scored: give HR images (--hr)" in capsys.readouterr().err
+    assert main(["evaluate", "--sr", folder, "--model", "bicubic", "--scale", "4"]) == 2
+    assert "--model, --scale: only with --hr" in capsys.readouterr().err
+    assert main(["evaluate", "--hr", folder, "--metrics", "psnr,sharpness"]) == 2
+    assert "unknown metric(s) 'sharpness'" in capsys.readouterr().err
+    for argv, message in (
+        (["--metrics", "niqe"], "one of the arguments --hr --sr is required"),
+        (["--hr", folder, "--sr", folder], "not allowed with argument"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            main(["evaluate", *argv])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_lpips_absent_is_one_line_and_no_column(photos, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "lpips", None)  # `import lpips` raises ImportError, as without the package
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--hr", str(photos[0]), "--metrics", "psnr,lpips", "--json", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    notes = [line for line in lines if "LPIPS" in line]
+    assert notes == [
+        "LPIPS skipped: the lpips package is not installed (pip install lpips; "
+        "it needs internet once, to download its AlexNet backbone)"
+    ]
+    assert "lpips" not in json.loads(out.read_text())["mean"]
+    assert _parse_markdown("\n".join(lines[1:-1]))[0] == ["image", "PSNR-Y (dB)", "PSNR-RGB (dB)"]
+
+
+def _fake_lpips(monkeypatch, net):
+    module = types.ModuleType("lpips")
+    module.LPIPS = lambda net_name="alex", **kwargs: net(net_name, **kwargs)
+    monkeypatch.setitem(sys.modules, "lpips", module)
+
+
+def test_lpips_backbone_that_cannot_load_is_one_line(photos, capsys, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    _fake_lpips(monkeypatch, offline)
+    report = evaluate_folder(photos[0], metrics=("psnr", "lpips"), progress=False)
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("LPIPS skipped: lpips could not load its AlexNet backbone (it needs internet once)")
+    assert "lpips" not in report["mean"] and "lpips" not in report["images"][0]
+
+
+class _MeanAbsoluteNet(torch.nn.Module):
+    """Stands in for lpips.LPIPS: mean |a - b| of what it is given, after LPIPS's own [0, 1] -> [-1, 1]."""
+
+    def __init__(self, net_name, **kwargs):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, a, b, normalize=False):
+        self.calls.append((tuple(a.shape), float(a.min()), float(a.max()), normalize))
+        a, b = (2 * a - 1, 2 * b - 1) if normalize else (a, b)
+        return (a - b).abs().mean().reshape(1, 1, 1, 1)
+
+
+def test_lpips_gets_rgb_in_unit_range_cropped_by_the_scale(photos, monkeypatch):
+    folder, images = photos
+    nets = []
+    _fake_lpips(monkeypatch, lambda *a, **k: nets.append(_MeanAbsoluteNet(*a, **k)) or nets[-1])
+    write_image(folder / "gray.png", images["chelsea.png"][..., 1])
+    report = evaluate_folder(folder, scale=4, metrics=("lpips",), progress=False)
+    rows = {r["name"]: r["lpips"] for r in report["images"]}
+    for name, hr in (("coffee.png", images["coffee.png"]), ("gray.png", images["chelsea.png"][..., 1])):
+        hr = modcrop(hr, 4)
+        sr = imresize(imresize(hr, 1 / 4), 4)
+        by_hand = 2 * np.mean(np.abs(sr[4:-4, 4:-4].astype(np.float64) - hr[4:-4, 4:-4])) / 255  # [-1, 1] scale
+        assert rows[name] == pytest.approx(by_hand, rel=1e-5)
+    shape, low, high, normalize = nets[0].calls[0]  # astronaut, first in name order
+    assert shape == (1, 3, 504, 504) and 0 <= low < high <= 1 and normalize
+    assert list(report["mean"]) == ["lpips"]
+    assert report["mean"]["lpips"] == pytest.approx(np.mean(list(rows.values())), abs=1e-12)
