@@ -9,6 +9,7 @@ The notebooks stay short because this module holds the plumbing:
     nb.require(RUNS / "cpu/srresnet/best.pt", "03_srgan_pretrain")
     nb.show_markdown(table)              # a Markdown table, rendered in a notebook
     nb.psnr_versus("SRCNN", 8.41, "bicubic", 27.29)  # "SRCNN: 8.41 dB, 18.88 dB below bicubic (27.29 dB)"
+    nb.niqe_versus("SRGAN", 5.10, "SRResNet", 5.94)  # "SRGAN: NIQE 5.10, 0.84 below SRResNet (5.94): ..."
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 from .preference import PSNR_TIE_DB
+from .viz import NIQE_TIE
 
 __all__ = [
     "REPO_URL",
@@ -31,6 +33,7 @@ __all__ = [
     "training_data",
     "show_markdown",
     "psnr_versus",
+    "niqe_versus",
     "difference_note",
     "PUBLISHED",
     "load_published",
@@ -183,6 +186,19 @@ def psnr_versus(name: str, value: float, reference: str, reference_value: float)
     else:
         where = f"{abs(gap):.2f} dB {'above' if gap > 0 else 'below'} {reference} ({reference_value:.2f} dB)"
     return f"{name}: {value:.2f} dB, {where}"
+
+
+def niqe_versus(name: str, value: float, reference: str, reference_value: float) -> str:
+    """Where ``name``'s NIQE stands against ``reference``'s (lower = more natural), in words computed
+    from the two numbers: ``"SRGAN: NIQE 5.10, 0.84 below SRResNet (5.94): more natural by NIQE"``;
+    a gap under :data:`srlab.viz.NIQE_TIE` is "level with" it, as in the perception-distortion plot."""
+    gap = value - reference_value
+    if abs(gap) < NIQE_TIE:
+        where = f"level with {reference} ({reference_value:.2f}; within {NIQE_TIE})"
+    else:
+        side, verdict = ("below", "more") if gap < 0 else ("above", "less")
+        where = f"{abs(gap):.2f} {side} {reference} ({reference_value:.2f}): {verdict} natural by NIQE"
+    return f"{name}: NIQE {value:.2f}, {where}"
 
 
 LOOK_ALIKE_LEVELS = 1.0  # mean |a - b| in 8-bit grey levels under which two outputs look the same

@@ -105,40 +105,73 @@ def crop_grid(rows: list[dict], path: str | Path | None = None, scale: int = 4, 
     return fig
 
 
+def _niqe_fits(img: np.ndarray, border: int) -> bool:
+    """Whether ``img`` holds a whole NIQE block (96x96) once ``border`` pixels are cropped."""
+    from .metrics import NIQE_BLOCK
+
+    return min(img.shape[:2]) - 2 * border >= NIQE_BLOCK
+
+
 def compare_images(
-    images: dict, scale: int = 4, *, path: str | Path | None = None, crop: int = 96, table: bool = True
+    images: dict,
+    scale: int = 4,
+    *,
+    path: str | Path | None = None,
+    crop: int = 96,
+    table: bool = True,
+    niqe: bool = True,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Score every method's output on every image and draw one :func:`crop_grid` of them all.
 
     Args:
         images: ``{image name: {"hr": HR, "outputs": {method: SR image}, "lr": LR (optional)}}``;
             each row shows LR (when given), the outputs in order, then HR, each captioned with
-            its PSNR-Y in dB.
+            its PSNR-Y in dB (and its NIQE).
         path: where to save the figure as PNG (see :func:`crop_grid`).
         table: also show the scores as a Markdown table (:func:`srlab.notebook.show_markdown`):
-            PSNR-Y, SSIM-Y and PSNR-RGB for one image, PSNR-Y / SSIM-Y per image for several.
-    Returns ``{image name: {method: score_pair(...)}}`` (PSNR-Y, SSIM-Y, PSNR-RGB with the
-    benchmark conventions: border ``scale`` cropped).
+            PSNR-Y, SSIM-Y, PSNR-RGB (and NIQE) for one image; PSNR-Y / SSIM-Y (/ NIQE) per image
+            for several.
+        niqe: also score every output and HR with NIQE (no reference, lower = more natural;
+            :func:`srlab.metrics.niqe`, border ``scale`` cropped), next to PSNR: the one number
+            here that can rank a GAN's texture above a blur. Images too small for a 96x96 block
+            get none.
+    Returns ``{image name: {method: score_pair(...) (+ "niqe")}}`` (PSNR-Y, SSIM-Y, PSNR-RGB with
+    the benchmark conventions: border ``scale`` cropped), plus ``"HR": {"niqe": ...}`` when NIQE
+    was computed.
     """
     from .evaluate import metrics_table, score_pair
+    from .metrics import niqe as niqe_score
     from .notebook import show_markdown
 
     scores, rows = {}, []
     for name, item in images.items():
         hr, outputs = item["hr"], item["outputs"]
         scores[name] = {method: score_pair(sr, hr, scale) for method, sr in outputs.items()}
+        if niqe and _niqe_fits(hr, scale):
+            for method, sr in outputs.items():
+                scores[name][method]["niqe"] = niqe_score(sr, crop_border=scale)
+            scores[name]["HR"] = {"niqe": niqe_score(hr, crop_border=scale)}  # how natural the real photo scores
         lr = item.get("lr")
         panels = {**({"LR": lr} if lr is not None else {}), **outputs, "HR": hr}
-        captions = {method: f"{s['psnr_y']:.2f} dB" for method, s in scores[name].items()}
+        captions = {
+            method: ", ".join(
+                ([f"{s['psnr_y']:.2f} dB"] if "psnr_y" in s else [])
+                + ([f"NIQE {s['niqe']:.2f}"] if "niqe" in s else [])
+            )
+            for method, s in scores[name].items()
+        }
         rows.append({"name": name, "hr": hr, "panels": panels, "captions": captions})
+    has_niqe = any("niqe" in s for per_method in scores.values() for s in per_method.values())
     if table:
         if len(scores) == 1:
             ((name, per_method),) = scores.items()
-            show_markdown(metrics_table(per_method, label=f"{name}, x{scale}"))
+            keys = ("psnr_y", "ssim_y", "psnr_rgb") + (("niqe",) if has_niqe else ())
+            show_markdown(metrics_table(per_method, keys, label=f"{name}, x{scale}"))
         else:
             methods = list(dict.fromkeys(m for per_method in scores.values() for m in per_method))
             by_method = {m: {img: scores[img][m] for img in scores if m in scores[img]} for m in methods}
-            show_markdown(metrics_table(by_method, ("psnr_y", "ssim_y"), label=f"x{scale}", groups=list(scores)))
+            keys = ("psnr_y", "ssim_y") + (("niqe",) if has_niqe else ())
+            show_markdown(metrics_table(by_method, keys, label=f"x{scale}", groups=list(scores)))
     crop_grid(rows, path=path, scale=scale, crop=crop)
     return scores
 
@@ -153,15 +186,17 @@ def compare(
     path: str | Path | None = None,
     crop: int = 96,
     table: bool = True,
+    niqe: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Compare upscalers on one image: score each output against ``hr``, show the table, draw the crops.
 
     ``outputs`` is ``{method: SR image}`` (same size as ``hr``); ``lr``, when given, is shown
-    first. Returns ``{method: {"psnr_y", "ssim_y", "psnr_rgb"}}``; the figure is the current
-    one (``plt.gcf()``), saved to ``path`` when given.
+    first. Returns ``{method: {"psnr_y", "ssim_y", "psnr_rgb", "niqe"}}`` and ``"HR": {"niqe"}``
+    (NIQE when ``niqe`` and the image holds a 96x96 block); the figure is the current one
+    (``plt.gcf()``), saved to ``path`` when given.
     """
     item = {"hr": hr, "outputs": outputs, "lr": lr}
-    return compare_images({name: item}, scale, path=path, crop=crop, table=table)[name]
+    return compare_images({name: item}, scale, path=path, crop=crop, table=table, niqe=niqe)[name]
 
 
 def plain_ticks(ax, axis: str = "y") -> None:
@@ -237,7 +272,10 @@ def plot_history(history, path: str | Path | None = None):
 
 # ---------------------------------------------------------------- perception-distortion plane
 
-NIQE_TIE = 0.05  # the same for NIQE (its values run from about 2, photo-like, to 10+, heavily degraded)
+# NIQE values closer than this tie (they run from about 2, photo-like, to 10+, heavily degraded). Measured:
+# the six-step smoke models, 0.1-0.3 grey levels from bicubic on average, move NIQE by up to 0.12 on the
+# embedded crops, so smaller gaps say nothing about the models.
+NIQE_TIE = 0.2
 
 
 def tied_groups(points: dict, psnr_db: float = PSNR_TIE_DB, niqe: float = NIQE_TIE) -> list[list[str]]:

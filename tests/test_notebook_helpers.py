@@ -13,7 +13,7 @@ def test_preset_choice(monkeypatch, capsys):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert nb.choose_preset() == "smoke" and "no GPU" in capsys.readouterr().out
+    assert nb.choose_preset() == "quick" and "no GPU" in capsys.readouterr().out
 
 
 def test_runs_dir_and_require(monkeypatch, tmp_path):
@@ -164,6 +164,17 @@ def test_psnr_versus_says_above_below_or_level_from_the_numbers():
     assert "0.06 dB above" in nb.psnr_versus("a", 27.35, "b", 27.29)
 
 
+def test_niqe_versus_says_more_or_less_natural_from_the_numbers():
+    more = "SRGAN: NIQE 5.10, 0.84 below SRResNet (5.94): more natural by NIQE"  # 5.94 - 5.10 by hand
+    assert nb.niqe_versus("SRGAN", 5.10, "SRResNet", 5.94) == more
+    less = "ESRGAN: NIQE 7.50, 1.25 above RRDB (6.25): less natural by NIQE"
+    assert nb.niqe_versus("ESRGAN", 7.50, "RRDB", 6.25) == less
+    # 0.15 apart: under the plot's tie (srlab.viz.NIQE_TIE, 0.2), whichever way round; 0.25 apart: not
+    assert nb.niqe_versus("a", 6.40, "b", 6.25) == "a: NIQE 6.40, level with b (6.25; within 0.2)"
+    assert "level with" in nb.niqe_versus("a", 6.10, "b", 6.25)
+    assert "0.25 below" in nb.niqe_versus("a", 6.00, "b", 6.25)
+
+
 def test_difference_note_measures_grey_levels_and_says_when_crops_look_the_same():
     import numpy as np
 
@@ -211,3 +222,37 @@ def test_load_published_real_esrgan_runs_offline_from_the_ncnn_package(capsys):
     assert sum(p.numel() for p in model.parameters()) == 16_697_987  # the paper's RRDBNet, 23 blocks
     with torch.no_grad():
         assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
+
+
+def test_compare_puts_niqe_next_to_psnr_for_outputs_and_hr(capsys, photo):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from skimage import data
+
+    from srlab.metrics import niqe
+    from srlab.resize import imresize
+    from srlab.viz import compare
+
+    hr = data.astronaut()[:208, :208]  # 200 px after the border crop: 2x2 NIQE blocks of 96
+    lr = imresize(hr, 1 / 4)
+    outputs = {"bicubic": imresize(lr, 4)}
+    scores = compare(outputs, hr, 4, name="astronaut", crop=32)
+    assert scores["bicubic"]["niqe"] == niqe(outputs["bicubic"], crop_border=4)
+    assert scores["HR"] == {"niqe": niqe(hr, crop_border=4)}
+    assert scores["bicubic"]["niqe"] > scores["HR"]["niqe"]  # the blur looks less natural than the photo
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| astronaut, x4 | PSNR-Y (dB) | SSIM-Y | PSNR-RGB (dB) | NIQE |"
+    assert lines[-1] == f"| HR | – | – | – | **{scores['HR']['niqe']:.2f}** |"  # lower is better: HR in bold
+    titles = [ax.get_title() for ax in plt.gcf().axes]
+    assert titles[1] == f"bicubic\n{scores['bicubic']['psnr_y']:.2f} dB, NIQE {scores['bicubic']['niqe']:.2f}"
+    assert titles[2] == f"HR\nNIQE {scores['HR']['niqe']:.2f}"
+    plt.close("all")
+    # switched off, or a 96x128 photo (88 px high after the crop: no whole block): no NIQE anywhere
+    off = compare(outputs, hr, 4, name="a", crop=32, niqe=False)
+    small = compare({"bicubic": imresize(imresize(photo, 1 / 4), 4)}, photo, 4, name="b", crop=32)
+    for scores in (off, small):
+        assert "niqe" not in scores["bicubic"] and "HR" not in scores
+    assert "NIQE" not in capsys.readouterr().out
+    plt.close("all")
