@@ -25,8 +25,8 @@
 #
 # **Learning goals**
 #
-# - Know where the training photos come from (DIV2K on a GPU, the embedded photos in `smoke`)
-#   and which photo is held out for validation.
+# - Know where the training photos come from (DIV2K on a GPU, the embedded photos in `quick`
+#   and `smoke`) and which photo is held out for validation.
 # - Understand why we cut the HR images once into a memory-mapped *patch store* instead of
 #   decoding PNGs while training.
 # - See what an (LR, HR) training pair looks like after random cropping, flips and rotations.
@@ -55,13 +55,18 @@ print(nb.device_summary())
 # nb.use_google_drive()
 
 # %% tags=["parameters"]
-PRESET = nb.choose_preset()  # "smoke" on a CPU, "colab" on a GPU; SRLAB_PRESET overrides
+PRESET = nb.choose_preset()  # "quick" on a CPU, "colab" on a GPU; SRLAB_PRESET overrides
 RUNS = nb.runs_dir()  # every notebook reads and writes under RUNS / PRESET
 
-# Sub-images of the patch store: BasicSR's 480 px with stride 240 for DIV2K,
-# 128 px tiles in smoke (the embedded photos are small, and smoke must take seconds).
-PATCH_SIZE, PATCH_STRIDE = (128, 128) if PRESET == "smoke" else (480, 240)
-EXTRACT_WORKERS = 1 if PRESET == "smoke" else 2  # processes decoding PNGs (Colab has 2 cores)
+from srlab.presets import EMBEDDED_PRESETS  # ("quick", "smoke"): the embedded photos, nothing downloaded
+
+EMBEDDED = PRESET in EMBEDDED_PRESETS
+
+# Sub-images of the patch store: BasicSR's 480 px with stride 240 for DIV2K; for the small
+# embedded photos 128 px with stride 64 (also half the size: every 64 px window of a photo,
+# quick's training patch, lies inside one sub-image).
+PATCH_SIZE, PATCH_STRIDE = (128, 64) if EMBEDDED else (480, 240)
+EXTRACT_WORKERS = 1 if EMBEDDED else 2  # processes decoding PNGs (Colab has 2 cores)
 HR_SIZE = 96  # side of a training HR patch (SRResNet/SRGAN use 96 px)
 SCALE = 4
 BATCH_SIZE = 16
@@ -77,8 +82,8 @@ LOADER_BATCHES = 4 if PRESET == "smoke" else 20  # batches timed in the speed te
 # archives from ETH Zurich, checks their size and SHA-256, extracts them safely and resumes
 # an interrupted download; a second call finds the `.complete` marker and does nothing.
 #
-# In `smoke` there is no download: the **embedded photos** that ship inside scikit-image's
-# wheel stand in for DIV2K. One of them, `srlab.presets.VALIDATION_IMAGE` (`coffee`), is held
+# In `quick` and `smoke` (`srlab.presets.EMBEDDED_PRESETS`) there is no download: the
+# **embedded photos** that ship inside scikit-image's wheel stand in for DIV2K. One of them, `srlab.presets.VALIDATION_IMAGE` (`coffee`), is held
 # out: the training engine validates on it, so it never enters the training folder.
 
 # %%
@@ -87,7 +92,7 @@ from srlab.download import download_dataset
 from srlab.images import list_images, write_image
 from srlab.presets import VALIDATION_IMAGE
 
-if PRESET == "smoke":
+if EMBEDDED:
     hr_dir = RUNS / PRESET / "hr"
     for name, img in embedded_images().items():
         if name != VALIDATION_IMAGE:  # held out for validation
@@ -97,10 +102,10 @@ else:
     hr_dir = div2k / "DIV2K_train_HR"
 
 hr_files = list_images(hr_dir)
-print(f"{len(hr_files)} HR training images in {hr_dir}" + (f" ({VALIDATION_IMAGE} held out)" if PRESET == "smoke" else ""))
+print(f"{len(hr_files)} HR training images in {hr_dir}" + (f" ({VALIDATION_IMAGE} held out)" if EMBEDDED else ""))
 
 # %% [markdown]
-# What to notice: in `smoke` there are 6 photos (7 embedded, minus `coffee`); with DIV2K there
+# What to notice: with the embedded photos there are 6 (7, minus `coffee`); with DIV2K there
 # are 800. The folder is plain PNG files: the slow format we are about to avoid while training.
 
 # %% [markdown]
@@ -276,8 +281,8 @@ print(f"speed-up: {store_rate / naive_rate:.0f}x")
 # What to notice: the naive figure is an upper bound (it leaves out the crop, the flips and
 # the bicubic LR, which the store figure includes), and still the store wins. With DIV2K on
 # Colab a 2K PNG takes tens of milliseconds, so two workers decoding PNGs give a few dozen
-# patches per second, while a GPU step of batch 16 wants hundreds. In `smoke` the embedded
-# photos are small (at most $1000 \times 872$), so the gap is smaller than on DIV2K; the
+# patches per second, while a GPU step of batch 16 wants hundreds. The embedded photos
+# (`quick`, `smoke`) are small (at most $1000 \times 872$), so the gap is smaller than on DIV2K; the
 # repository's benchmark (`python -m srlab.bench data`) measured 30-80x on 2K images.
 #
 # The store lives in `RUNS / PRESET / "patches"`. The training notebooks read it from there;

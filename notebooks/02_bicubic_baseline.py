@@ -52,35 +52,38 @@ print(nb.device_summary())
 # nb.use_google_drive()
 
 # %% tags=["parameters"]
-PRESET = nb.choose_preset()  # "smoke" on a CPU, "colab" on a GPU; SRLAB_PRESET overrides
+PRESET = nb.choose_preset()  # "quick" on a CPU, "colab" on a GPU; SRLAB_PRESET overrides
 RUNS = nb.runs_dir()  # every notebook reads and writes under RUNS / PRESET
 SCALE = 4
 
 # Training steps of each learned baseline; None keeps the preset's own length (6 in smoke).
 # These are baselines, not the course's models, so a real run gets a short budget.
-STEPS = {"smoke": None, "cpu": 300, "colab": 5000, "seed": 5000}[PRESET]
+STEPS = {"smoke": None, "quick": 200, "cpu": 300, "colab": 5000, "seed": 5000}[PRESET]
 
 # %% [markdown]
 # ## 0. Test images and training data
 #
-# Test images must be images **no model trained on**. With a GPU (or any preset but `smoke`)
-# we use the two classic test sets, downloaded once from the EDSR authors' `benchmark.tar`:
-# **Set5** (5 images) and **Set14** (14 images). In `smoke` nothing is downloaded: the seven
-# embedded photos are the test folder (six of them are also the `smoke` training photos, so
-# in `smoke` the learned rows only check that the pipeline runs; `coffee`, the validation
-# photo `srlab.presets.VALIDATION_IMAGE`, is the held-out one).
+# Test images must be images **no model trained on**. With the `colab`, `cpu` and `seed`
+# presets we use the two classic test sets, downloaded once from the EDSR authors'
+# `benchmark.tar`: **Set5** (5 images) and **Set14** (14 images). In `quick` and `smoke`
+# (`srlab.presets.EMBEDDED_PRESETS`) nothing is downloaded: the seven embedded photos are the
+# test folder. Six of them are also the training photos of those presets, so there the
+# learned rows of the results table (section 7) are scores on training images, which flatter
+# them; `coffee`, the validation photo `srlab.presets.VALIDATION_IMAGE`, is the held-out one,
+# and every single-image comparison below uses it.
 #
-# Training data: the patch store that notebook 01 cut (from DIV2K, or in `smoke` from the
-# embedded photos but `coffee`); without it, the embedded photos directly (the training
-# engine holds `coffee` out for validation). `nb.training_data` picks and says which.
+# Training data: the patch store that notebook 01 cut (from DIV2K, or from the embedded
+# photos but `coffee`); without it, the embedded photos directly (the training engine holds
+# `coffee` out for validation). `nb.training_data` picks and says which.
 
 # %%
 from srlab.data import embedded_images
 from srlab.download import download_dataset
 from srlab.images import list_images, write_image
-from srlab.presets import VALIDATION_IMAGE
+from srlab.presets import EMBEDDED_PRESETS, VALIDATION_IMAGE
 
-if PRESET == "smoke":
+EMBEDDED = PRESET in EMBEDDED_PRESETS  # quick and smoke: the embedded photos, nothing downloaded
+if EMBEDDED:
     test_sets = {"embedded": RUNS / PRESET / "test_hr"}
     for name, img in embedded_images().items():
         write_image(test_sets["embedded"] / f"{name}.png", img)
@@ -131,14 +134,14 @@ from srlab.resize import imresize, modcrop
 from srlab.viz import compare
 
 test_dir = next(iter(test_sets.values()))
-example = test_dir / (f"{VALIDATION_IMAGE}.png" if PRESET == "smoke" else "butterfly.png")
+example = test_dir / (f"{VALIDATION_IMAGE}.png" if EMBEDDED else "butterfly.png")
 example = example if example.exists() else list_images(test_dir)[0]
 hr = modcrop(to_rgb8(read_image(example)), SCALE)
 lr = imresize(hr, 1 / SCALE)
 print(f"{example.name}: HR {hr.shape[1]}x{hr.shape[0]}, LR {lr.shape[1]}x{lr.shape[0]}")
 
 outputs = {m: upscale_classical(lr, SCALE, m) for m in CLASSICAL_METHODS}
-scores = compare(outputs, hr, SCALE, lr=lr, name=example.stem)  # {method: {"psnr_y", "ssim_y", "psnr_rgb"}}
+scores = compare(outputs, hr, SCALE, lr=lr, name=example.stem, niqe=False)  # {method: {"psnr_y", "ssim_y", "psnr_rgb"}}
 plt.show()
 
 # %% [markdown]
@@ -161,13 +164,15 @@ plt.show()
 # | conv3 | $5 \times 5$ | 32 → 3 | reconstruction: the HR image |
 #
 # About 69,000 parameters, a receptive field of $9 + 4 + 4 = 17$ HR pixels, and no skip
-# connection. It is trained to minimise the mean squared error to the HR patch:
+# connection. The paper trains it to minimise the mean squared error to the HR patch:
 #
 # $$\mathcal{L}_{MSE} = \frac{1}{N}\sum_{i=1}^{N} (\hat y_i - y_i)^2, \qquad \hat y = G(x)$$
 #
-# over all $N$ pixels and channels of a batch. We train it with the same engine as the
-# course's SRResNet (`make_config("srresnet", ...)` from `srlab.presets`: MSE, Adam, EMA of the weights,
-# validation PSNR, checkpoints) and only swap the generator: the `srresnet` stage's own
+# over all $N$ pixels and channels of a batch. We train it with the same engine and recipe as
+# the course's SRResNet (`make_config("srresnet", ...)` from `srlab.presets`: its pixel loss,
+# MSE in `colab` and `smoke` and the mean absolute error L1 in `cpu` and `quick`, as the line
+# printed below says; Adam, EMA of the weights, validation PSNR, checkpoints) and only swap
+# the generator: the `srresnet` stage's own
 # generator spec is replaced by `{"name": "srcnn"}`. (`make_config(..., generator={...})` would
 # merge the new spec into the preset's, keeping SRResNet's `num_block` and the like, so the
 # cell replaces it on the finished config with `dataclasses.replace`.)
@@ -198,9 +203,9 @@ print(nb.psnr_versus("SRCNN, best validation PSNR-Y", srcnn_summary["best_psnr"]
 # What to notice: the summary gives the best validation PSNR-Y (`best_psnr`, in dB) on the
 # held-out crop, and the last line puts it next to bicubic on the same crop. SRCNN starts from
 # random weights and has no shortcut to its bicubic input: it must first learn to pass that
-# input through, and until it has, it scores below bicubic, at first far below. A run of a
-# handful of steps (`smoke`) ends there; with a real budget it climbs past bicubic (exercise 2
-# measures when). The run folder holds `best.pt`, `last.pt`, `history.jsonl` and a sample
+# input through, and until it has, it scores below bicubic, at first far below. A short run
+# (`smoke`'s six steps, `quick`'s 200) ends there, several dB below; with a longer budget it
+# climbs past bicubic (exercise 2 measures when). The run folder holds `best.pt`, `last.pt`, `history.jsonl` and a sample
 # strip per validation in `samples/`.
 
 # %%
@@ -212,9 +217,10 @@ plt.show()
 # %% [markdown]
 # What to notice: the loss curve (log scale) and the validation PSNR at each validation (its
 # panel spans at least 1 dB, so a change of a few thousandths of a dB stays flat, as it should).
-# With a real budget the MSE drops fast in the first few hundred steps (learning to copy the
+# With a real budget the loss drops fast in the first few hundred steps (learning to copy the
 # bicubic input), then slowly (learning the missing detail). A run of a handful of steps
-# (`smoke`) shows no trend: the loss jumps with each batch of two patches.
+# (`smoke`) shows no trend: the loss jumps with each batch of two patches. `quick`'s 200 steps
+# validate only twice (at steps 150 and 200), so its PSNR panel has two points.
 
 # %% [markdown]
 # ## 3. A small convolutional autoencoder
@@ -245,9 +251,10 @@ print(nb.psnr_versus("autoencoder, best validation PSNR-Y", best, "SRCNN", srcnn
 # %% [markdown]
 # What to notice: the two lines put the autoencoder's best validation PSNR next to bicubic's
 # and SRCNN's. The residual connection gives the autoencoder a head start: it starts exactly at
-# bicubic and never has to learn to copy the input, which SRCNN must do first. So a short run
-# leaves it level with bicubic (it has not moved far from where it started), and training lifts
-# it above; SRCNN, on the same budget, first has to climb up to bicubic.
+# bicubic and never has to learn to copy the input, which SRCNN must do first. So after
+# `smoke`'s six steps it is still level with bicubic (it has barely moved from where it
+# started), a few hundred steps (`quick`) usually lift it above, and SRCNN, on the same budget, is
+# still climbing up to bicubic, far below both. The two lines say where this run ended.
 
 # %% [markdown]
 # ## 4. Looking at the learned baselines
@@ -271,7 +278,7 @@ for name in ("srcnn", "autoencoder"):
     print(f"{name}: {count_parameters(model):,} parameters, step {info['step']}")
 
 learned = {name: up(lr, SCALE) for name, up in upscalers.items()}
-scores.update(compare({"bicubic": outputs["bicubic"], **learned}, hr, SCALE, lr=lr, name=example.stem))
+scores.update(compare({"bicubic": outputs["bicubic"], **learned}, hr, SCALE, lr=lr, name=example.stem, niqe=False))
 plt.show()
 for name in learned:
     print(nb.psnr_versus(name, scores[name]["psnr_y"], "bicubic", scores["bicubic"]["psnr_y"]))
@@ -446,8 +453,9 @@ for set_name in test_sets:
 # %% [markdown]
 # What to notice: on Set5 and Set14 the bicubic row should match the literature to 0.01 dB
 # (the lines "bicubic on Set5/Set14 ... the literature" under the table check it: that is the
-# check that our protocol is the papers' protocol; the `smoke` test folder is not a benchmark,
-# so there is nothing to check).
+# check that our protocol is the papers' protocol; the embedded test folder of `quick` and
+# `smoke` is not a benchmark, so there is nothing to check there, and since six of its seven
+# photos were training photos, its learned rows score what the networks saw in training).
 # Lanczos usually edges out bicubic. The other lines say where each learned baseline stands
 # against bicubic; trained to the end, SRCNN gains about 2 dB on Set5 (the VDSR figures above).
 # This table is the floor: every model from notebook 03 on must beat it, and the GAN models
@@ -461,11 +469,12 @@ for set_name in test_sets:
 #    `srlab.resize.cubic_kernel`.
 # 2. **Train longer.** Run SRCNN with `STEPS = 20000` (Colab) and plot validation PSNR against
 #    steps with `plot_history`. When does it pass bicubic, and when does it flatten out?
-# 3. **L1 instead of MSE.** Retrain the autoencoder with `pixel_loss="l1"` (a `make_config`
-#    override) into `RUNS / PRESET / "autoencoder_l1"`. Do the numbers or the crops change? Use
-#    section 5 to explain what you see.
+# 3. **L1 or MSE.** Retrain the autoencoder with the other pixel loss (`pixel_loss="l1"` in
+#    `colab` and `smoke`, `pixel_loss="mse"` in `cpu` and `quick`; a `make_config` override)
+#    into a new folder such as `RUNS / PRESET / "autoencoder_other_loss"`. Do the numbers or the
+#    crops change? Use section 5 to explain what you see.
 # 4. **Conventions on a whole set.** Reproduce the convention table for all of Set5 (or the
-#    embedded photos in `smoke`) by looping over the images. Which convention moves the mean
+#    embedded photos in `quick` and `smoke`) by looping over the images. Which convention moves the mean
 #    most, and does it change the ranking of bicubic and Lanczos?
 # 5. **Where is the error?** For the example image, plot $|{\rm bicubic}(x) - y|$ on the Y
 #    channel as a heat map. Where is it large, and which of those regions could any method

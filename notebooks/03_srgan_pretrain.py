@@ -47,9 +47,9 @@ print(nb.device_summary())
 # nb.use_google_drive()
 
 # %% tags=["parameters"]
-PRESET = nb.choose_preset()  # smoke without a GPU, colab with one; SRLAB_PRESET overrides
+PRESET = nb.choose_preset()  # quick without a GPU, colab with one; SRLAB_PRESET overrides
 RUNS = nb.runs_dir()         # every notebook keeps its runs under RUNS / PRESET
-STEPS = None                 # None = the preset's length (colab 100k, cpu 1000, smoke 6)
+STEPS = None                 # None = the preset's length (colab 100k, cpu 1000, quick 600, smoke 6)
 BATCH_SIZE = None            # None = the preset's batch size
 RESUME = True                # continue from last.pt when this run folder already has one
 
@@ -121,15 +121,21 @@ with torch.no_grad():
 #
 # Two choices in srlab's presets differ from the paper:
 #
-# - **L1 instead of MSE** (`cpu` preset):
+# - **L1 instead of MSE** (`cpu` and `quick` presets):
 #   $\mathcal{L}_{1} = \frac{1}{N}\sum_i |\hat y_i - y_i|$. Its gradient does not shrink
 #   with the error, so small errors keep being corrected, and large ones (outliers) do not
 #   dominate; EDSR and ESRGAN train with it and report equal or better PSNR.
-# - **A bicubic residual** (`cpu` and `smoke`): the network's output is added to a MATLAB
-#   bicubic upsampling of its input, $\hat y = \mathrm{bicubic}(x) + G(x)$, and the last
+# - **A bicubic residual** (`cpu`, `quick` and `smoke`): the network's output is added to a
+#   MATLAB bicubic upsampling of its input, $\hat y = \mathrm{bicubic}(x) + G(x)$, and the last
 #   convolution starts at zero. An untrained network is therefore *exactly* bicubic, and a
 #   short CPU run only has to learn the missing detail. The `colab` preset trains the
 #   paper's plain network with MSE; `smoke` keeps MSE but uses the residual.
+#
+# The CPU presets also shrink the network and the run: `cpu` (about an hour for the course)
+# has 8 residual blocks; `quick`, the default without a GPU (the six notebooks in about a
+# quarter of an hour), fewer and narrower blocks, a few hundred steps on small patches of the
+# embedded photos; `smoke` (CI, seconds) a tiny network for 6 steps. The cell prints this
+# preset's choices.
 
 # %%
 from srlab.checkpoint import generator_from_config
@@ -177,7 +183,8 @@ print("run folder:", sorted(p.name for p in OUT.iterdir()))
 # What to notice: the progress bar shows the pixel loss (`pixel`) and the total (`g`, the
 # same here). `best_psnr` is the EMA model's best validation PSNR-Y in dB; the folder now
 # holds `best.pt`, `last.pt`, `history.jsonl` and `samples/`. In the `smoke` preset the run
-# is only 6 steps of a tiny network, so expect a number close to bicubic's.
+# is only 6 steps of a tiny network, so expect a number close to bicubic's; the line under the
+# next plot puts it next to bicubic, whatever the preset.
 
 # %% [markdown]
 # ## Training curves, against bicubic
@@ -221,7 +228,9 @@ plt.show()
 # `srlab.checkpoint.load_generator` rebuilds the network from `best.pt` (with its EMA weights)
 # and `srlab.evaluate.model_upscaler` wraps it as a function on numpy images, so it can be
 # scored exactly like bicubic. `srlab.viz.compare` scores each output (PSNR-Y, SSIM-Y,
-# PSNR-RGB, with `srlab.evaluate.score_pair`), shows the table and draws zoomed crops.
+# PSNR-RGB, with `srlab.evaluate.score_pair`), shows the table and draws zoomed crops. The
+# table's last column, NIQE, is a score that needs no HR image (lower = more natural, HR's
+# own in the last row); notebooks 04 and 06 explain it. A pixel loss does not aim at it.
 
 # %%
 from srlab.checkpoint import load_generator
@@ -238,15 +247,18 @@ outputs = {"bicubic": upscale_classical(lr, SCALE, "bicubic"), "SRResNet": srres
 scores = compare(outputs, hr, SCALE, lr=lr, name=VALIDATION_IMAGE, path=OUT / f"crops_{VALIDATION_IMAGE}.png")
 plt.show()
 print(nb.psnr_versus("SRResNet", scores["SRResNet"]["psnr_y"], "bicubic", scores["bicubic"]["psnr_y"]))
+print(nb.niqe_versus("SRResNet", scores["SRResNet"]["niqe"], "bicubic", scores["bicubic"]["niqe"]))
 print(nb.difference_note("SRResNet", outputs["SRResNet"], "bicubic", outputs["bicubic"]))
 
 # %% [markdown]
 # What to notice: the red box on the left marks the most textured 96x96 region, shown
 # magnified in the other panels. A trained SRResNet has cleaner, straighter edges than
 # bicubic, but fine texture is still smooth: this is the averaging effect of the pixel
-# loss, and the reason for notebook 04. The two lines under the crops say how far this run's
-# SRResNet is from bicubic, in dB and in grey levels: when they look the same (a run of a few
-# steps), there is nothing to compare in the crops yet.
+# loss, and the reason for notebook 04. The lines under the crops say how far this run's
+# SRResNet is from bicubic, in dB, in NIQE and in grey levels: when they look the same (a run
+# of a few steps), there is nothing to compare in the crops yet. Expect its NIQE to stay
+# well above HR's (the table has both), whatever the PSNR gain: cleaner edges are not
+# natural texture.
 
 # %% [markdown]
 # ## Sample strips
@@ -271,10 +283,13 @@ plt.show()
 # ## A benchmark (colab and cpu presets)
 #
 # One image is a weak test. With a real run, evaluate on Set5, the standard benchmark
-# (downloaded once into `RUNS / "data"`). The smoke preset skips this: it must not download.
+# (downloaded once into `RUNS / "data"`). The `quick` and `smoke` presets skip this: they
+# train and test on the embedded photos and download nothing.
 
 # %%
-if PRESET != "smoke":
+from srlab.presets import EMBEDDED_PRESETS
+
+if PRESET not in EMBEDDED_PRESETS:
     from srlab.download import download_dataset
     from srlab.evaluate import evaluate_folder, format_table
 
@@ -283,7 +298,7 @@ if PRESET != "smoke":
         report = evaluate_folder(set5, scale=SCALE, upscaler=upscaler)
         nb.show_markdown(f"**{report['model']} on Set5 x{SCALE}**\n\n{format_table(report)}")
 else:
-    print("smoke preset: Set5 evaluation skipped (run with the cpu or colab preset)")
+    print(f"{PRESET} preset: Set5 evaluation skipped, nothing is downloaded (run with the cpu or colab preset)")
 
 # %% [markdown]
 # What to notice: bicubic gives 28.43 dB on Set5; the paper's SRResNet reaches 32.05 dB
