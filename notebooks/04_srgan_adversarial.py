@@ -48,9 +48,9 @@ print(nb.device_summary())
 # nb.use_google_drive()
 
 # %% tags=["parameters"]
-PRESET = nb.choose_preset()  # smoke without a GPU, colab with one; SRLAB_PRESET overrides
+PRESET = nb.choose_preset()  # quick without a GPU, colab with one; SRLAB_PRESET overrides
 RUNS = nb.runs_dir()         # every notebook keeps its runs under RUNS / PRESET
-STEPS = None                 # None = the preset's length (colab 50k, cpu 400, smoke 6)
+STEPS = None                 # None = the preset's length (colab 50k, cpu 400, quick 300, smoke 6)
 ADV_WEIGHT = None            # None = the preset's adversarial weight (paper 1e-3; seed preset 5e-2)
 RESUME = True                # continue from last.pt when a run folder already has one
 COLLAPSE_STEPS = None        # length of the collapse demonstration; None = a short run for the preset
@@ -109,13 +109,17 @@ from srlab.presets import make_config
 overrides = {k: v for k, v in {"steps": STEPS, "adversarial_weight": ADV_WEIGHT, "data": DATA}.items()
              if v is not None}
 cfg = make_config("srgan", PRESET, **overrides)
-print(f"content loss: VGG-19 {cfg.perceptual_layer} (the first {VGG19_LAYERS[cfg.perceptual_layer] + 1} "
-      f"layers of vgg19.features), {cfg.perceptual_criterion.upper()}, weight {cfg.perceptual_weight}")
-if cfg.vgg_weights is None:
-    print("VGG-19 weights: RANDOM (smoke preset, no download). The content loss here is NOT perceptual: "
+vgg = (f"content loss: VGG-19 {cfg.perceptual_layer} (the first {VGG19_LAYERS[cfg.perceptual_layer] + 1} "
+       f"layers of vgg19.features), {cfg.perceptual_criterion.upper()}, weight {cfg.perceptual_weight}\n")
+if cfg.perceptual == "discriminator":  # quick: offline, no VGG at all (see the next cell)
+    print(f"content loss: feature matching on the discriminator's blocks (perceptual='discriminator'), L1, "
+          f"weight {cfg.perceptual_weight}; plus a {cfg.pixel_loss.upper()} pixel loss, weight {cfg.pixel_weight}; "
+          f"adversarial weight {cfg.adversarial_weight}. An offline substitute for the VGG loss, not the paper's.")
+elif cfg.vgg_weights is None:
+    print(vgg + "VGG-19 weights: RANDOM (smoke preset, no download). The content loss here is NOT perceptual: "
           "the run only checks that the code works.")
 else:
-    print(f"VGG-19 weights: {cfg.vgg_weights}: torchvision's ImageNet weights (vgg19-dcbb9e9d.pth, 548 MB), "
+    print(vgg + f"VGG-19 weights: {cfg.vgg_weights}: torchvision's ImageNet weights (vgg19-dcbb9e9d.pth, 548 MB), "
           f"downloaded on first use into {torch.hub.get_dir()}/checkpoints")
 
 # %% [markdown]
@@ -124,6 +128,23 @@ else:
 # initialised VGG so that it runs offline in seconds; the training engine prints a note
 # saying so. Random features are not a perceptual metric: in smoke, look at the mechanics,
 # not at the pictures.
+#
+# **Offline: feature matching instead of VGG (`quick`).** The `quick` preset, the default
+# without a GPU, must run anywhere, offline included, so it uses no ImageNet VGG. It sets
+# `perceptual="discriminator"` (`--perceptual discriminator` on the command line): the content
+# loss compares the *discriminator's own* features of SR and HR, the feature-matching loss of
+# pix2pixHD (Wang et al. 2018, Eq. 4),
+#
+# $$\mathcal{L}_{FM} = \sum_{k=1}^{T} \frac{1}{N_k} \big\| D^{(k)}(y) - D^{(k)}(G(x)) \big\|_1 ,$$
+#
+# summed over D's $T$ stride-2 blocks, $N_k$ the number of values in block $k$'s output. D
+# learns features that tell real patches from generated ones, so matching them pulls $G$
+# towards what makes HR look real, the role VGG's ImageNet features play in the paper. A small
+# L1 pixel term (ESRGAN's weight $10^{-2}$) keeps colours and positions in place. It is a
+# substitute, printed as such by the engine and saved in the checkpoint's config: D's features
+# move while D trains, and the SRGAN paper's numbers were not obtained with it. The cell above
+# prints the weights this preset uses (`quick` also raises the adversarial weight to ESRGAN's
+# $5 \cdot 10^{-3}$).
 
 # %% [markdown]
 # ## The adversarial loss
@@ -186,7 +207,7 @@ plt.show()
 #   left to the loss (BCE with logits).
 #
 # The Dense layer fixes the input size: 96x96 in the paper, so G is trained on 96 px HR
-# patches (the `smoke` preset uses 32 px and 8 base channels).
+# patches (`quick` uses 64 px patches and 32 base channels, `smoke` 32 px and 8).
 
 # %%
 from srlab.models import SRGANDiscriminator, count_parameters
@@ -230,7 +251,8 @@ print(summary)
 
 # %% [markdown]
 # What to notice: the run starts with "generator initialised from .../srresnet/best.pt"; in
-# smoke you also see the engine's note that the VGG is random. (On a first run with
+# smoke you also see the engine's note that the VGG is random, in quick its note that the
+# content loss is feature matching on the discriminator. (On a first run with
 # `RESUME = True`, "no checkpoint at .../last.pt: starting a new srgan run" only means a
 # fresh run: G is still initialised from SRResNet.) The progress bar shows `d` (the D loss) next to
 # the G losses.
@@ -239,8 +261,8 @@ print(summary)
 # ## Curves
 #
 # First the standard figure of `srlab.viz.plot_history`, then a closer look at the two
-# players from `srlab.train.read_history`: the two terms of $\mathcal{L}_G$ as they enter the
-# sum, the D loss against its chance value $2\ln 2 \approx 1.39$ (D outputs 0.5 on
+# players from `srlab.train.read_history`: the terms of $\mathcal{L}_G$ as they enter the
+# sum (each times its weight; `quick` also has the small pixel term), the D loss against its chance value $2\ln 2 \approx 1.39$ (D outputs 0.5 on
 # everything), and D(real) / D(fake).
 
 # %%
@@ -257,18 +279,23 @@ def smooth(values, n_points):
     return np.convolve(values, np.ones(k) / k, mode="valid") if k > 1 else np.asarray(values)
 
 
-def gan_curves(history, adversarial_weight, title):
-    """G terms, D loss and D(real)/D(fake) of one run, with any collapse step marked."""
+def gan_curves(history, cfg, title):
+    """The weighted terms of L_G, the D loss and D(real)/D(fake) of one run (config ``cfg``), with
+    any collapse step marked."""
     rows = [r for r in history if "loss_d" in r]
     steps = np.array([r["step"] for r in rows])
     get = lambda key: np.array([r[key] for r in rows])
     k = max(1, len(rows) // 50)
     x = steps[k - 1:] if k > 1 else steps
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
-    axes[0].plot(x, smooth(get("loss_perceptual"), len(rows)), label="content (VGG)")
-    axes[0].plot(x, smooth(adversarial_weight * get("loss_adv"), len(rows)), label=f"{adversarial_weight:g} x adversarial")
+    content = "content (feature matching)" if cfg.perceptual == "discriminator" else "content (VGG)"
+    terms = (("loss_pixel", cfg.pixel_weight, f"pixel ({cfg.pixel_loss.upper()})"),
+             ("loss_perceptual", cfg.perceptual_weight, content), ("loss_adv", cfg.adversarial_weight, "adversarial"))
+    for key, weight, label in terms:
+        if weight and all(key in r for r in rows):  # a term is logged only when its weight is not 0
+            axes[0].plot(x, smooth(weight * get(key), len(rows)), label=f"{weight:g} x {label}")
     axes[0].set_yscale("log")
-    axes[0].set_title("generator: the two terms of L_G", fontsize=10)
+    axes[0].set_title("generator: the terms of L_G, weighted", fontsize=10)
     axes[1].plot(x, smooth(get("loss_d"), len(rows)), color="C3", label="loss_d")
     axes[1].axhline(2 * math.log(2), color="gray", ls=":", label="chance (2 ln 2)")
     axes[1].set_ylim(bottom=0)
@@ -301,7 +328,7 @@ def last_step(history):
 history = read_history(OUT / "history.jsonl")
 plot_history(history)
 plt.show()
-gan_curves(history, cfg.adversarial_weight, f"SRGAN, preset {PRESET}")
+gan_curves(history, cfg, f"SRGAN, preset {PRESET}")
 plt.show()
 print(last_step(history))
 
@@ -310,7 +337,8 @@ print(last_step(history))
 #
 # - The content loss drops, then slowly levels off; the weighted adversarial term is usually
 #   much smaller, but its gradient is what adds texture. (In smoke the order is reversed:
-#   a random VGG's deep features are tiny.)
+#   a random VGG's deep features are tiny. In `quick` the feature-matching "content" loss need
+#   not fall at all: it is measured in D's features, which change as D learns.)
 # - A healthy D loss stays well above 0, often around or below the chance line, and
 #   oscillates: neither player wins for long. D(real) sits above D(fake), both moving.
 # - Validation PSNR *falls* a little below the SRResNet's: hallucinated texture is never
@@ -318,7 +346,8 @@ print(last_step(history))
 #
 # In `smoke` (a handful of steps, random VGG, tiny D) neither network has time to learn
 # anything, so everything should stay near chance: D(real) ≈ D(fake) ≈ 0.5 and D loss ≈ 1.39.
-# The line under the curves gives the last step's values, whatever the preset.
+# The line under the curves gives the last step's values, whatever the preset: in `quick`,
+# how far D moved from chance in its few hundred steps.
 
 # %% [markdown]
 # ## Bicubic, SRResNet and SRGAN side by side
@@ -327,6 +356,13 @@ print(last_step(history))
 # which a GAN gives up on purpose, so it is usually one of the first checkpoints.
 # `srlab.viz.compare` scores the three on the whole held-out photo, shows the table and
 # draws the zoomed crops, as in notebook 03.
+#
+# Next to PSNR-Y, the table and the captions give **NIQE** (Mittal et al. 2013; notebook 06
+# explains how it works). It needs no HR image, only the one judged: it measures how far the
+# statistics of local contrast in the image are from those of clean natural photos, lower
+# meaning more natural. PSNR rewards a blur that is never far from the truth; NIQE penalises
+# it. So the trade-off this notebook is about shows as two numbers: a GAN stage that works
+# leaves SRGAN *below* SRResNet in PSNR and *below* it in NIQE too.
 
 # %%
 from srlab.checkpoint import load_generator
@@ -347,15 +383,18 @@ for name, ckpt in (("SRResNet", PRETRAINED), ("SRGAN", OUT / "last.pt")):
 scores = compare(outputs, hr, SCALE, lr=lr, name=VALIDATION_IMAGE, path=OUT / f"crops_{VALIDATION_IMAGE}.png")
 plt.show()
 print(nb.psnr_versus("SRGAN", scores["SRGAN"]["psnr_y"], "SRResNet", scores["SRResNet"]["psnr_y"]))
+print(nb.niqe_versus("SRGAN", scores["SRGAN"]["niqe"], "SRResNet", scores["SRResNet"]["niqe"]))
 print(nb.difference_note("SRGAN", outputs["SRGAN"], "SRResNet", outputs["SRResNet"]))
 
 # %% [markdown]
 # What to notice: after a real run, SRGAN's crop shows grain and texture that SRResNet
 # smooths away, at a *lower* PSNR: the perception-distortion trade-off (Blau & Michaeli
-# 2018). Notebook 06 measures it on benchmarks. The two lines under the crops say whether
+# 2018). Notebook 06 measures it on benchmarks. The three lines under the crops say whether
 # this run got there: when SRGAN is level with SRResNet and their outputs differ by less than
 # a grey level (a run of a few steps, like `smoke`'s), the crops look alike and show nothing
-# of the trade-off.
+# of the trade-off. Read a NIQE gain together with the grey-level line and the crops: NIQE
+# is easily moved, and faint grain that nobody can see lowers it too (notebook 06 measures
+# by how much).
 
 # %% [markdown]
 # ## Discriminator collapse
@@ -382,18 +421,19 @@ print(nb.difference_note("SRGAN", outputs["SRGAN"], "SRResNet", outputs["SRResNe
 # **Honest note for `smoke`:** four steps cannot make a real collapse. There the detector's
 # knobs are set so it fires on purpose: `collapse_threshold=2.0` is *above* the chance loss
 # 1.39, and `collapse_patience=2`. What you see in smoke is the detector's machinery (the
-# warning, the event, the red line), not a discriminator that actually won. In the `cpu`
-# and `colab` presets the real threshold is kept (only the patience is shortened on `cpu`,
-# to fit a 100-step run), and whether D collapses is up to the training.
+# warning, the event, the red line), not a discriminator that actually won. In the `quick`,
+# `cpu` and `colab` presets the real threshold is kept (only the patience is shortened in
+# `quick` and `cpu`, to fit runs of 50 and 100 steps), and whether D collapses is up to the
+# training: the line under the run says whether the detector fired.
 
 # %%
 collapse_cfg = make_config("srgan", PRESET, **{
     **overrides,
     "adversarial_weight": 1e-3,   # the weight the seed project collapsed with
     "lr_d": 10 * cfg.lr_g,        # a discriminator that learns 10x faster than G
-    "steps": COLLAPSE_STEPS or {"smoke": 4, "cpu": 100}.get(PRESET, 3000),
+    "steps": COLLAPSE_STEPS or {"smoke": 4, "quick": 50, "cpu": 100}.get(PRESET, 3000),
     **{"smoke": {"collapse_threshold": 2.0, "collapse_patience": 2},  # forced: see the note above
-       "cpu": {"collapse_patience": 30}}.get(PRESET, {}),
+       "quick": {"collapse_patience": 15}, "cpu": {"collapse_patience": 30}}.get(PRESET, {}),
 })
 print(f"collapse demo: {collapse_cfg.steps} steps, adversarial weight {collapse_cfg.adversarial_weight}, "
       f"lr D {collapse_cfg.lr_d}, detector: loss_d below {collapse_cfg.collapse_threshold} "
@@ -405,22 +445,24 @@ events = [r["step"] for r in collapse_history if r.get("event") == "discriminato
 print("discriminator_collapse events at steps:", events or "none (D did not collapse in this run)")
 
 # %% [markdown]
-# What to notice: the `UserWarning` above ("discriminator collapse: D loss has stayed below
-# ...") is the detector speaking, with its advice. (When the run resumed from a finished
-# checkpoint, no warning is printed again, but the event is still in the history.)
-# Now the curves: the red dashed line marks the step where the detector fired.
+# What to notice: when the detector fired, the `UserWarning` above ("discriminator collapse:
+# D loss has stayed below ...") is the detector speaking, with its advice. (When the run
+# resumed from a finished checkpoint, no warning is printed again, but the event is still in
+# the history.) Now the curves: a red dashed line marks the step where the detector fired;
+# with no event there is no line.
 
 # %%
 plot_history(collapse_history)
 plt.show()
-gan_curves(collapse_history, collapse_cfg.adversarial_weight, "collapse demonstration: strong D, weak adversarial weight")
+gan_curves(collapse_history, collapse_cfg, "collapse demonstration: strong D, weak adversarial weight")
 plt.show()
 
 # %% [markdown]
-# What to notice: the red dashed line in every panel. In a real collapse, to its left the D
-# loss slides towards 0 and D(real) and D(fake) drift apart, towards 1 and 0; to its right
-# they stay there and the adversarial term grows (G is losing every time) while the
-# images stop gaining texture. Compare with the healthy run's curves above. In `smoke` the
+# What to notice: the red dashed line in every panel, when the detector fired (the line
+# under the run says whether it did; a short run may end before D wins). In a real collapse,
+# to its left the D loss slides towards 0 and D(real) and D(fake) drift apart, towards 1
+# and 0; to its right they stay there and the adversarial term grows (G is losing every
+# time) while the images stop gaining texture. Compare with the healthy run's curves above. In `smoke` the
 # line sits near the start with all curves still near chance: the threshold forced it.
 #
 # What to change when it happens (the detector's advice): raise the adversarial weight
