@@ -48,11 +48,12 @@ print(nb.device_summary())
 # nb.use_google_drive()
 
 # %% tags=["parameters"]
-PRESET = nb.choose_preset()  # smoke (CPU, seconds), cpu (about an hour), colab (GPU), seed
+PRESET = nb.choose_preset()  # quick (CPU default, minutes), smoke (CI, seconds), cpu (an hour), colab (GPU), seed
 RUNS = nb.runs_dir()
 STEPS = None  # None: the preset's number of steps for both stages; an int overrides it
 RESUME = True  # continue from last.pt when a run folder already has one (False starts over)
-CROP = 64  # side, in LR pixels, of the crop the interpolation slider re-runs
+SCORED = 384  # side, in HR pixels, of the region of coffee the interpolation strip and slider run on
+CROP = 64  # side, in LR pixels, of its most textured square, the part each panel shows
 
 # %% [markdown]
 # ## Training data
@@ -129,9 +130,10 @@ print(f"RRDBNet in preset {PRESET!r} {cfg_rrdb.generator}, x{SCALE}: {count_para
 print(paper.body[0].rdb1)  # one dense block: note the growing input channels
 
 # %% [markdown]
-# The paper's network has 16,697,987 parameters, about 11 times SRResNet's 1.5 M. The `cpu`
-# and `smoke` presets shrink it (fewer blocks, fewer channels) and add a bicubic shortcut to the
-# output (`bicubic_residual=True`), so a short run only learns the missing detail.
+# The paper's network has 16,697,987 parameters, about 11 times SRResNet's 1.5 M. The `cpu`,
+# `quick` and `smoke` presets shrink it (fewer blocks, fewer channels; the line above gives
+# this preset's) and add a bicubic shortcut to the output (`bicubic_residual=True`), so a
+# short run only learns the missing detail.
 #
 # Next, a quick experiment on the paper's trunk: push random features through the 69 dense
 # blocks and measure how much each one changes its input, $\|\mathrm{RDB}(x) - x\| / \|x\|$,
@@ -200,7 +202,7 @@ plt.show()
 #
 # The training engine keeps an **exponential moving average** (EMA) of the generator weights,
 # $\bar\theta_t = \beta_{EMA}\,\bar\theta_{t-1} + (1-\beta_{EMA})\,\theta_t$ with
-# $\beta_{EMA}$ = `ema_decay` (0.999 in `colab`; the short `cpu` and `smoke` runs use less);
+# $\beta_{EMA}$ = `ema_decay` (0.999 in `colab`; the short `cpu`, `quick` and `smoke` runs use less);
 # validation and the checkpoints' EMA weights (what `load_generator` loads by default) are the
 # averaged ones, which are smoother and less noisy than the last step's.
 
@@ -234,17 +236,28 @@ rrdb_summary = train(cfg_rrdb, RUNS / PRESET / "rrdb", resume=RESUME)
 print(rrdb_summary)
 
 # %%
+from srlab.data import center_crops, embedded_images
+from srlab.metrics import batch_psnr
+from srlab.presets import VALIDATION_IMAGE
+from srlab.resize import imresize_torch
 from srlab.viz import plot_history
 
-plot_history(RUNS / PRESET / "rrdb" / "history.jsonl")
+# bicubic on the same validation crop (the central val_crop square of coffee), the reference for best_psnr
+(lr_val, hr_val), = center_crops([embedded_images((VALIDATION_IMAGE,))[VALIDATION_IMAGE]], cfg_rrdb.val_crop, SCALE)
+bicubic_val = batch_psnr(imresize_torch(lr_val, SCALE).clamp(0, 1), hr_val, crop_border=SCALE).item()
+fig = plot_history(RUNS / PRESET / "rrdb" / "history.jsonl")
+fig.axes[-1].axhline(bicubic_val, color="gray", ls=":", label="bicubic")
+fig.axes[-1].legend(fontsize=8)
 plt.show()
+print(nb.psnr_versus("RRDB, best validation PSNR-Y", rrdb_summary["best_psnr"], "bicubic", bicubic_val))
 
 # %% [markdown]
 # **What to notice:** only the generator panel and the validation panel appear: there is no
 # discriminator yet. The L1 loss falls and validation PSNR-Y (on the held-out crops, EMA
-# weights) rises; `best.pt` keeps the step with the best PSNR. In `smoke` the six steps barely
-# move the tiny model away from its bicubic shortcut, so the curves are nearly flat: the point
-# there is only that everything runs.
+# weights) rises above the dotted bicubic line; `best.pt` keeps the step with the best PSNR.
+# The line under the plot gives the gain. In `smoke` the six steps barely move the tiny model
+# away from its bicubic shortcut, so the curves are nearly flat: the point there is only that
+# everything runs.
 
 # %% [markdown]
 # ## Stage 2, idea 1: the relativistic average discriminator
@@ -315,12 +328,16 @@ for shift in (-4.0, 0.0, 4.0):
 # uses, and `colab`'s. The EMA of the generator is kept as before.
 #
 # In `smoke` the VGG has **random weights** (no download; the run says so): the loss runs, but
-# it is not a perceptual measure.
+# it is not a perceptual measure. In `quick` there is no VGG at all: as in notebook 04, the
+# perceptual term is **feature matching** on the VGG-style discriminator's own blocks
+# (`perceptual="discriminator"`, pix2pixHD's loss), an offline substitute for
+# $\mathcal{L}_{percep}$, not the paper's loss; the config printed below says which.
 
 # %%
 cfg_esrgan = make_config("esrgan", PRESET, **OVERRIDES)  # init_from="auto": starts from rrdb/best.pt
-print({k: getattr(cfg_esrgan, k) for k in ("steps", "pixel_weight", "perceptual_layer", "perceptual_criterion",
-                                           "perceptual_weight", "adversarial", "adversarial_weight",
+print({k: getattr(cfg_esrgan, k) for k in ("steps", "pixel_weight", "perceptual", "perceptual_layer",
+                                           "perceptual_criterion", "perceptual_weight", "adversarial",
+                                           "adversarial_weight",
                                            "discriminator", "init_from", "ema_decay")})
 print(schedules("esrgan", cfg_esrgan))
 esrgan_summary = train(cfg_esrgan, RUNS / PRESET / "esrgan", resume=RESUME)
@@ -333,8 +350,9 @@ plt.show()
 # %% [markdown]
 # **What to notice:**
 #
-# - Generator panel: `loss_perceptual` dominates `loss_g`; `loss_pixel` is the weighted L1
-#   term and `loss_adv` the relativistic loss (before its $5\times10^{-3}$ weight).
+# - Generator panel: `loss_perceptual` (feature matching in `quick`) usually dominates
+#   `loss_g`; `loss_pixel` is the L1 term and `loss_adv` the relativistic loss, each logged
+#   before its weight ($10^{-2}$ and $5\times10^{-3}$).
 # - Discriminator panel: `d_real` and `d_fake` are $\sigma(C)$ of real and generated patches.
 #   A healthy run keeps them apart but not pinned at 1 and 0; a red dashed line would mark a
 #   detected discriminator collapse.
@@ -355,7 +373,7 @@ plt.show()
 # noise with the PSNR model's blur. We blend the EMA weights of `rrdb/best.pt` (the PSNR model)
 # and `esrgan/last.pt` (the end of GAN training: the GAN stage's `best.pt` is its best-*PSNR*
 # step, usually an early one, the opposite of what we want here), and run each blend on a
-# textured crop of `coffee`, the photo held out of training. `srlab.checkpoint` does the
+# textured 384 px region of `coffee` (`SCORED`), the photo held out of training. `srlab.checkpoint` does the
 # work: `load_generator` loads both models (EMA weights), `interpolated_generator` builds
 # the blended network from them with `interpolate_networks` (the formula above, applied to
 # every weight tensor).
@@ -375,7 +393,7 @@ plt.show()
 from srlab.checkpoint import interpolated_generator, load_generator
 from srlab.data import embedded_images
 from srlab.images import to_image, to_tensor
-from srlab.metrics import psnr
+from srlab.metrics import niqe, psnr
 from srlab.presets import VALIDATION_IMAGE
 from srlab.resize import imresize, modcrop
 from srlab.viz import detail_box, show_image
@@ -388,14 +406,16 @@ gan_model, gan_info = load_generator(gan_path, device=DEVICE)
 print(f"alpha = 0: {psnr_path} (step {psnr_info['step']}); alpha = 1: {gan_path} (step {gan_info['step']})")
 
 hr_full = modcrop(embedded_images((VALIDATION_IMAGE,))[VALIDATION_IMAGE], SCALE)
-top, left, size = detail_box(hr_full, SCALE * CROP, multiple=SCALE)
-hr = hr_full[top : top + size, left : left + size]  # (SCALE*CROP, SCALE*CROP, 3) uint8
-lr = imresize(hr, 1 / SCALE)  # (CROP, CROP, 3): MATLAB bicubic, the training degradation
+top, left, size = detail_box(hr_full, SCORED, multiple=SCALE)
+hr = hr_full[top : top + size, left : left + size]  # (SCORED, SCORED, 3) uint8: the region every model runs on
+lr = imresize(hr, 1 / SCALE)  # MATLAB bicubic, the training degradation
+top, left, size = detail_box(hr, SCALE * CROP, multiple=SCALE)  # its most textured square: what the panels show
+SHOWN = (slice(top, top + size), slice(left, left + size))
 
 from srlab.evaluate import model_upscaler
 
 PUBLISHED = nb.load_published("realesrgan-x4plus", device=DEVICE)  # (label, model) or None
-REFERENCES = {}  # label -> its output for the LR crop: the published model, when there is one
+REFERENCES = {}  # label -> its output for the LR region: the published model, when there is one
 if PUBLISHED is not None:
     label, model = PUBLISHED
     REFERENCES[label] = model_upscaler(model, label, device=DEVICE)(lr, SCALE)
@@ -403,14 +423,20 @@ bicubic = imresize(lr, SCALE)
 
 
 def caption(label, img):
-    """A panel's title: its label (a long one on two lines) and its PSNR-Y on the crop."""
+    """A panel's title: its label (a long one on two lines), PSNR-Y and NIQE of the whole scored region."""
     name = label.replace(" (", "\n(")
-    return f"{name}\n{psnr(img, hr, crop_border=SCALE):.2f} dB"
+    return f"{name}\n{psnr(img, hr, crop_border=SCALE):.2f} dB, NIQE {niqe(img, crop_border=SCALE):.2f}"
+
+
+def show_panel(ax, label, img):
+    """The shown square of ``img``, titled with the scores of the whole region (HR: NIQE only)."""
+    title = f"HR\nNIQE {niqe(img, crop_border=SCALE):.2f}" if label == "HR" else caption(label, img)
+    show_image(ax, img[SHOWN], title)
 
 
 @torch.no_grad()
 def upscale_blend(alpha):
-    """The blended network's output for the LR crop, as a uint8 image."""
+    """The blended network's output for the LR region, as a uint8 image."""
     blend = interpolated_generator(psnr_model, gan_model, alpha)
     return to_image(blend(to_tensor(lr).to(DEVICE)))
 
@@ -418,36 +444,56 @@ def upscale_blend(alpha):
 # %%
 alphas = (0.0, 0.25, 0.5, 0.75, 1.0)
 blends = {alpha: upscale_blend(alpha) for alpha in alphas}
-blend_psnr = {alpha: psnr(sr, hr, crop_border=SCALE, y_channel=True) for alpha, sr in blends.items()}
-n_panels = len(alphas) + 2 + len(REFERENCES)
-fig, axes = plt.subplots(1, n_panels, figsize=(2.2 * n_panels, 2.8))
-show_image(axes[0], bicubic, caption("bicubic", bicubic))
-for ax, alpha in zip(axes[1:], alphas):
-    show_image(ax, blends[alpha], f"alpha = {alpha}\n{blend_psnr[alpha]:.2f} dB")
-for ax, (label, sr) in zip(axes[1 + len(alphas):], REFERENCES.items()):
-    show_image(ax, sr, caption(label, sr))
-show_image(axes[-1], hr, "HR")
+panels = {"bicubic": bicubic, **{f"alpha = {alpha}": blends[alpha] for alpha in alphas}, **REFERENCES, "HR": hr}
+fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.8))
+for ax, (label, img) in zip(axes, panels.items()):
+    show_panel(ax, label, img)
 fig.tight_layout()
 fig.savefig(RUNS / PRESET / "esrgan" / "interpolation.png", dpi=100)
 plt.show()
+blend_psnr = {alpha: psnr(sr, hr, crop_border=SCALE) for alpha, sr in blends.items()}
+blend_niqe = {alpha: niqe(sr, crop_border=SCALE) for alpha, sr in blends.items()}
+niqe_hr, niqe_bicubic = niqe(hr, crop_border=SCALE), niqe(bicubic, crop_border=SCALE)
 print(nb.psnr_versus("alpha = 1 (ESRGAN)", blend_psnr[1.0], "alpha = 0 (RRDB)", blend_psnr[0.0]))
+print(nb.niqe_versus("alpha = 1 (ESRGAN)", blend_niqe[1.0], "alpha = 0 (RRDB)", blend_niqe[0.0]))
 print(nb.difference_note("alpha = 1", blends[1.0], "alpha = 0", blends[0.0]))
 for label, sr in REFERENCES.items():
     print(nb.psnr_versus(label, psnr(sr, hr, crop_border=SCALE), "bicubic", psnr(bicubic, hr, crop_border=SCALE)))
+    print(nb.niqe_versus(label, niqe(sr, crop_border=SCALE), "bicubic", niqe_bicubic))
+print(f"NIQE on this region: HR {niqe_hr:.2f}, bicubic {niqe_bicubic:.2f}: "
+      + ("HR is the more natural, as it should be" if niqe_hr < niqe_bicubic else
+         "HR scores *less* natural than bicubic, so NIQE is no judge of this region (too few blocks "
+         "to fit its statistics); notebook 06 scores more images"))
 
 # %% [markdown]
-# **What to notice:** from left to right the texture gets sharper and the PSNR-Y (shown under
-# each panel) usually falls: $\alpha$ moves the model along the perception-distortion
+# Each panel shows the most textured `CROP` x `CROP` LR pixels (256 px of output) of the
+# region, magnified; under it, the scores of the whole 384 px region: PSNR-Y against HR, and
+# **NIQE** (Mittal et al. 2013), a score that needs no reference: it measures how far the
+# statistics of local contrast in the image are from those of a corpus of clean natural
+# photos (lower = more natural; a blurred image usually scores higher than the sharp
+# original). PSNR rewards the blur, NIQE penalises it: the two axes of the
+# perception-distortion trade-off that notebook 06 plots for every model. NIQE fits its
+# statistics over 96 px blocks, so it needs room: the region holds 3 x 3 of them (on the
+# 256 px square alone, four, it can rank HR below bicubic), still few, so it is a rough score
+# here; the last line under the strip says whether it ranks HR above bicubic on this region.
+#
+# **What to notice:** from left to right the texture gets sharper, the PSNR-Y usually falls
+# and NIQE usually falls too: $\alpha$ moves the model along the perception-distortion
 # trade-off. With a real run (`colab` preset, ImageNet VGG) the ESRGAN end shows crisp
 # fine detail (and sometimes invented detail); an $\alpha$ around 0.6-0.8 is a common choice.
-# The two lines under the strip say how far apart the two ends are in this run: when they
-# are level in PSNR and differ by less than a grey level (a few `smoke` steps on a tiny
-# model), every panel looks alike and the dial has nothing to show yet. The published
-# Real-ESRGAN panel, when present, shows what a full training run reaches: sharp edges and
-# cleaned-up, drawn-in texture (compare it with HR: not always the true one). The last line
-# puts its PSNR next to bicubic's; mind the cautions above before reading a ranking into it.
+# `quick`'s short offline GAN stage (feature matching, no VGG) moved the ESRGAN end by a few
+# grey levels in our runs: visible grain on the wood, with a few blocky artefacts along
+# strong edges.
+# The first three lines under the strip say how far apart the two ends are in this run, in
+# PSNR, in NIQE and in grey levels: when they are level in PSNR and differ by less than a
+# grey level (a few `smoke` steps on a tiny model), every panel looks alike and the dial has
+# nothing to show yet; a NIQE gap between outputs that differ by under a grey level is a
+# number, not a difference you can see. The published Real-ESRGAN panel, when present,
+# shows what a full training run reaches: sharp edges and cleaned-up, drawn-in texture
+# (compare it with HR: not always the true one). The next two lines put its PSNR and NIQE
+# next to bicubic's; mind the cautions above before reading a ranking into them.
 #
-# The slider below re-runs the blended model on the same crop each time you release it. It
+# The slider below re-runs the blended model on the same region each time you release it. It
 # needs a live kernel (a saved notebook keeps the static strip above as the record). The
 # callback draws into an `Image` widget rather than printing a plot: it refreshes without
 # flicker, and headless notebook runners (CI) execute it reliably.
@@ -467,13 +513,10 @@ view = widgets.Image(format="png")
 def show_blend(alpha):
     """Draw bicubic | blend | the published model | HR into the image widget (a Figure, not
     pyplot: no cell output)."""
-    sr = upscale_blend(alpha)
-    panels = {"bicubic": bicubic, f"blend, alpha = {alpha:.2f}": sr, **REFERENCES}
-    fig = Figure(figsize=(3 * (len(panels) + 1), 3.4))
-    axes = fig.subplots(1, len(panels) + 1)
-    for ax, (label, img) in zip(axes, panels.items()):
-        show_image(ax, img, caption(label, img))
-    show_image(axes[-1], hr, "HR")
+    panels = {"bicubic": bicubic, f"blend, alpha = {alpha:.2f}": upscale_blend(alpha), **REFERENCES, "HR": hr}
+    fig = Figure(figsize=(3 * len(panels), 3.4))
+    for ax, (label, img) in zip(fig.subplots(1, len(panels)), panels.items()):
+        show_panel(ax, label, img)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
