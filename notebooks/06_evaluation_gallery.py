@@ -26,9 +26,11 @@
 #
 # **Learning goals**
 #
-# - Evaluate every trained model on the standard benchmarks with one call per (model, test set).
+# - Evaluate every trained model on the standard benchmarks, each model upscaling each image once.
 # - Read a metrics table critically: why the GAN models lose PSNR and can still look better
-#   (the perception-distortion trade-off), and what a learned metric such as LPIPS adds.
+#   (the perception-distortion trade-off), and what a no-reference score (NIQE) and a learned
+#   one (LPIPS) add, and where they can be fooled.
+# - Place every model on the perception-distortion plane: PSNR-Y against NIQE.
 # - Compare methods on zoomed crops and with a before/after swipe, live and in a saved page.
 # - Run a blind preference study, and read win rates (Wilson intervals), Bradley-Terry scores
 #   and MOS next to PSNR: where the metric and the people disagree.
@@ -55,13 +57,19 @@ PRESET = nb.choose_preset()
 RUNS = nb.runs_dir()
 GALLERY = RUNS / PRESET / "gallery"  # every figure and table of this notebook lands here
 SCALE = 4  # the upscaling factor of every model and test (notebooks 03-05 train x4)
-EXPORT_TO_README = PRESET != "smoke"  # also copy them to readme_assets/ (never in CI: no tracked file changes)
-TEST_SETS = ["set5", "set14", "bsd100", "urban100"]  # downloaded unless smoke; trim on a CPU to save time
+
+from srlab.presets import EMBEDDED_PRESETS  # ("quick", "smoke"): the embedded photos, nothing downloaded
+
+EMBEDDED = PRESET in EMBEDDED_PRESETS
+# also copy the gallery to readme_assets/; not with the embedded photos (quick, the main command on a
+# CPU, and smoke, CI): running the course on a fresh clone changes no tracked file
+EXPORT_TO_README = not EMBEDDED
+TEST_SETS = ["set5", "set14", "bsd100", "urban100"]  # downloaded unless EMBEDDED; trim on a CPU to save time
 GRID_IMAGES = {"set5": "butterfly", "set14": "baboon", "urban100": "img_004"}  # file stems for the zoomed crops
 GAN_CHECKPOINT = "last.pt"  # for SRGAN and ESRGAN: the end of training; "best.pt" = their best-PSNR step
 STUDY_RATER = "student"  # blind study: your name or initials, written into every row of your vote file
 STUDY_RATINGS = False  # also rate each crop 1-5 (the SRGAN paper's MOS protocol); twice the clicks
-SIMULATE_VOTES = PRESET == "smoke"  # smoke/CI: a simulated rater clicks through the study; else you do
+SIMULATE_VOTES = EMBEDDED  # quick and smoke run headless (run-notebooks, CI): a simulated rater votes; else you do
 PUBLISHED = ["realesrgan-x4plus"]  # published weights shown beside the course's models ([] leaves them out)
 
 # %% [markdown]
@@ -70,10 +78,10 @@ PUBLISHED = ["realesrgan-x4plus"]  # published weights shown beside the course's
 # | model | notebook | trained with | checkpoint |
 # |---|---|---|---|
 # | bicubic | 02 | nothing: MATLAB's `imresize` | none |
-# | SRResNet | 03 | MSE (pixel loss) | `RUNS/PRESET/srresnet/best.pt` |
-# | SRGAN | 04 | VGG `relu5_4` + BCE adversarial, from SRResNet | `RUNS/PRESET/srgan/last.pt` (`GAN_CHECKPOINT`) |
+# | SRResNet | 03 | MSE (pixel loss; L1 in `cpu` and `quick`) | `RUNS/PRESET/srresnet/best.pt` |
+# | SRGAN | 04 | VGG `relu5_4` + BCE adversarial, from SRResNet (`quick`: feature matching on D instead of VGG) | `RUNS/PRESET/srgan/last.pt` (`GAN_CHECKPOINT`) |
 # | RRDB (PSNR model) | 05 | L1 | `RUNS/PRESET/rrdb/best.pt` |
-# | ESRGAN | 05 | L1 + VGG `conv5_4` + relativistic GAN, from RRDB | `RUNS/PRESET/esrgan/last.pt` (`GAN_CHECKPOINT`) |
+# | ESRGAN | 05 | L1 + VGG `conv5_4` + relativistic GAN, from RRDB (`quick`: feature matching on D instead of VGG) | `RUNS/PRESET/esrgan/last.pt` (`GAN_CHECKPOINT`) |
 # | Real-ESRGAN x4plus (published weights) | none: Wang et al. 2021 | the ESRGAN recipe for about 1M steps on DF2K + OST, with random real-world degradations (blur, noise, JPEG) | `load_generator("realesrgan-x4plus")` (`PUBLISHED`) |
 #
 # A checkpoint records its configuration, so `srlab.checkpoint.load_generator` rebuilds the right architecture
@@ -133,68 +141,92 @@ for published in PUBLISHED:
 #
 # - `colab`, `cpu`, `seed`: Set5, Set14, BSD100 and Urban100 (Urban100's buildings and regular
 #   textures are the hardest), downloaded once into `RUNS / "data"`; plus DIV2K's 100 validation
-#   images when notebook 01 downloaded them.
-# - `smoke`: nothing is downloaded. We write a few embedded photos as PNGs, cropped to
-#   256 px to stay fast: `coffee` (`VALIDATION_IMAGE`, held out of every training run) and two
-#   others. The smoke runs trained on those two, so their numbers only show that the pipeline
-#   works.
+#   images when notebook 01 downloaded them. No model here trained on any of them.
+# - `quick` and `smoke`: nothing is downloaded. We write three embedded photos as PNGs, each
+#   cropped to its most textured 384 px square (enough for 3x3 NIQE blocks, small enough for
+#   Real-ESRGAN on a CPU), as **two test sets**: `held_out`, `coffee` (`VALIDATION_IMAGE`), the
+#   one photo no training run of these presets has seen; and `seen_in_training`, `chelsea` and
+#   `astronaut`, two of the photos the course's models trained on. Only `held_out` measures
+#   what a model does on a new image; the other set shows how much seeing the image flatters
+#   the scores (Real-ESRGAN was trained on other photos, so for it both sets are new). Every
+#   table, plot and crop title names the set.
 
 # %%
 from srlab.data import embedded_images
 from srlab.download import download_dataset
-from srlab.images import write_image
+from srlab.images import list_images, write_image
 from srlab.presets import VALIDATION_IMAGE
 from srlab.viz import detail_box
 
-if PRESET == "smoke":
-    folder = RUNS / PRESET / "eval_embedded"
-    for name, img in embedded_images((VALIDATION_IMAGE, "chelsea", "astronaut")).items():
-        top, left, size = detail_box(img, 256, multiple=SCALE)  # a textured 256 px square
-        write_image(folder / f"{name}.png", img[top : top + size, left : left + size])
-    TEST_FOLDERS = {"embedded": folder}
+if EMBEDDED:
+    TEST_FOLDERS = {}
+    for set_name, names in {"held_out": (VALIDATION_IMAGE,), "seen_in_training": ("chelsea", "astronaut")}.items():
+        TEST_FOLDERS[set_name] = RUNS / PRESET / "eval_embedded" / set_name
+        for name, img in embedded_images(names).items():
+            top, left, size = detail_box(img, 384, multiple=SCALE)  # a textured 384 px square (3x3 NIQE blocks)
+            write_image(TEST_FOLDERS[set_name] / f"{name}.png", img[top : top + size, left : left + size])
 else:
     TEST_FOLDERS = {name: download_dataset(name, RUNS / "data") / "HR" for name in TEST_SETS}
     div2k_valid = RUNS / "data" / "div2k" / "DIV2K_valid_HR"
     if div2k_valid.is_dir():
         TEST_FOLDERS["div2k_valid"] = div2k_valid
 for name, folder in TEST_FOLDERS.items():
-    print(f"{name:12s} {folder}")
+    print(f"{name:16s} {len(list_images(folder)):3d} images in {folder}")
+
+
+def grid_images():
+    """The images of the crop grid, as {path: title}: all of them with the embedded photos (each
+    title naming its set), else GRID_IMAGES (or each set's first)."""
+    if EMBEDDED:
+        mark = {"held_out": "held out", "seen_in_training": "seen in training"}
+        return {p: f"{p.stem} ({mark[s]})" for s, folder in TEST_FOLDERS.items() for p in list_images(folder)}
+    paths = {}
+    for set_name, stem in GRID_IMAGES.items():
+        if set_name in TEST_FOLDERS:
+            found = list_images(TEST_FOLDERS[set_name])
+            path = next((p for p in found if p.stem.lower().startswith(stem.lower())), found[0])
+            paths[path] = path.stem
+    return paths
 
 # %% [markdown]
-# ## The metrics table
+# ## The metrics
 #
-# For each test set and each model, `evaluate_folder` makes the LR images, upscales them, and
-# returns per-image and mean PSNR-Y, SSIM-Y and PSNR-RGB (the table comes after LPIPS below):
+# Each model upscales each test image once; the same output is scored four ways, and the
+# outputs of the crop-grid images are kept for the figures below.
+#
+# **PSNR and SSIM** (notebook 02; `srlab.evaluate.score_pair`, the numbers `evaluate_folder`
+# reports) compare the output with HR pixel by pixel:
 #
 # $$\mathrm{PSNR} = 10 \log_{10} \frac{255^2}{\frac{1}{N}\sum (\hat y - y)^2}, \qquad
 #   \mathrm{SSIM}(x, y) = \frac{(2\mu_x\mu_y + C_1)(2\sigma_{xy} + C_2)}{(\mu_x^2 + \mu_y^2 + C_1)(\sigma_x^2 + \sigma_y^2 + C_2)} .$$
-
-# %%
-from srlab.evaluate import evaluate_folder
-
-RESULTS = {}  # test set -> model -> {"psnr_y", "ssim_y", "psnr_rgb"}
-for set_name, folder in TEST_FOLDERS.items():
-    RESULTS[set_name] = {}
-    for name, upscaler in UPSCALERS.items():
-        report = evaluate_folder(folder, scale=SCALE, upscaler=upscaler, progress=PRESET != "smoke")
-        RESULTS[set_name][name] = dict(report["mean"])
-    print(f"{set_name}: {len(report['images'])} images, {len(UPSCALERS)} models evaluated")
-
-# %% [markdown]
-# ### LPIPS, a learned perceptual distance
 #
-# PSNR and SSIM compare pixels. **LPIPS** (Zhang et al., 2018) compares deep features of an
-# ImageNet network (AlexNet), with per-channel weights fitted to human judgements of which of
-# two distortions looks closer to a reference; lower is better. It tracks what people see in
-# GAN outputs far better than PSNR. It needs the `lpips` package (`pip install lpips`) and
-# its weights: the small linear layers ship with the package, AlexNet's ImageNet weights are
-# downloaded by torchvision on first use. The cell below adds an LPIPS column when both are
-# available and says so when they are not.
+# They reward a blur that is never far from the truth. Two other scores judge what a person
+# sees:
+#
+# - **NIQE** (Mittal et al. 2013), the *Natural Image Quality Evaluator*, needs no reference at
+#   all. It fits a Gaussian to statistics of local contrast (the normalised luminance of 96 px
+#   blocks, and of their products with neighbours) and measures its distance from the same
+#   Gaussian fitted to a corpus of clean natural photos; lower = more natural. A blur scores
+#   high, and so does heavy noise; real photos score low. It is the "perception" axis of the
+#   perception-distortion plot below (the PIRM 2018 challenge combined it with Ma's score).
+#   `srlab.metrics.niqe` follows the MATLAB release; it is computed on every image, HR included,
+#   with `SCALE` border pixels cropped.
+# - **LPIPS** (Zhang et al., 2018) compares deep features of an ImageNet network (AlexNet), with
+#   per-channel weights fitted to human judgements of which of two distortions looks closer to
+#   a reference; lower is better. It tracks what people see in GAN outputs far better than
+#   PSNR. It needs the `lpips` package (`pip install lpips`) and its weights: the small linear
+#   layers ship with the package, AlexNet's ImageNet weights are downloaded by torchvision on
+#   first use. `srlab.evaluate.load_lpips` (what `python -m srlab evaluate --metrics lpips`
+#   uses) loads it; the cell adds an LPIPS column when it loads and says why not when not.
 
 # %%
+import numpy as np
+from tqdm.auto import tqdm
+
 from srlab.data import to_rgb8
-from srlab.evaluate import upscale_classical
-from srlab.images import list_images, read_image, to_tensor
+from srlab.evaluate import load_lpips, score_pair, upscale_classical
+from srlab.images import drop_alpha, read_image
+from srlab.metrics import niqe, niqe_blocks
 from srlab.resize import imresize, modcrop
 
 
@@ -204,50 +236,90 @@ def upscale(name, lr):
     return upscale_classical(lr, SCALE, method) if isinstance(method, str) else method(lr, SCALE)
 
 
-try:
-    import lpips
+LPIPS, why_not = load_lpips()  # (sr, hr, crop_border) -> distance, or None and the reason
+if LPIPS is None:
+    print(why_not)
 
-    LPIPS = lpips.LPIPS(net="alex", verbose=False).to(DEVICE).eval()
-except Exception as err:  # not installed, or its AlexNet weights cannot be downloaded
-    LPIPS = None
-    print(f"LPIPS skipped: {type(err).__name__}: {err}. `pip install lpips` (with internet access "
-          "for AlexNet's weights) adds it to the table.")
 
-if LPIPS is not None:
-    for set_name, folder in TEST_FOLDERS.items():
-        for name in UPSCALERS:
-            scores = []
-            for path in list_images(folder):
-                hr = to_rgb8(modcrop(read_image(path), SCALE))  # LPIPS wants 3 channels
-                sr = upscale(name, imresize(hr, 1 / SCALE))
-                with torch.no_grad():  # inputs scaled to [-1, 1]
-                    d = LPIPS(to_tensor(sr).to(DEVICE) * 2 - 1, to_tensor(hr).to(DEVICE) * 2 - 1)
-                scores.append(d.item())
-            RESULTS[set_name][name]["lpips"] = sum(scores) / len(scores)
-    print("LPIPS added")
+def mean_metrics(rows):
+    """The mean of each metric over the images that have it (NIQE skips images under one block)."""
+    keys = dict.fromkeys(k for r in rows for k in r)  # every metric any image has, in order
+    return {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
+
+
+RESULTS, HR_NIQE = {}, {}  # test set -> model -> mean metrics; test set -> mean NIQE of its HR images
+OUTPUTS, GRID_TITLES = {}, grid_images()  # crop-grid title -> {"LR", each model, "HR": image}
+for set_name, folder in TEST_FOLDERS.items():
+    rows, hr_niqe = {name: [] for name in UPSCALERS}, []
+    for path in tqdm(list_images(folder), desc=set_name, disable=EMBEDDED):
+        hr = modcrop(drop_alpha(read_image(path)), SCALE)  # as evaluate_folder reads it (gray stays gray)
+        lr = imresize(hr, 1 / SCALE)
+        outputs = {name: upscale(name, lr) for name in UPSCALERS}
+        has_block = niqe_blocks(*hr.shape[:2], crop_border=SCALE) > 0  # NIQE needs one whole 96x96 block
+        if has_block:
+            hr_niqe.append(niqe(hr, crop_border=SCALE))
+        for name, sr in outputs.items():
+            row = score_pair(sr, hr, SCALE)  # psnr_y, ssim_y, psnr_rgb
+            if has_block:
+                row["niqe"] = niqe(sr, crop_border=SCALE)
+            if LPIPS is not None:
+                row["lpips"] = LPIPS(sr, hr, SCALE)
+            rows[name].append(row)
+        if path in GRID_TITLES:
+            OUTPUTS[GRID_TITLES[path]] = {k: to_rgb8(v) for k, v in {"LR": lr, **outputs, "HR": hr}.items()}
+    RESULTS[set_name] = {name: mean_metrics(model_rows) for name, model_rows in rows.items()}
+    HR_NIQE[set_name] = float(np.mean(hr_niqe))
+    print(f"{set_name}: {len(rows['bicubic'])} images, {len(UPSCALERS)} models; NIQE on {len(hr_niqe)}"
+          + (", LPIPS" if LPIPS is not None else ""))
+
+# %% [markdown]
+# **NIQE is a statistic, not an eye.** It scores how natural the local contrast looks, and
+# faint grain that nobody can see changes that statistic. The cell below adds random noise of
+# at most one grey level to bicubic's output of the first crop-grid image and scores both.
+
+# %%
+first = next(iter(OUTPUTS))  # the held-out photo with the embedded presets
+plain = OUTPUTS[first]["bicubic"]
+grain = np.clip(plain.astype(int) + np.random.default_rng(0).integers(-1, 2, plain.shape), 0, 255).astype(np.uint8)
+print(f"{first}:", nb.niqe_versus("bicubic + grain of 1 grey level", niqe(grain, crop_border=SCALE),
+                                  "bicubic", niqe(plain, crop_border=SCALE)))
+print(nb.difference_note("bicubic + grain", grain, "bicubic", plain))
+
+# %% [markdown]
+# What to notice: the first line gives the change in NIQE (on the three embedded crops such
+# grain lowers it by well over half a point), the second that the two images cannot look
+# different. So a lower NIQE alone does not show texture: read it together with the
+# grey-level lines under the crops below, and with your own eyes.
 
 # %% [markdown]
 # The table in Markdown (the form the README uses), made by `srlab.evaluate.metrics_table`:
 # one row per model, one column per test set, the best value of each column in bold (for
-# LPIPS the lowest).
+# NIQE and LPIPS the lowest). The HR row has only NIQE: the score of the real photos, the
+# naturalness every model aims at. Under the table, each pixel-loss model against bicubic and
+# each GAN model against the pixel-loss model it started from, in PSNR and (for the GAN
+# models) in NIQE.
 
 # %%
 from IPython.display import Markdown, display
 
 from srlab.evaluate import metrics_table
 
-KEYS = ["psnr_y", "ssim_y"] + (["lpips"] if LPIPS is not None else [])
+KEYS = ["psnr_y", "ssim_y", "niqe"] + (["lpips"] if LPIPS is not None else [])
 BY_MODEL = {m: {s: RESULTS[s][m] for s in RESULTS} for m in UPSCALERS}  # model -> test set -> metrics
+BY_MODEL["HR"] = {s: {"niqe": HR_NIQE[s]} for s in RESULTS}
 METRICS_MD = metrics_table(BY_MODEL, KEYS, label=f"x{SCALE}", groups=list(RESULTS))
-display(Markdown(METRICS_MD))
+nb.show_markdown(METRICS_MD)
 PRETRAINED = {"SRGAN": "SRResNet", "ESRGAN": "RRDB"}  # each GAN model and the pixel-loss model it started from
 for set_name, by_model in RESULTS.items():
-    for gan, start in PRETRAINED.items():
-        if gan in by_model and start in by_model:
-            print(nb.psnr_versus(f"{set_name}: {gan}", by_model[gan]["psnr_y"], start, by_model[start]["psnr_y"]))
+    for model, reference in {"SRResNet": "bicubic", "RRDB": "bicubic", **PRETRAINED}.items():
+        if model in by_model and reference in by_model:
+            ours, theirs = by_model[model], by_model[reference]
+            print(nb.psnr_versus(f"{set_name}: {model}", ours["psnr_y"], reference, theirs["psnr_y"]))
+            if model in PRETRAINED:
+                print(f"{set_name}: " + nb.niqe_versus(model, ours["niqe"], reference, theirs["niqe"]))
 
 # %% [markdown]
-# **What to notice.**
+# **What to notice** (what a real run shows; the lines under the table give this run's facts).
 #
 # - The pixel-loss models (SRResNet, RRDB) top the PSNR and SSIM columns: they minimise exactly
 #   the error PSNR measures. RRDB, the bigger network, usually beats SRResNet.
@@ -256,12 +328,21 @@ for set_name, by_model in RESULTS.items():
 #   in blind tests. This is the
 #   **perception-distortion trade-off** (Blau & Michaeli, 2018): no upscaler can be both
 #   optimal in mean error and indistinguishable from real photos; a GAN moves along that curve
-#   on purpose. LPIPS, when present, usually ranks the GAN models first.
+#   on purpose. NIQE and LPIPS, when they are given a real run, usually rank the GAN models
+#   above the pixel-loss ones; the plot below draws PSNR against NIQE.
+# - Real-ESRGAN x4plus (published weights) was trained for real-world degradations, not for
+#   this bicubic LR: its PSNR and SSIM here are those of a model built for another task; its
+#   NIQE and its crops show what a fully trained GAN draws.
 # - Urban100 is the hardest set (long straight edges, repeated patterns: any aliasing shows).
+# - With the embedded photos (`quick`, `smoke`), `held_out` is the column to read: `coffee` is
+#   new to every model. The course's models trained on the photos of `seen_in_training`, so
+#   their scores there are flattered, the more so the longer they trained.
 # - A GAN model *level with* its pretrained model (within 0.05 dB) has not been moved by its
 #   GAN stage, so neither its numbers nor its pictures can show the trade-off: that is what a
 #   run of a few steps (`smoke`: six, each from a bicubic shortcut) leaves, and then the table
-#   only shows that the pipeline runs.
+#   only shows that the pipeline runs. `quick`'s GAN stages are short (a few hundred steps,
+#   with the offline feature-matching loss of notebook 04): the lines under the table say how
+#   far they moved, in dB and in NIQE.
 #
 # A bar chart of the same PSNR-Y numbers, as the gain over bicubic on each test set (a gain
 # of a few hundredths of a dB is a tie, and the axis spans at least 1 dB so it looks like one):
@@ -290,37 +371,49 @@ fig.savefig(GALLERY / "psnr.png", dpi=100, bbox_inches="tight")
 plt.show()
 
 # %% [markdown]
+# ## The perception-distortion plane
+#
+# Blau & Michaeli (2018) proved that distortion (the mean error to the truth, here PSNR-Y) and
+# perceptual quality (how far the outputs' statistics are from those of real photos, here
+# NIQE) cannot both be optimal: below some distortion, every method is bounded away from
+# perfect naturalness. Each model is one point, NIQE on x (lower = more natural), PSNR-Y on y
+# (higher = less distortion). After a real run the pixel-loss models sit high and to the
+# right (little distortion, unnatural blur), the GAN models lower and to the left; the best
+# corner, top left, is out of reach. Where this run's models landed, the lines under the table
+# said in numbers; a GAN point straight below its pixel model (lower PSNR, same NIQE) paid in
+# distortion and gained nothing in naturalness. HR is the dotted line at its NIQE (its PSNR is
+# infinite): the naturalness of the real photos; bicubic is the grey square. Points that tie
+# (within 0.05 dB and 0.2 NIQE, the gaps that a few invisible training steps already make)
+# share one label and are named under the plot: their order is noise. One plot per test set,
+# saved as `perception_distortion_SET.png`.
+
+# %%
+import math
+
+from srlab.viz import perception_distortion_plot
+
+for set_name, by_model in RESULTS.items():
+    points = {name: (m["psnr_y"], m["niqe"]) for name, m in by_model.items()}  # (PSNR-Y, NIQE) per model
+    points["HR"] = (math.inf, HR_NIQE[set_name])
+    perception_distortion_plot(points, GALLERY / f"perception_distortion_{set_name}.png",
+                               title=f"{set_name}, x{SCALE}: distortion against naturalness")
+    plt.show()
+
+# %% [markdown]
 # ## Zoomed crops
 #
 # Averages hide where the methods differ; textures show it. `srlab.viz.compare_images` scores
 # every output and draws one `crop_grid`: it finds the most textured square of each image (red
 # box) and shows the same crop of every panel, enlarged: LR (its pixels), bicubic, the four
-# networks, and HR. Under each label: PSNR-Y of the whole image.
+# networks, the published model (when loaded), and HR. Under each label: PSNR-Y and NIQE of the whole image
+# (HR has only NIQE). With the embedded photos every row's title says whether the course's
+# models saw that photo in training. The outputs are the ones the metrics loop kept.
 
 # %%
 from srlab.viz import compare_images
 
-
-def grid_paths():
-    """The images of the crop grid: all of them in smoke, else GRID_IMAGES (or each set's first)."""
-    if PRESET == "smoke":
-        return list_images(TEST_FOLDERS["embedded"])
-    paths = []
-    for set_name, stem in GRID_IMAGES.items():
-        if set_name in TEST_FOLDERS:
-            found = list_images(TEST_FOLDERS[set_name])
-            paths.append(next((p for p in found if p.stem.lower().startswith(stem.lower())), found[0]))
-    return paths
-
-
-OUTPUTS, GRID = {}, {}  # image name -> {label: image}; image name -> what compare_images needs
-for path in grid_paths():
-    hr = to_rgb8(modcrop(read_image(path), SCALE))  # (H, W, 3) uint8
-    lr = imresize(hr, 1 / SCALE)  # (H/SCALE, W/SCALE, 3)
-    outputs = {name: upscale(name, lr) for name in UPSCALERS}
-    OUTPUTS[path.stem] = {"LR": lr, **outputs, "HR": hr}
-    GRID[path.stem] = {"hr": hr, "lr": lr, "outputs": outputs}
-
+GRID = {title: {"hr": panels["HR"], "lr": panels["LR"], "outputs": {m: panels[m] for m in UPSCALERS}}
+        for title, panels in OUTPUTS.items()}  # what compare_images needs, per image
 GRID_SCORES = compare_images(GRID, SCALE, path=GALLERY / "crops.png", table=False)  # image -> model -> metrics
 plt.show()
 for gan, start in PRETRAINED.items():
@@ -335,7 +428,8 @@ for gan, start in PRETRAINED.items():
 # with artefacts. ESRGAN's textures are usually more natural than SRGAN's. The lines under the
 # crops say whether this run's GAN models differ visibly from the models they started from:
 # when they differ by less than a grey level (as after the few `smoke` steps), their crops
-# look the same, and the description above is what a real run shows, not this one.
+# look the same, and the description above is what a real run shows, not this one. And a
+# NIQE gap between crops that look the same is the grain effect measured above, not texture.
 
 # %% [markdown]
 # ## Before/after swipe
@@ -434,17 +528,19 @@ if SIMULATE_VOTES:
     VOTES.unlink(missing_ok=True)  # a fresh simulated session on every run
 STUDY = study.BlindStudy(STUDY_IMAGES, VOTES, rater=rater, crop=128, zoom=2, ratings=STUDY_RATINGS,
                          seed=0 if SIMULATE_VOTES else None)  # a real rater gets a random order of their own
-print(f"{len(STUDY.trials)} comparisons to go ({len(STUDY_METHODS)} methods, {len(STUDY_IMAGES)} images); "
-      f"votes go to {VOTES}")
+resumed = f"{STUDY.done_before} of {STUDY.total} cast in an earlier session, " if STUDY.done_before else ""
+print(f"{STUDY.total} comparisons ({len(STUDY_METHODS)} methods, {len(STUDY_IMAGES)} images): {resumed}"
+      f"{len(STUDY.trials)} to go; votes go to {VOTES}")
 STUDY.widget
 
 # %% [markdown]
-# In `smoke` (and in CI) nobody is there to click, so a **simulated rater** votes through the
-# same button callbacks a click uses. It stands for a rater who only likes crisp detail: it
-# prefers the crop with the larger gradient energy relative to HR's, with some randomness
-# (a Bradley-Terry rater). Its results show that the pipeline works, not what people think,
-# and every table and plot below says "simulated"; with any other preset, vote yourself in the
-# widget above, then run the cells below.
+# In `quick` and `smoke` the notebooks usually run with nobody at the screen (`python -m srlab
+# run-notebooks`, CI), so a **simulated rater** votes through the same button callbacks a click
+# uses (`SIMULATE_VOTES`; set it to `False` to vote yourself). It stands for a rater who
+# only likes crisp detail: it prefers the crop with the larger gradient energy relative to
+# HR's, with some randomness (a Bradley-Terry rater). Its results show that the pipeline works, not what people think,
+# and every table and plot below says "simulated"; with any other preset (or
+# `SIMULATE_VOTES = False`), vote yourself in the widget above, then run the cells below.
 
 # %%
 def sharpness(crop):
@@ -486,7 +582,7 @@ if len({m for v in VOTES_SO_FAR for m in (v.method_left, v.method_right)}) < 2:
 else:
     STUDY_MD = preference.results_table(VOTES_SO_FAR, STUDY_METRICS)
     (GALLERY / "study.md").write_text(STUDY_MD + f"\n\n*{len(VOTES_SO_FAR)} votes; preset `{PRESET}`.*\n")
-    display(Markdown("**The test sets (PSNR-Y / SSIM-Y)**\n\n" + METRICS_MD
+    display(Markdown("**The test sets**\n\n" + METRICS_MD
                      + f"\n\n**The blind study ({len(VOTES_SO_FAR)} votes, rater `{rater}`)**\n\n" + STUDY_MD))
     print(preference.people_vs_psnr(VOTES_SO_FAR, STUDY_METRICS))  # or why there is no such comparison
     preference.plot_study(VOTES_SO_FAR, STUDY_METRICS, GALLERY / "study.png")
@@ -545,12 +641,13 @@ plt.show()
 # %% [markdown]
 # ## Export
 #
-# Everything goes to `GALLERY` (figures, `swipe.html`, the study's `study.md`/`study.png`, and the
-# table as Markdown and JSON).
-# With `EXPORT_TO_README = True` (every preset but `smoke`) the files are also copied into the
-# repository's `readme_assets/`, where the README can show them; CI runs `smoke`, so it never
-# modifies tracked files. On Colab there is no repository checkout: download the gallery
-# folder instead.
+# Everything goes to `GALLERY` (figures, the perception-distortion plots, `swipe.html`, the
+# study's `study.md`/`study.png`, and the table as Markdown and JSON).
+# With `EXPORT_TO_README = True` (`colab`, `cpu`, `seed`) the files are also copied into the
+# repository's `readme_assets/`, where the README can show them. `quick` and `smoke` (the
+# main command on a CPU, and CI) run on the embedded photos and copy nothing, so running the
+# course on a fresh clone never modifies tracked files. On Colab there is no repository
+# checkout: download the gallery folder instead.
 
 # %%
 import json
@@ -567,8 +664,9 @@ if EXPORT_TO_README:
     if root is None:
         print("no repository checkout found (readme_assets/): nothing copied")
     else:
-        for f in ("crops.png", "psnr.png", "swipe.html", "swipe_published.html", "metrics.md", "metrics.json",
-                  "generator.png", "discriminator.png"):
+        plots = sorted(p.name for p in GALLERY.glob("perception_distortion_*.png"))
+        for f in ("crops.png", "psnr.png", *plots, "swipe.html", "swipe_published.html", "metrics.md",
+                  "metrics.json", "generator.png", "discriminator.png"):
             if not (GALLERY / f).is_file():  # swipe_published.html needs the published weights
                 continue
             target = f if f in ("generator.png", "discriminator.png") else f"gallery_{f}"
@@ -600,8 +698,10 @@ if EXPORT_TO_README:
 #   PSNR model) to that list to put the 2018 paper's own weights in the tables, crops and
 #   study too (downloaded once, checksum-verified; `nb.PUBLISHED` holds their labels).
 # - **Better judges.** PSNR/SSIM/LPIPS all need a reference. No-reference measures (NIQE,
-#   the PI of the PIRM 2018 challenge) and, best of all, a blind user study like the one
-#   above tell whether people prefer the result. Bigger studies use many more images and
+#   above; the PI of the PIRM 2018 challenge, the mean of NIQE and 10 minus Ma's learned
+#   score) judge an upscaled real photo with no HR at all (`python -m srlab evaluate --sr DIR
+#   --metrics niqe`), and can be fooled, as the grain cell showed; best of all, a blind user study like the one above
+#   tells whether people prefer the result. Bigger studies use many more images and
 #   raters, check raters' consistency (repeat a few pairs), and report the Bradley-Terry
 #   scores with bootstrap intervals.
 
