@@ -724,4 +724,5 @@ if EXPORT_TO_README:
 #    non-bicubic input, and why might the answer differ from the table?
 # 6. **Be the rater.** Set `SIMULATE_VOTES = False`, `STUDY_RATINGS = True` and your name in
 #    `STUDY_RATER`, and vote. Does your ranking follow PSNR or the GAN models? Pool your file
-#    with a neighbour's (`print(preference.report([a, b]))`): how much narrower do the intervals get?
+#    with a neighbour's (`nb.show_markdown(preference.report([a, b]))`): how much narrower do
+#    the intervals get?
