@@ -148,8 +148,8 @@ for published in PUBLISHED:
 #   one photo no training run of these presets has seen; and `seen_in_training`, `chelsea` and
 #   `astronaut`, two of the photos the course's models trained on. Only `held_out` measures
 #   what a model does on a new image; the other set shows how much seeing the image flatters
-#   the scores (Real-ESRGAN was trained on other photos, so for it both sets are new). Every
-#   table, plot and crop title names the set.
+#   the course's scores (Real-ESRGAN's training sets, DF2K and OST, are other photo
+#   collections). Every table, plot and crop title names the set.
 
 # %%
 from srlab.data import embedded_images
