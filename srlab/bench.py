@@ -4,6 +4,7 @@
     python -m srlab.bench quality [--steps 1000] [--hr DIR ...] [--json OUT]
     python -m srlab.bench data    [--hr DIR] [--json OUT]
     python -m srlab.bench infer   [--model rrdbnet] [--sizes 256 512 1024] [--tile 128] [--json OUT]
+    python -m srlab.bench perception [--preset cpu] [--hr DIR ...] [--figure PNG] [--json OUT]
 
 ``train`` times one training step of every stage on whatever device is there, in fp32,
 fp32 + channels-last, and mixed precision (+ channels-last) side by side.
@@ -14,6 +15,11 @@ patch store (``PatchDataset``) against the naive way (decode a full 2K PNG per s
 ``infer`` upscales square photos of each size whole and in tiles, each run in a fresh
 process, and reports seconds per output megapixel and the peak memory the call added
 (resident memory on a CPU, allocated memory on CUDA).
+``perception`` trains a preset's four stages offline (srresnet -> srgan, rrdb -> esrgan; the GAN
+stages with feature matching on the discriminator, ``--perceptual discriminator``) on the
+embedded photos, then scores bicubic, the four models, Real-ESRGAN x4plus (published weights,
+when installed) and HR on Set5/Set14: PSNR-Y, SSIM-Y and NIQE. Targets: each GAN's mean
+NIQE on Set14 at least 1.0 below its own pixel model's, for at most 2.0 dB of PSNR-Y.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .train import STAGES, Trainer, make_config
+from .presets import PRETRAIN_STAGE
+from .train import STAGES, Trainer, make_config, train
 
 BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 # "amp" is what training picks by itself (fp32 on a CPU without AMX); bf16 is forced to show its cost.
@@ -337,6 +344,148 @@ def bench_infer(args) -> dict:
     }
 
 
+# ---------------------------------------------------------------- perception: GANs against their pixel models
+
+PERCEPTION_STAGES = {"srresnet": "SRResNet", "srgan": "SRGAN", "rrdb": "RRDB", "esrgan": "ESRGAN"}
+PERCEPTION_TARGETS = {"niqe_drop": 1.0, "max_psnr_drop": 2.0}  # per GAN, against its own pixel model
+PERCEPTION_METRICS = ("psnr", "ssim", "niqe")
+PUBLISHED_GAN = ("realesrgan-x4plus", "Real-ESRGAN x4plus (published)")
+
+
+def _perception_config(stage: str, preset: str):
+    """The preset's config of ``stage``; GAN stages with feature matching (no ImageNet VGG needed)."""
+    return make_config(stage, preset, **({"perceptual": "discriminator"} if stage in PRETRAIN_STAGE else {}))
+
+
+def train_perception_runs(preset: str, out: Path, device: str | None = None) -> dict[str, Path]:
+    """Each stage of ``preset`` trained in ``out/STAGE`` (pixel stages first: a GAN stage starts
+    from the ``best.pt`` beside it). A finished run with the same config is reused; one with
+    another config is trained again. Returns ``{stage: checkpoint}``: ``best.pt`` of a pixel
+    stage (its best validation PSNR), ``last.pt`` of a GAN stage (the end of training)."""
+    from .checkpoint import read_checkpoint
+
+    checkpoints = {}
+    for stage in PERCEPTION_STAGES:
+        cfg = _perception_config(stage, preset)
+        last = out / stage / "last.pt"
+        same = last.exists() and read_checkpoint(last)["config"] == dataclasses.asdict(cfg)
+        if last.exists() and not same:
+            print(f"{stage}: {last} was trained with another config: training it again")
+        start = time.perf_counter()
+        summary = train(cfg, out / stage, resume=same, device=device)
+        print(f"{stage}: {summary['step']} steps ({(time.perf_counter() - start) / 60:.1f} min this call)", flush=True)
+        checkpoints[stage] = out / stage / ("last.pt" if stage in PRETRAIN_STAGE else "best.pt")
+    return checkpoints
+
+
+def perception_upscalers(checkpoints: dict[str, Path], device: str) -> dict:
+    """``{model name: upscaler}``: bicubic, the trained models, and Real-ESRGAN x4plus where it
+    can be had (cached, downloaded, or the installed ncnn package); else a line says why not."""
+    from .checkpoint import load_generator
+    from .evaluate import model_upscaler
+
+    upscalers = {"bicubic": "bicubic"}
+    for stage, path in checkpoints.items():
+        upscalers[PERCEPTION_STAGES[stage]] = model_upscaler(load_generator(path, device=device)[0], stage, device)
+    name, label = PUBLISHED_GAN
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "using the ncnn copy": said in the README and the label
+            upscalers[label] = model_upscaler(load_generator(name, device=device)[0], name, device)
+    except (OSError, ValueError) as err:
+        print(f"{label}: skipped ({str(err).splitlines()[0]})")
+    return upscalers
+
+
+def _hr_niqe(folder: Path, scale: int) -> float:
+    """Mean NIQE of the HR images themselves (the same border cropped as from SR)."""
+    from .images import drop_alpha, list_images, read_image
+    from .metrics import niqe
+    from .resize import modcrop
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # small images: the per-image warning is in the evaluate report
+        values = [niqe(modcrop(drop_alpha(read_image(p)), scale), crop_border=scale) for p in list_images(folder)]
+    return float(np.mean(values))
+
+
+def perception_targets(results: dict, test_set: str = "Set14") -> list[dict]:
+    """Each GAN against its own pixel model on ``test_set``: NIQE drop and PSNR-Y drop, and whether
+    both targets (:data:`PERCEPTION_TARGETS`) are met."""
+    rows = []
+    for gan, pixel in PRETRAIN_STAGE.items():
+        g, p = results[test_set][PERCEPTION_STAGES[gan]], results[test_set][PERCEPTION_STAGES[pixel]]
+        niqe_drop, psnr_drop = p["niqe"] - g["niqe"], p["psnr_y"] - g["psnr_y"]
+        met = niqe_drop >= PERCEPTION_TARGETS["niqe_drop"] and psnr_drop <= PERCEPTION_TARGETS["max_psnr_drop"]
+        names = {"gan": PERCEPTION_STAGES[gan], "pixel": PERCEPTION_STAGES[pixel]}
+        rows.append({**names, "niqe_drop": niqe_drop, "psnr_drop": psnr_drop, "met": met})
+    return rows
+
+
+def perception_table(results: dict) -> str:
+    """``{set: {model: metrics}}`` as one Markdown table, a column per test set."""
+    from .evaluate import metrics_table
+
+    models = list(dict.fromkeys(m for per_model in results.values() for m in per_model))
+    by_model = {m: {s: results[s].get(m, {}) for s in results} for m in models}
+    return metrics_table(by_model, ("psnr_y", "ssim_y", "niqe"), label="x4", groups=list(results))
+
+
+def perception_figure(upscalers: dict, folder: Path, image: str, path: Path, scale: int = 4) -> Path:
+    """Zoomed crops of one test image by every model, PSNR-Y and NIQE under each (viz.compare)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .evaluate import upscale_classical
+    from .images import drop_alpha, read_image
+    from .resize import imresize, modcrop
+    from .viz import compare
+
+    hr = modcrop(drop_alpha(read_image(folder / f"{image}.png")), scale)
+    lr = imresize(hr, 1 / scale)
+    outputs = {
+        name: upscale_classical(lr, scale, up) if isinstance(up, str) else up(lr, scale)
+        for name, up in upscalers.items()
+    }
+    compare(outputs, hr, scale, name=image, path=path, crop=96, table=False)
+    plt.close("all")
+    return path
+
+
+def bench_perception(args) -> dict:
+    from .evaluate import evaluate_folder
+
+    folders = _benchmark_folders(args.hr)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    checkpoints = train_perception_runs(args.preset, Path(args.out), args.device)
+    upscalers = perception_upscalers(checkpoints, device)
+    results = {}
+    for set_name, folder in folders.items():
+        results[set_name] = {}
+        for name, upscaler in upscalers.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # NIQE on the few small images: fewer than 4 blocks
+                report = evaluate_folder(folder, scale=4, upscaler=upscaler, progress=False, metrics=PERCEPTION_METRICS)
+            results[set_name][name] = {k: report["mean"][k] for k in ("psnr_y", "ssim_y", "niqe")}
+            scores = "  ".join(f"{k} {v:.4f}" for k, v in results[set_name][name].items())
+            print(f"{set_name:<6} {name:<32} {scores}", flush=True)
+        results[set_name]["HR"] = {"niqe": _hr_niqe(folder, 4)}
+    print("\n" + perception_table(results))
+    if "Set14" in results:
+        for row in perception_targets(results):
+            print(
+                f"{row['gan']} vs {row['pixel']} on Set14: NIQE {-row['niqe_drop']:+.2f} (target <= "
+                f"{-PERCEPTION_TARGETS['niqe_drop']:+.1f}), PSNR-Y {-row['psnr_drop']:+.2f} dB (target >= "
+                f"{-PERCEPTION_TARGETS['max_psnr_drop']:+.1f}): {'met' if row['met'] else 'NOT met'}"
+            )
+    if args.figure:  # from Set14 when it is there, else the first test set
+        folder = folders.get("Set14", next(iter(folders.values())))
+        print(f"wrote {perception_figure(upscalers, folder, args.figure_image, Path(args.figure))}")
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m srlab.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -373,9 +522,18 @@ def main(argv: list[str] | None = None) -> int:
     inf.add_argument("--half", action="store_true", help="fp16 on CUDA, bf16 on CPU")
     inf.add_argument("--device")
     inf.add_argument("--json")
+    pe = sub.add_parser("perception", help="the GAN stages against their pixel models: PSNR-Y, SSIM-Y and NIQE")
+    pe.add_argument("--preset", default="cpu", help="whose four stages to train (default: cpu)")
+    pe.add_argument("--out", default="runs/bench_perception", help="run folders (a finished run is reused)")
+    pe.add_argument("--hr", nargs="+", help="HR benchmark folders (default: ../shared/benchmarks Set5, Set14)")
+    pe.add_argument("--figure", help="also draw zoomed crops of one Set14 image by every model into this PNG")
+    pe.add_argument("--figure-image", default="baboon", help="the Set14 image of --figure (default: baboon)")
+    pe.add_argument("--device")
+    pe.add_argument("--json")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
-    result = {"train": bench_train, "quality": bench_quality, "data": bench_data, "infer": bench_infer}[args.what](args)
+    benches = {"train": bench_train, "quality": bench_quality, "data": bench_data, "infer": bench_infer}
+    result = {**benches, "perception": bench_perception}[args.what](args)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))

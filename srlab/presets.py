@@ -6,7 +6,9 @@ A config is built in three layers, each a plain table you can read here or print
 1. :data:`PAPERS`: the recipe of each stage as its paper (and the authors' reference code,
    BasicSR) gives it. The ``colab`` preset is these recipes, shortened.
 2. :data:`ADVERSARIES`: what choosing an adversarial loss changes (``wgan-gp`` needs a critic
-   without batch norm, its own Adam betas, several critic updates per generator update).
+   without batch norm, its own Adam betas, several critic updates per generator update), and
+   :data:`FEATURE_MATCHING`: what the offline perceptual substitute changes
+   (``perceptual="discriminator"``), under the preset's own values.
 3. :data:`PRESETS`: per preset and stage, the values that differ from the paper, and why.
 
 Any field can then be overridden: ``make_config(stage, preset, steps=10)`` in Python,
@@ -30,6 +32,7 @@ __all__ = [
     "TrainConfig",
     "PAPERS",
     "ADVERSARIES",
+    "FEATURE_MATCHING",
     "PRESETS",
     "make_config",
     "settings_overrides",
@@ -190,6 +193,17 @@ ADVERSARIES: dict[str, dict] = {
     "wgan-gp": dict(n_critic=5, betas_d=(0.0, 0.9), gp_weight=10.0, discriminator={"batch_norm": False}),
 }
 
+# With feature matching on D's blocks in place of the VGG loss (``--perceptual discriminator``):
+# D's features know nothing of colour or exact position, so an L1 pixel term anchors the output
+# (ESRGAN's 1e-2 next to its perceptual term); the adversarial term, which the papers weight
+# 1e-3 / 5e-3 next to a VGG loss that already carries ImageNet's texture statistics, has to teach
+# the texture here: 5e-2 (the primary student project's value), with twice the papers' learning
+# rates so a short run moves. Measured on the quick preset's SRResNet (Set14, 300 steps): 1e-3 ... 1e-2
+# lowered NIQE by 0.75-0.79, 5e-2 at 2e-4 by 1.23, for 0.4 dB of PSNR-Y. A preset's values come on top.
+FEATURE_MATCHING = dict(
+    perceptual_weight=1.0, pixel_loss="l1", pixel_weight=1e-2, adversarial_weight=5e-2, lr_g=2e-4, lr_d=2e-4
+)
+
 # ---------------------------------------------------------------- 3. the presets
 
 CPU_SRRESNET = {"name": "srresnet", "num_block": 8, "bicubic_residual": True}
@@ -209,17 +223,11 @@ QUICK_PIXEL = dict(
     ema_decay=0.99,
     early_stop_patience=None,
 )
-QUICK_GAN = dict(
+QUICK_GAN = dict(  # the losses and learning rates: FEATURE_MATCHING
     perceptual="discriminator",
-    perceptual_weight=1.0,
-    pixel_loss="l1",
-    pixel_weight=1e-2,
-    adversarial_weight=5e-3,
     steps=300,
     batch_size=8,
     hr_size=64,
-    lr_g=1e-4,
-    lr_d=1e-4,
     milestones=(),
     val_every=100,
     ckpt_every=100,
@@ -360,6 +368,8 @@ def make_config(stage: str, preset: str = "colab", **overrides) -> TrainConfig:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     values = _merge(PAPERS[stage], PRESETS[preset][stage])
+    if values.get("adversarial") and overrides.get("perceptual", values.get("perceptual")) == "discriminator":
+        values = _merge(_merge(PAPERS[stage], FEATURE_MATCHING), PRESETS[preset][stage])  # under the preset
     adversary = overrides.get("adversarial", values.get("adversarial"))
     if adversary is not None:
         if adversary not in ADVERSARIES:

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from srlab.bench import MODES, _stage_config, main
 
@@ -118,3 +119,71 @@ def test_bench_infer_reports_time_per_megapixel_and_peak_memory(tmp_path):
     assert growth == pytest.approx(
         report["results"]["128"]["untiled"]["peak_mib"] / report["results"]["96"]["untiled"]["peak_mib"]
     )
+
+
+# ---------------------------------------------------------------- perception
+
+
+@pytest.fixture
+def small_test_set(tmp_path):
+    """Two 200 px crops of embedded photos (2x2 NIQE blocks after the x4 border): a stand-in Set14."""
+    from skimage import data
+
+    from srlab.images import write_image
+
+    folder = tmp_path / "Tiny" / "HR"
+    write_image(folder / "astronaut.png", data.astronaut()[40:240, 100:300])
+    write_image(folder / "chelsea.png", data.chelsea()[50:250, 100:300])
+    return folder
+
+
+def test_bench_perception_trains_scores_and_reuses_its_runs(tmp_path, small_test_set, capsys):
+    import numpy as np
+    from skimage.color import rgb2ycbcr
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from srlab.images import read_image
+    from srlab.metrics import niqe
+    from srlab.resize import imresize
+
+    out, runs = tmp_path / "perception.json", tmp_path / "runs"
+    args = ["perception", "--preset", "smoke", "--out", str(runs), "--hr", str(small_test_set), "--json", str(out)]
+    assert main([*args, "--figure", str(tmp_path / "crops.png"), "--figure-image", "astronaut"]) == 0
+    report = json.loads(out.read_text())["Tiny"]
+    trained = {"SRResNet", "SRGAN", "RRDB", "ESRGAN"}
+    assert trained | {"bicubic", "HR"} <= set(report) and report["HR"].keys() == {"niqe"}
+    for name in set(report) - {"HR"}:
+        assert report[name].keys() == {"psnr_y", "ssim_y", "niqe"}
+    # bicubic by an independent route: scikit-image's Y and PSNR, the x4 border cropped
+    hrs = [read_image(p) for p in sorted(small_test_set.glob("*.png"))]
+    y = lambda img: rgb2ycbcr(img)[4:-4, 4:-4, 0]  # noqa: E731
+    psnrs = [peak_signal_noise_ratio(y(hr), y(imresize(imresize(hr, 1 / 4), 4)), data_range=255) for hr in hrs]
+    assert report["bicubic"]["psnr_y"] == pytest.approx(np.mean(psnrs), abs=0.02)  # skimage's Y is not rounded
+    assert report["HR"]["niqe"] == pytest.approx(np.mean([niqe(hr, crop_border=4) for hr in hrs]), abs=1e-9)
+    # the GAN stages were trained offline: feature matching, no VGG
+    config = torch.load(runs / "esrgan" / "last.pt", weights_only=False)["config"]
+    assert config["perceptual"] == "discriminator"
+    assert (tmp_path / "crops.png").stat().st_size > 10_000
+    # a second call reuses the finished runs (no step trained again)
+    stamp = (runs / "srgan" / "last.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 0
+    assert (runs / "srgan" / "last.pt").stat().st_mtime_ns == stamp
+    assert json.loads(out.read_text())["Tiny"] == report
+
+
+def test_perception_targets_by_hand():
+    from srlab.bench import perception_targets
+
+    results = {
+        "Set14": {
+            "SRResNet": {"psnr_y": 27.0, "niqe": 7.0},
+            "SRGAN": {"psnr_y": 25.5, "niqe": 5.9},  # NIQE -1.1, PSNR -1.5: met
+            "RRDB": {"psnr_y": 27.2, "niqe": 7.0},
+            "ESRGAN": {"psnr_y": 24.9, "niqe": 5.0},  # NIQE -2.0 but PSNR -2.3: not met
+        }
+    }
+    rows = {r["gan"]: r for r in perception_targets(results)}
+    assert rows["SRGAN"]["niqe_drop"] == pytest.approx(1.1) and rows["SRGAN"]["psnr_drop"] == pytest.approx(1.5)
+    assert rows["SRGAN"]["met"] and not rows["ESRGAN"]["met"]
+    assert rows["ESRGAN"]["pixel"] == "RRDB"

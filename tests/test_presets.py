@@ -175,3 +175,26 @@ def test_wgan_gp_builds_a_batch_norm_free_critic_of_the_right_size_on_every_pres
 def test_a_keyword_override_replaces_the_whole_value():
     cfg = make_config("srresnet", "smoke", generator={"name": "srcnn"})
     assert cfg.generator == {"name": "srcnn"}
+
+
+def test_feature_matching_layer_sits_between_the_paper_and_the_preset(monkeypatch):
+    from srlab import presets
+
+    vgg = make_config("srgan", "cpu")
+    assert (vgg.perceptual, vgg.pixel_weight, vgg.adversarial_weight, vgg.lr_g) == ("vgg", 0.0, 1e-3, 1e-4)  # Ledig
+    fm = make_config("srgan", "cpu", perceptual="discriminator")
+    for key, value in presets.FEATURE_MATCHING.items():
+        assert getattr(fm, key) == value
+    assert (fm.steps, fm.batch_size, fm.hr_size) == (vgg.steps, vgg.batch_size, vgg.hr_size)  # the preset's own
+    assert make_config("srgan", "cpu", perceptual="discriminator", adversarial_weight=1e-3).adversarial_weight == 1e-3
+    # a preset's value wins over the layer's
+    patched = {**presets.PRESETS["cpu"], "srgan": {**presets.PRESETS["cpu"]["srgan"], "pixel_weight": 0.5}}
+    monkeypatch.setitem(presets.PRESETS, "cpu", patched)
+    assert make_config("srgan", "cpu", perceptual="discriminator").pixel_weight == 0.5
+    # pixel stages have no discriminator to match: the layer does not apply
+    assert make_config("srresnet", "cpu", perceptual="discriminator").pixel_weight == 1.0
+    quick = make_config("esrgan", "quick")
+    assert (
+        quick.perceptual == "discriminator"
+        and quick.adversarial_weight == presets.FEATURE_MATCHING["adversarial_weight"]
+    )
