@@ -143,8 +143,10 @@ else:
 # L1 pixel term (ESRGAN's weight $10^{-2}$) keeps colours and positions in place. It is a
 # substitute, printed as such by the engine and saved in the checkpoint's config: D's features
 # move while D trains, and the SRGAN paper's numbers were not obtained with it. The cell above
-# prints the weights this preset uses (`quick` also raises the adversarial weight to ESRGAN's
-# $5 \cdot 10^{-3}$).
+# prints the weights this preset uses: with feature matching the adversarial term has to teach
+# the texture that ImageNet's features would otherwise carry, so `srlab.presets.FEATURE_MATCHING`
+# raises its weight to $5 \cdot 10^{-2}$ (the primary student project's value) and doubles the
+# learning rates for a short run.
 
 # %% [markdown]
 # ## The adversarial loss
