@@ -180,6 +180,7 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
         self.adversary = build_adversary(cfg, self.device, self.memory_format)
         self.perceptual = self._perceptual_loss(cfg)
+        self.feature_matching = bool(cfg.perceptual_weight) and cfg.perceptual == "discriminator"  # decided once
         self.loss_weights = {
             "pixel": cfg.pixel_weight,
             "perceptual": cfg.perceptual_weight,
@@ -256,9 +257,8 @@ class Trainer:
             if self.perceptual is not None:
                 terms["perceptual"] = self.perceptual(sr, target)
             if self.adversary is not None:
-                matching = bool(cfg.perceptual_weight) and cfg.perceptual == "discriminator"
-                terms["adv"], feature_matching = self.adversary.generator_losses(sr, hr, matching)
-                if matching:  # against HR, the images D calls real
+                terms["adv"], feature_matching = self.adversary.generator_losses(sr, hr, self.feature_matching)
+                if self.feature_matching:  # against HR, the images D calls real
                     terms["perceptual"] = feature_matching
             loss = sum(self.loss_weights[name] * term for name, term in terms.items())
         self.update(self.opt_g, loss, self.G)
