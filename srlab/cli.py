@@ -73,7 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--tile-overlap", type=int, default=32, help="context pixels around each tile (default: 32)")
     up.add_argument("--device", help="cuda, cpu, ... (default: CUDA when available)")
-    up.add_argument("--half", action="store_true", help="fp16 on CUDA, bf16 on CPU")
+    up.add_argument(
+        "--half", action="store_true", help="fp16 on CUDA, bf16 on CPU (default: fp32; fast on GPUs >= 7.0, AMX CPUs)"
+    )
     up.add_argument("--suffix", default="", help="added to each output file name, e.g. _x4")
     up.add_argument("--force", action="store_true", help="overwrite existing outputs")
 

@@ -24,11 +24,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 import warnings
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -60,6 +62,9 @@ __all__ = [
     "CollapseDetector",
     "read_history",
     "pick_amp",
+    "choose_precision",
+    "Precision",
+    "cpu_has_amx",
     "lr_factor",
     "training_batches",
 ]
@@ -69,29 +74,95 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def pick_amp(device: torch.device, amp: str = "auto") -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None, use a grad scaler) for this device.
+class Precision(NamedTuple):
+    """What :func:`choose_precision` picked: the autocast dtype (None = fp32), whether the
+    gradients need a GradScaler (fp16 only), and why, in words."""
 
-    auto: bf16 on CUDA GPUs that have it, else fp16 with a grad scaler; bf16 on CPUs with
-    AMX (2-3x faster convolutions); fp32 elsewhere (on a CPU with only AVX512-BF16, bf16
-    autocast measured 10-30% *slower* than fp32 for SRResNet: see ``python -m srlab.bench train``).
+    dtype: torch.dtype | None
+    grad_scaler: bool
+    reason: str
+
+
+def cpu_has_amx() -> tuple[bool, str]:
+    """(AMX tiles present, how that was decided). ``SRLAB_CPU_AMX=0`` / ``=1`` forces no /
+    yes (to try both CPU paths on one machine); otherwise ``torch.cpu._is_amx_tile_supported``."""
+    forced = os.environ.get("SRLAB_CPU_AMX", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1", f"SRLAB_CPU_AMX={forced}"
+    if forced:
+        raise ValueError(f"SRLAB_CPU_AMX={forced!r}: use 0 (no AMX), 1 (AMX) or leave it unset (detect)")
+    try:
+        return bool(torch.cpu._is_amx_tile_supported()), "detected"
+    except (AttributeError, RuntimeError):
+        return False, "not detectable in this PyTorch"
+
+
+def choose_precision(device: torch.device, amp: str = "auto") -> Precision:
+    """The training precision for ``device``: ``amp`` is "auto", "bf16", "fp16" or "off".
+
+    auto, by what the hardware runs natively (not what ``torch.cuda.is_bf16_supported()``
+    says: it is True on a T4 too, through emulation, at fp32 speed or worse):
+
+    * CUDA, compute capability >= 8.0 (A100, L4, H100, RTX 30xx+): bf16, no scaler (the
+      range of fp32, so gradients need no scaling);
+    * CUDA 7.x (V100, T4, RTX 20xx): fp16 + GradScaler (tensor cores; no native bf16);
+    * CUDA below 7.0 (P100, K80): fp32 (no tensor cores);
+    * a CPU with AMX tiles (Sapphire Rapids and later Xeons): bf16 (2-3x faster convolutions);
+    * any other CPU: fp32 (with only AVX512-BF16, bf16 autocast measured 10-30% *slower* than
+      fp32 for SRResNet: ``python -m srlab.bench train``). ``SRLAB_CPU_AMX=0`` / ``=1`` forces
+      the no-AMX / AMX decision (:func:`cpu_has_amx`).
+
+    An explicit "bf16" or "fp16" is kept as asked ("bf16" on a GPU below 8.0 warns that it is
+    emulated); "fp16" on a CPU is an error (slow or missing kernels); "off" is fp32 everywhere.
     """
+    if amp not in ("auto", "bf16", "fp16", "off"):
+        raise ValueError(f"unknown amp={amp!r}; choose auto, bf16, fp16 or off")
     if amp == "off":
-        return None, False
+        return Precision(None, False, "fp32: amp='off'")
     if device.type == "cuda":
-        bf16 = torch.cuda.is_bf16_supported()
-        if amp == "fp16" or (amp == "auto" and not bf16):
-            return torch.float16, True
-        return torch.bfloat16, False
+        return _cuda_precision(device, amp)
     if amp == "fp16":
         raise ValueError("fp16 autocast is for CUDA; use amp='bf16' or 'off' on a CPU")
+    amx, how = cpu_has_amx()
     if amp == "bf16":
-        return torch.bfloat16, False
-    try:  # AVX512-BF16 alone measured no faster than fp32 here; AMX tiles are what pay off
-        native = bool(torch.cpu._is_amx_tile_supported())
-    except (AttributeError, RuntimeError):
-        native = False
-    return (torch.bfloat16 if native else None), False
+        return Precision(torch.bfloat16, False, f"bf16: amp='bf16' (CPU {'with' if amx else 'without'} AMX, {how})")
+    if amx:
+        return Precision(torch.bfloat16, False, f"bf16: CPU with AMX tiles ({how})")
+    return Precision(None, False, f"fp32: CPU without AMX ({how}); bf16 autocast there measured no faster than fp32")
+
+
+def _cuda_precision(device: torch.device, amp: str) -> Precision:
+    major, minor = torch.cuda.get_device_capability(device)
+    gpu = f"{torch.cuda.get_device_name(device)} is compute capability {major}.{minor}"
+    if amp == "fp16":
+        return Precision(torch.float16, True, f"fp16 + GradScaler: amp='fp16' ({gpu})")
+    if amp == "bf16":
+        if major < 8:
+            warnings.warn(
+                f"amp='bf16' on {gpu}: bf16 is emulated below 8.0 (no tensor cores, fp32 speed or worse); "
+                "amp='auto' picks fp16 + GradScaler here",
+                stacklevel=3,
+            )
+            return Precision(torch.bfloat16, False, f"bf16: amp='bf16' ({gpu}, bf16 emulated below 8.0)")
+        return Precision(torch.bfloat16, False, f"bf16: amp='bf16' ({gpu})")
+    if major >= 8:
+        return Precision(torch.bfloat16, False, f"bf16: {gpu} (>= 8.0: native bf16 tensor cores)")
+    if major == 7:
+        return Precision(torch.float16, True, f"fp16 + GradScaler: {gpu} (7.x: bf16 would be emulated)")
+    return Precision(None, False, f"fp32: {gpu} (< 7.0: no tensor cores)")
+
+
+def pick_amp(device: torch.device, amp: str = "auto") -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None, use a grad scaler): :func:`choose_precision` without the reason."""
+    dtype, grad_scaler, _ = choose_precision(device, amp)
+    return dtype, grad_scaler
+
+
+def pin_before_copy(x: Tensor, device: torch.device) -> bool:
+    """Page-lock ``x`` before copying it to ``device``? Only host tensors bound for CUDA: a
+    ``non_blocking`` copy from pinned memory runs asynchronously (the host goes on to the next
+    step); from pageable memory CUDA stages it through a buffer and the host waits."""
+    return device.type == "cuda" and x.device.type == "cpu" and not x.is_pinned()
 
 
 def lr_factor(cfg: TrainConfig, step: int) -> float:
@@ -171,8 +242,10 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.seed)
-        self.amp_dtype, use_scaler = pick_amp(self.device, cfg.amp)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        precision = choose_precision(self.device, cfg.amp)
+        self.amp_dtype = precision.dtype
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision.grad_scaler)
+        self.say(f"precision: {precision.reason}")
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
 
         self.G = generator_from_config(cfg).to(self.device, memory_format=self.memory_format)
@@ -295,6 +368,8 @@ class Trainer:
                 group["lr"] = base * factor
 
     def to_device(self, x: Tensor) -> Tensor:
+        if pin_before_copy(x, self.device):
+            x = x.pin_memory()
         return x.to(self.device, memory_format=self.memory_format, non_blocking=True)
 
     # ------------------------------------------------------------ hooks (srlab.distributed overrides them)
