@@ -4,6 +4,7 @@
     python -m srlab.bench quality [--steps 1000] [--hr DIR ...] [--json OUT]
     python -m srlab.bench data    [--hr DIR] [--json OUT]
     python -m srlab.bench infer   [--model rrdbnet] [--sizes 256 512 1024] [--tile 128] [--json OUT]
+    python -m srlab.bench infer --vs-ncnn [--size 128] [--repeats 3] [--json OUT]
     python -m srlab.bench perception [--preset cpu] [--hr DIR ...] [--figure PNG] [--json OUT]
 
 ``train`` times one training step of every stage on whatever device is there, in fp32,
