@@ -46,10 +46,11 @@ def test_presets_carry_the_documented_choices():
     cpu_esrgan = make_config("esrgan", "cpu")  # the cpu recipe, read off its table
     assert (cpu_esrgan.generator["num_block"], cpu_esrgan.steps, cpu_esrgan.batch_size, cpu_esrgan.hr_size) == (
         4,
-        300,
+        500,
         8,
         128,
     )
+    assert cpu_esrgan.discriminator == {"name": "vgg", "input_size": 128, "num_feat": 32}
     with pytest.raises(ValueError, match="preset"):
         make_config("srresnet", "turbo")
     with pytest.raises(ValueError, match="stage"):
@@ -110,7 +111,7 @@ def test_presets_table_lists_every_field_of_every_preset(capsys):
     assert table[0] == "| esrgan | colab | cpu | quick | smoke | seed |"
     rows = {line.split(" | ")[0].removeprefix("| "): line.split(" | ")[1:] for line in table[2:]}
     assert set(rows) == {f.name for f in dataclasses.fields(TrainConfig)} - {"stage"}
-    assert rows["steps"] == ["50_000", "300", str(make_config("esrgan", "quick").steps), "6", "9000 |"]
+    assert rows["steps"] == ["50_000", "500", str(make_config("esrgan", "quick").steps), "6", "9000 |"]
     assert rows["perceptual"] == ["vgg", "vgg", "discriminator", "vgg", "vgg |"]  # only quick is offline
     assert main(["presets", "srgan"]) == 0
     out = capsys.readouterr().out
