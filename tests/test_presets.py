@@ -66,7 +66,7 @@ def test_every_preset_has_every_stage_and_only_real_fields():
 
 def test_choosing_wgan_gp_brings_its_critic_and_optimiser():
     cfg = make_config("esrgan", "cpu", adversarial="wgan-gp")
-    assert cfg.discriminator == {"name": "vgg", "input_size": 128, "batch_norm": False}
+    assert cfg.discriminator == {"name": "vgg", "input_size": 128, "num_feat": 32, "batch_norm": False}
     assert (cfg.n_critic, cfg.betas_d, cfg.gp_weight) == (5, (0.0, 0.9), 10.0)
     assert make_config("esrgan", "cpu", adversarial="wgan-gp", n_critic=2).n_critic == 2  # overrides win
     assert make_config("esrgan", "cpu").betas_d is None and make_config("esrgan", "cpu").n_critic == 1
