@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from srlab.bench import MODES, _stage_config, main
+from srlab.train import choose_precision
 
 
 def test_bench_train_reports_every_mode_consistently(tmp_path):
@@ -38,7 +39,10 @@ def test_bench_train_reports_every_mode_consistently(tmp_path):
         for r in modes.values():
             assert r["samples_per_s"] == pytest.approx(2 * r["steps_per_s"])
             assert r["steps_per_s"] == pytest.approx(1 / r["s_per_step"])
-        assert modes["fp32"]["dtype"] == "fp32"
+        assert modes["fp32"]["dtype"] == "fp32" and modes["bf16+channels_last"]["dtype"] == "bfloat16"
+        # "amp" is what amp="auto" picks: bf16 on a CPU with AMX, fp32 without (SRLAB_CPU_AMX forces either)
+        auto = choose_precision(torch.device(modes["amp+channels_last"]["device"]), "auto").dtype
+        assert modes["amp+channels_last"]["dtype"] == ("bfloat16" if auto == torch.bfloat16 else "fp32")
     assert report["results"]["esrgan"]["fp32"]["hr_size"] == 128  # ESRGAN's D takes 128 or 256 only
 
 

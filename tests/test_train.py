@@ -65,9 +65,16 @@ def _assert_same(a, b):
         assert a == b
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
-    cfg = smoke("srgan", steps=8, val_every=100, ckpt_every=100)
+@pytest.mark.parametrize("amp, amx", [("off", None), ("auto", "1")], ids=["fp32", "bf16"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(amp, amx, tmp_path, monkeypatch, capsys):
+    """Resuming in the same process is the same arithmetic in the same order, so it matches to
+    rounding in fp32 and, with bf16 autocast (forced on with SRLAB_CPU_AMX=1, on any CPU), too: the
+    checkpoint holds the fp32 master weights and Adam state, and the bf16 casts are repeated exactly."""
+    if amx is not None:
+        monkeypatch.setenv("SRLAB_CPU_AMX", amx)
+    cfg = smoke("srgan", steps=8, val_every=100, ckpt_every=100, amp=amp)
     train(cfg, tmp_path / "straight", progress=False)
+    assert f"precision: {'fp32' if amp == 'off' else 'bf16'}" in capsys.readouterr().out
     train(cfg, tmp_path / "cut", progress=False, stop_at=4)  # a Colab session ends at step 4
     assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["step"] == 4
     train(cfg, tmp_path / "cut", progress=False, resume=True)
