@@ -52,6 +52,7 @@ RUNS = nb.runs_dir()         # every notebook keeps its runs under RUNS / PRESET
 STEPS = None                 # None = the preset's length (colab 100k, cpu 1000, quick 600, smoke 6)
 BATCH_SIZE = None            # None = the preset's batch size
 RESUME = True                # continue from last.pt when this run folder already has one
+TIME_BUDGET = nb.time_budget(PRESET)  # colab: pause each training run after 50 min with a checkpoint; rerun to go on
 
 # %% [markdown]
 # ## Training data
@@ -170,12 +171,18 @@ print(f"{cfg.steps} steps, batch {cfg.batch_size} of {cfg.hr_size}px HR patches,
 # On Colab, after a disconnect, reconnect, mount Drive again and rerun the notebook; a
 # finished run is not trained again. Set `RESUME = False` to start over. The same from a
 # terminal: `python -m srlab train srresnet --preset colab --out runs/colab/srresnet --resume`.
+#
+# **Time budget**: `TIME_BUDGET` (50 minutes with `colab`, none otherwise; `SRLAB_TIME_BUDGET`
+# overrides) pauses a run cleanly when it is spent: `last.pt`, a sample strip, and a line
+# saying how to continue. Rerunning the notebook resumes exactly where it stopped (the same
+# weights as a run never paused), so every Colab session ends with a result to look at.
+# From a terminal: `--time-budget 50m`.
 
 # %%
 from srlab.train import train
 
 OUT = RUNS / PRESET / "srresnet"
-summary = train(cfg, OUT, resume=RESUME)
+summary = train(cfg, OUT, resume=RESUME, time_budget=TIME_BUDGET)
 print(summary)
 print("run folder:", sorted(p.name for p in OUT.iterdir()))
 

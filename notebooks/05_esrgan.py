@@ -52,6 +52,7 @@ PRESET = nb.choose_preset()  # quick (CPU default, minutes), smoke (CI, seconds)
 RUNS = nb.runs_dir()
 STEPS = None  # None: the preset's number of steps for both stages; an int overrides it
 RESUME = True  # continue from last.pt when a run folder already has one (False starts over)
+TIME_BUDGET = nb.time_budget(PRESET)  # colab: pause each training run after 50 min with a checkpoint; rerun to go on
 SCORED = 384  # side, in HR pixels, of the region of coffee the interpolation strip and slider run on
 CROP = 64  # side, in LR pixels, of its most textured square, the part each panel shows
 
@@ -232,7 +233,7 @@ def schedules(stage, cfg):
 
 print({k: getattr(cfg_rrdb, k) for k in ("steps", "hr_size", "batch_size", "pixel_loss", "ema_decay")})
 print(schedules("rrdb", cfg_rrdb))
-rrdb_summary = train(cfg_rrdb, RUNS / PRESET / "rrdb", resume=RESUME)
+rrdb_summary = train(cfg_rrdb, RUNS / PRESET / "rrdb", resume=RESUME, time_budget=TIME_BUDGET)
 print(rrdb_summary)
 
 # %%
@@ -340,7 +341,7 @@ print({k: getattr(cfg_esrgan, k) for k in ("steps", "pixel_weight", "perceptual"
                                            "adversarial_weight",
                                            "discriminator", "init_from", "ema_decay")})
 print(schedules("esrgan", cfg_esrgan))
-esrgan_summary = train(cfg_esrgan, RUNS / PRESET / "esrgan", resume=RESUME)
+esrgan_summary = train(cfg_esrgan, RUNS / PRESET / "esrgan", resume=RESUME, time_budget=TIME_BUDGET)
 print(esrgan_summary)
 
 # %%

@@ -123,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--init", help="checkpoint to start the generator from (GAN stages; 'none' = scratch)")
     tr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    tr.add_argument(
+        "--time-budget",
+        metavar="DURATION",
+        help="pause cleanly after this much training (50m, 2h, 1h30m, 3000 = seconds): last.pt, a sample, "
+        "and how to continue (--resume); for Colab sessions",
+    )
     tr.add_argument("--wandb", choices=("online", "offline", "disabled"), help="Weights & Biases logging")
     tr.add_argument(
         "--random-vgg",
@@ -275,7 +281,7 @@ def _train(args) -> int:
     cfg = make_config(args.stage, args.preset, **overrides, **settings_overrides(args.settings, base))
     out = args.out or f"runs/{args.preset}/{args.stage}"
     try:
-        summary = train(cfg, out, resume=args.resume, device=args.device)
+        summary = train(cfg, out, resume=args.resume, device=args.device, time_budget=args.time_budget)
     except TrainingDiverged as err:
         print(f"error: training diverged: {err}", file=sys.stderr)
         return 3

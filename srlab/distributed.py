@@ -182,8 +182,15 @@ class DistributedTrainer(Trainer):
         stop = super().validate_and_checkpoint() if self.rank == 0 else False
         return bool(from_main(float(stop), self.device))  # the others wait here for rank 0
 
-    def fit(self, stop_at=None):
-        summary = super().fit(stop_at)
+    def out_of_time(self, deadline):
+        return bool(from_main(float(super().out_of_time(deadline)), self.device))  # rank 0's clock decides for all
+
+    def pause(self, why):
+        if self.rank == 0:
+            super().pause(why)
+
+    def fit(self, stop_at=None, time_budget=None):
+        summary = super().fit(stop_at, time_budget)
         summary["best_psnr"] = from_main(self.best_psnr, self.device)  # only rank 0 validated
         return summary
 

@@ -71,6 +71,27 @@ def device_summary() -> str:
     return f"no GPU: {os.cpu_count()} CPU cores"
 
 
+def time_budget(preset: str, verbose: bool = True) -> str | None:
+    """How long one training call of a notebook may run before it pauses with a checkpoint:
+    ``$SRLAB_TIME_BUDGET`` if set (``none`` = no limit), else the preset's
+    ``srlab.presets.SESSION_BUDGETS`` entry (``colab``: 50 minutes, inside a free session)."""
+    from .presets import SESSION_BUDGETS
+    from .train import format_duration, parse_duration
+
+    env = os.environ.get("SRLAB_TIME_BUDGET")
+    budget, why = (env, "set by SRLAB_TIME_BUDGET") if env else (SESSION_BUDGETS.get(preset), f"the {preset} preset's")
+    if budget is not None and budget.strip().lower() == "none":
+        budget = None
+    if verbose:
+        print(
+            f"time budget per training run: {format_duration(parse_duration(budget))} ({why}); rerun the "
+            f"notebook to continue from last.pt"
+            if budget
+            else f"time budget per training run: none ({why})"
+        )
+    return budget
+
+
 def choose_preset(verbose: bool = True) -> str:
     """The preset for this run: ``$SRLAB_PRESET`` if set, else ``colab`` with a GPU and
     ``quick`` without (the six notebooks in about a quarter of an hour on a CPU, offline);
@@ -89,8 +110,7 @@ def choose_preset(verbose: bool = True) -> str:
     else:
         preset, why = (
             "quick",
-            "no GPU: minutes per stage on a CPU, offline (SRLAB_PRESET=cpu for the hour-long course, "
-            "smoke for seconds)",
+            "no GPU: minutes per stage on a CPU, offline (SRLAB_PRESET=cpu for the longer course, smoke for seconds)",
         )
     if verbose:
         print(f"preset: {preset} ({why})")

@@ -46,6 +46,9 @@ PERCEPTUAL_KINDS = ("vgg", "discriminator")  # TrainConfig.perceptual
 # presets that train and evaluate on the photos scikit-image ships (nothing downloaded)
 EMBEDDED_PRESETS = ("quick", "smoke")
 VALIDATION_IMAGE = "coffee"  # the embedded photo held out of training for validation
+# A training call of a notebook pauses after this long (last.pt, a sample; rerun to continue):
+# a free Colab session lasts a few hours and drops an idle or long one, so each gets its own result.
+SESSION_BUDGETS = {"colab": "50m"}
 
 
 @dataclass

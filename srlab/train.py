@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 import warnings
 from collections import defaultdict
@@ -506,28 +507,52 @@ class Trainer:
 
     # ------------------------------------------------------------ the loop
 
-    def fit(self, stop_at: int | None = None) -> dict:
-        """Train until ``cfg.steps`` (or ``stop_at``, e.g. to split a run across sessions),
-        early stopping, or divergence. Returns a summary dict."""
+    def out_of_time(self, deadline: float) -> bool:
+        return time.perf_counter() >= deadline
+
+    def pause(self, why: str) -> None:
+        """Stop between two scheduled validations (``stop_at``, the time budget): validate, log,
+        save the sample figure and ``last.pt``, but leave the best score and early stopping
+        alone, so the resumed run makes exactly the decisions an uninterrupted one makes. Only
+        when there is no ``best.pt`` yet is one written (the next notebook needs a model); the
+        next scheduled validation replaces it, as the best score is still unset."""
+        self.log({"step": self.step, **self.validate(), "event": why})
+        self.save_samples()
+        if not (self.out_dir / "best.pt").exists():
+            self.save("best.pt")
+        self.save("last.pt")
+
+    def fit(self, stop_at: int | None = None, time_budget: float | None = None) -> dict:
+        """Train until ``cfg.steps``, early stopping or divergence, or a pause: at ``stop_at`` or
+        when ``time_budget`` seconds of this call's loop have passed (a Colab session's length).
+        A pause leaves ``last.pt`` to resume from. Returns a summary dict."""
         cfg = self.cfg
         end = min(cfg.steps, stop_at or cfg.steps)
         self.start_wandb()
         reason, last_log, t0 = "finished", self.step, time.perf_counter()
+        deadline = t0 + time_budget if time_budget is not None else math.inf
         bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.stage, disable=not self.progress, dynamic_ncols=True)
         try:
             while self.step < end:
                 self.meter.add(self.train_step(*self.next_batch(self.step)))
                 self.step += 1
                 bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == end:
+                last = self.step == cfg.steps
+                paused = not last and (self.step == end or (deadline < math.inf and self.out_of_time(deadline)))
+                if self.step % cfg.log_every == 0 or last or paused:
                     self.log_losses(self.step - last_log, time.perf_counter() - t0, bar)
                     last_log = self.step
-                if self.step % cfg.val_every == 0 or self.step == end:
+                if self.step % cfg.val_every == 0 or last:
                     if self.validate_and_checkpoint():
                         reason = "early_stop"
                         break
+                elif paused:
+                    self.pause("stop_at" if self.step == end else "time_budget")
                 elif self.step % cfg.ckpt_every == 0:
                     self.save("last.pt")
+                if paused:
+                    reason = "stop_at" if self.step == end else "time_budget"
+                    break
         finally:
             bar.close()
             if self.wandb_run is not None:
@@ -554,8 +579,14 @@ def train(
     device: str | None = None,
     progress: bool = True,
     stop_at: int | None = None,
+    time_budget: float | str | None = None,
 ) -> dict:
     """Train ``cfg`` in ``out_dir``; ``resume=True`` continues from ``out_dir/last.pt``.
+
+    ``time_budget`` (seconds, or ``"50m"``, ``"1h30m"``, ``"90s"``) pauses the run cleanly once
+    that much training time has passed: ``last.pt``, a validation sample and a line saying how
+    to continue; resuming gives the weights an uninterrupted run would have. ``stop_at`` pauses
+    at a step instead.
 
     Started by ``torchrun``, every process runs this and :mod:`srlab.distributed` splits the
     work (``cfg.batch_size`` is then the global batch); a checkpoint resumes with any number
@@ -564,12 +595,42 @@ def train(
     from . import distributed
 
     out_dir = Path(out_dir)
+    budget = parse_duration(time_budget)  # a bad value fails before anything is built
     resuming = resume and (out_dir / "last.pt").exists()
     init = None if resuming else resolve_init(cfg, out_dir)  # fail before building anything
     with distributed.process_group(device) as (trainer_class, device):
         trainer = trainer_class(cfg, out_dir, device=device, progress=progress)
         trainer.begin(resume, init)
-        return trainer.fit(stop_at=stop_at)
+        summary = trainer.fit(stop_at=stop_at, time_budget=budget)
+        if summary["stopped"] == "time_budget":
+            trainer.say(
+                f"{cfg.stage}: time budget {format_duration(budget)} reached at step "
+                f"{summary['step']} of {cfg.steps}; {out_dir / 'last.pt'} saved. Continue with "
+                f"resume=True (CLI: the same command with --resume), another session if need be."
+            )
+        return summary
+
+
+def parse_duration(value: float | str | None) -> float | None:
+    """Seconds from ``3000``, ``"3000"``, ``"90s"``, ``"50m"``, ``"2h"`` or ``"1h30m"``; None stays None."""
+    if value is None or isinstance(value, (int, float)):
+        seconds = value
+    else:
+        text = value.strip().lower()
+        parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text)
+        if not text or parts is None:
+            raise ValueError(f"time budget {value!r}: expected seconds or a duration like 50m, 2h, 1h30m, 90s")
+        h, m, sec = (float(g) if g else 0.0 for g in parts.groups())
+        seconds = 3600 * h + 60 * m + sec
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"time budget {value!r}: must be a positive duration")
+    return None if seconds is None else float(seconds)
+
+
+def format_duration(seconds: float) -> str:
+    minutes, sec = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return "".join(f"{v}{u}" for v, u in ((hours, "h"), (minutes, "m"), (sec, "s")) if v) or "0s"
 
 
 def resolve_init(cfg: TrainConfig, out_dir: Path) -> Path | None:

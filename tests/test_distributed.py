@@ -256,6 +256,19 @@ def test_killed_run_resumes_with_another_process_count(tmp_path):
     assert steps == list(range(1, 7))  # each step logged once: the dead run's step 4 was dropped
 
 
+def test_time_budget_pauses_every_rank_at_rank_0s_step(tmp_path):
+    """Under torchrun rank 0's clock decides and the others follow at the same step (a rank that
+    trained on alone would hang in its next collective); rank 0 alone validates, saves and says
+    how to continue. A 1 ms budget pauses after the first step; the resumed run finishes."""
+    args = ("train", "srresnet", "--preset", "smoke", "--init", "none", "--device", "cpu", "--set", "amp=off")
+    out = _torchrun(2, *args, "--batch-size", "4", "--time-budget", "0.001", "--out", str(tmp_path / "run"))
+    assert out.count("srresnet: time budget 0s reached at step 1 of") == 1
+    assert _checkpoint(tmp_path / "run" / "last.pt")["step"] == 1
+    out = _torchrun(2, *args, "--batch-size", "4", "--resume", "--out", str(tmp_path / "run"))
+    assert "resuming srresnet from step 1" in out
+    assert _checkpoint(tmp_path / "run" / "last.pt")["step"] == _smoke("srresnet").steps
+
+
 def test_two_processes_in_bf16_stay_within_bf16_rounding(tmp_path, monkeypatch, capfd):
     """With bf16 autocast (``amp="auto"`` forced to bf16 by SRLAB_CPU_AMX=1, so this runs on every
     CPU; the spawned ranks inherit the environment) two processes are not bit-equal to one: the

@@ -256,3 +256,18 @@ def test_compare_puts_niqe_next_to_psnr_for_outputs_and_hr(capsys, photo):
         assert "niqe" not in scores["bicubic"] and "HR" not in scores
     assert "NIQE" not in capsys.readouterr().out
     plt.close("all")
+
+
+def test_time_budget_is_the_presets_unless_the_environment_says_otherwise(monkeypatch, capsys):
+    from srlab.notebook import time_budget
+
+    monkeypatch.delenv("SRLAB_TIME_BUDGET", raising=False)
+    assert time_budget("colab") == "50m" and "50m (the colab preset's)" in capsys.readouterr().out
+    assert time_budget("quick") is None and "none (the quick preset's)" in capsys.readouterr().out
+    monkeypatch.setenv("SRLAB_TIME_BUDGET", "1h30m")
+    assert time_budget("quick") == "1h30m" and "1h30m (set by SRLAB_TIME_BUDGET)" in capsys.readouterr().out
+    monkeypatch.setenv("SRLAB_TIME_BUDGET", "none")
+    assert time_budget("colab") is None
+    monkeypatch.setenv("SRLAB_TIME_BUDGET", "soon")
+    with pytest.raises(ValueError, match="time budget 'soon'"):
+        time_budget("colab")

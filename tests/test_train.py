@@ -13,7 +13,7 @@ from srlab.cli import main
 from srlab.data import RandomPatches
 from srlab.presets import STAGES, make_config
 from srlab.resize import imresize
-from srlab.train import Trainer, TrainingDiverged, lr_factor, pick_amp, read_history, train
+from srlab.train import Trainer, TrainingDiverged, lr_factor, parse_duration, pick_amp, read_history, train
 
 
 def smoke(stage, **overrides):
@@ -81,6 +81,55 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(amp, amx, tmp_pat
     _assert_same(_weights(tmp_path / "straight" / "last.pt"), _weights(tmp_path / "cut" / "last.pt"))
     steps = [r["step"] for r in read_history(tmp_path / "cut" / "history.jsonl") if "loss_g" in r]
     assert steps == list(range(1, 9))  # history continues without gaps or repeats
+
+
+def test_time_budget_pauses_with_a_checkpoint_and_resumes_to_the_same_weights(tmp_path, capsys):
+    """A budget of 1 ms is spent by the first step, so each call trains one step and pauses:
+    three sessions of one step, then one without a budget, end where an uninterrupted run ends
+    (fp32). The pause writes last.pt, a sample and a history event; best.pt only while there is
+    none, without a best score, so the first scheduled validation replaces it as in an
+    uninterrupted run."""
+    cfg = smoke("srresnet", steps=6, val_every=100, ckpt_every=100, amp="off")
+    train(cfg, tmp_path / "straight", progress=False)
+    cut = tmp_path / "cut"
+    for session in (1, 2, 3):
+        summary = train(cfg, cut, resume=True, progress=False, time_budget="0.001s")
+        assert (summary["step"], summary["stopped"]) == (session, "time_budget")
+        assert torch.load(cut / "last.pt", weights_only=True)["step"] == session
+    out = capsys.readouterr().out
+    assert out.count("srresnet: time budget 0s reached at step 3 of 6;") == 1 and "--resume" in out
+    assert torch.load(cut / "best.pt", weights_only=True)["step"] == 1  # the first session's, kept
+    assert sorted(p.name for p in (cut / "samples").iterdir()) == [f"step_{k:07d}.png" for k in (1, 2, 3)]
+    events = [r["step"] for r in read_history(cut / "history.jsonl") if r.get("event") == "time_budget"]
+    assert events == [1, 2, 3] and all("val_psnr" in r for r in read_history(cut / "history.jsonl") if "event" in r)
+    assert train(cfg, cut, resume=True, progress=False)["stopped"] == "finished"
+    for name in ("last.pt", "best.pt"):
+        _assert_same(_weights(tmp_path / "straight" / name), _weights(cut / name))
+    steps = [r["step"] for r in read_history(cut / "history.jsonl") if "loss_g" in r]
+    assert steps == list(range(1, 7))
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("50m", 3000), ("1h30m", 5400), ("2h", 7200), ("90s", 90), ("3000", 3000), (2.5, 2.5)]
+)
+def test_parse_duration_reads_what_a_student_types(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "5x", "-5m", "0", "m", 0, -1.0, float("nan")])
+def test_parse_duration_refuses_nonsense(text):
+    with pytest.raises(ValueError, match="time budget"):
+        parse_duration(text)
+
+
+def test_cli_time_budget_pauses_and_a_bad_one_fails_before_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "srresnet", "--preset", "smoke", "--time-budget", "5x", "--out", str(out)]) == 2
+    assert "time budget '5x'" in capsys.readouterr().err and not out.exists()
+    assert main(["train", "srresnet", "--preset", "smoke", "--time-budget", "0.001", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "time budget 0s reached at step 1 of" in printed and "(time_budget)" in printed
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
 
 
 def test_ema_is_the_exponential_average_of_the_generator(tmp_path):
