@@ -227,13 +227,15 @@ QUICK_PIXEL = dict(
     early_stop_patience=None,
 )
 QUICK_GAN = dict(  # the losses and learning rates: FEATURE_MATCHING
+    # 600 steps: measured on the whole held-out coffee (NIQE, SRGAN / ESRGAN against their pixel
+    # models at 6.93 / 6.84): 6.61 / 5.87 after 300 steps, 6.01 / 5.77 after 600, PSNR-Y within 0.2 dB.
     perceptual="discriminator",
-    steps=300,
+    steps=600,
     batch_size=8,
     hr_size=64,
     milestones=(),
-    val_every=100,
-    ckpt_every=100,
+    val_every=150,
+    ckpt_every=150,
     ema_decay=0.99,
 )
 SMOKE_SRRESNET = {"name": "srresnet", "num_block": 2, "num_feat": 16, "bicubic_residual": True}
