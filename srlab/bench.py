@@ -597,7 +597,7 @@ def train_perception_runs(preset: str, out: Path, device: str | None = None) -> 
         if last.exists() and not same:
             print(f"{stage}: {last} was trained with another config: training it again")
         start = time.perf_counter()
-        summary = train(cfg, out / stage, resume=same, device=device)
+        summary = train(cfg, out / stage, resume=same, overwrite=not same, device=device)
         print(f"{stage}: {summary['step']} steps ({(time.perf_counter() - start) / 60:.1f} min this call)", flush=True)
         checkpoints[stage] = out / stage / ("last.pt" if stage in PRETRAIN_STAGE else "best.pt")
     return checkpoints

@@ -124,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--init", help="checkpoint to start the generator from (GAN stages; 'none' = scratch)")
     tr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     tr.add_argument(
+        "--overwrite", action="store_true", help="start over in an OUT that holds a run (replaces its checkpoints)"
+    )
+    tr.add_argument(
         "--time-budget",
         metavar="DURATION",
         help="pause cleanly after this much training (50m, 2h, 1h30m, 3000 = seconds): last.pt, a sample, "
@@ -281,7 +284,9 @@ def _train(args) -> int:
     cfg = make_config(args.stage, args.preset, **overrides, **settings_overrides(args.settings, base))
     out = args.out or f"runs/{args.preset}/{args.stage}"
     try:
-        summary = train(cfg, out, resume=args.resume, device=args.device, time_budget=args.time_budget)
+        summary = train(
+            cfg, out, resume=args.resume, device=args.device, time_budget=args.time_budget, overwrite=args.overwrite
+        )
     except TrainingDiverged as err:
         print(f"error: training diverged: {err}", file=sys.stderr)
         return 3
@@ -392,6 +397,6 @@ def main(argv: list[str] | None = None) -> int:
             "study": _study,
             "presets": _presets,
         }[args.command](args)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -580,13 +580,15 @@ def train(
     progress: bool = True,
     stop_at: int | None = None,
     time_budget: float | str | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Train ``cfg`` in ``out_dir``; ``resume=True`` continues from ``out_dir/last.pt``.
 
     ``time_budget`` (seconds, or ``"50m"``, ``"1h30m"``, ``"90s"``) pauses the run cleanly once
     that much training time has passed: ``last.pt``, a validation sample and a line saying how
     to continue; resuming gives the weights an uninterrupted run would have. ``stop_at`` pauses
-    at a step instead.
+    at a step instead. A folder that already holds a run (``last.pt``) is refused unless
+    ``resume`` (continue it) or ``overwrite`` (start over, replacing its checkpoints and history).
 
     Started by ``torchrun``, every process runs this and :mod:`srlab.distributed` splits the
     work (``cfg.batch_size`` is then the global batch); a checkpoint resumes with any number
@@ -596,6 +598,11 @@ def train(
 
     out_dir = Path(out_dir)
     budget = parse_duration(time_budget)  # a bad value fails before anything is built
+    if not resume and not overwrite and (out_dir / "last.pt").exists():
+        raise FileExistsError(
+            f"{out_dir} already holds a {cfg.stage} run ({out_dir / 'last.pt'}): --resume (resume=True) "
+            f"continues it, --overwrite (overwrite=True) starts over and replaces its checkpoints and history"
+        )
     resuming = resume and (out_dir / "last.pt").exists()
     init = None if resuming else resolve_init(cfg, out_dir)  # fail before building anything
     with distributed.process_group(device) as (trainer_class, device):

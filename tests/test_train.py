@@ -132,6 +132,22 @@ def test_cli_time_budget_pauses_and_a_bad_one_fails_before_training(tmp_path, ca
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 1
 
 
+def test_a_second_run_into_a_used_folder_is_refused_unless_resume_or_overwrite(tmp_path, capsys):
+    """Rerunning the README command without --resume used to replace last.pt/best.pt and
+    delete history.jsonl: an hour of cpu training lost. Now it is refused, nothing touched."""
+    out = tmp_path / "run"
+    cfg = smoke("srresnet", steps=2, amp="off")
+    train(cfg, out, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(FileExistsError, match="--resume .* --overwrite"):
+        train(cfg, out, progress=False)
+    assert main(["train", "srresnet", "--preset", "smoke", "--steps", "2", "--out", str(out)]) == 2
+    assert "already holds a srresnet run" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert train(cfg, out, progress=False, overwrite=True)["step"] == 2
+    assert [r["step"] for r in read_history(out / "history.jsonl") if "loss_g" in r] == [1, 2]  # a fresh history
+
+
 def test_ema_is_the_exponential_average_of_the_generator(tmp_path):
     trainer = Trainer(smoke("srresnet", ema_decay=0.9), tmp_path, progress=False)
     snapshots = []
