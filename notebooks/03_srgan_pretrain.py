@@ -1,7 +1,11 @@
 # ---
 # jupyter:
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: accelerator,colab
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -177,10 +181,16 @@ print(f"{cfg.steps} steps, batch {cfg.batch_size} of {cfg.hr_size}px HR patches,
 # saying how to continue. Rerunning the notebook resumes exactly where it stopped (the same
 # weights as a run never paused), so every Colab session ends with a result to look at.
 # From a terminal: `--time-budget 50m`.
+#
+# **On Colab** the `colab` preset is sized so that this stage fits one budget on a free T4; the
+# line below is the estimate from the stage's FLOP count (`srlab.plan`), with the size of the
+# checkpoint it rewrites (only `last.pt` and `best.pt` are kept).
 
 # %%
+from srlab.plan import colab_duration
 from srlab.train import train
 
+print(colab_duration("srresnet"))
 OUT = RUNS / PRESET / "srresnet"
 summary = train(cfg, OUT, resume=RESUME, time_budget=TIME_BUDGET)
 print(summary)

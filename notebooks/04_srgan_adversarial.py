@@ -1,7 +1,11 @@
 # ---
 # jupyter:
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: accelerator,colab
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -50,7 +54,7 @@ print(nb.device_summary())
 # %% tags=["parameters"]
 PRESET = nb.choose_preset()  # quick without a GPU, colab with one; SRLAB_PRESET overrides
 RUNS = nb.runs_dir()         # every notebook keeps its runs under RUNS / PRESET
-STEPS = None                 # None = the preset's length (colab 50k, cpu 400, quick 600, smoke 6)
+STEPS = None                 # None = the preset's length (colab 36k, cpu 400, quick 600, smoke 6)
 ADV_WEIGHT = None            # None = the preset's adversarial weight (paper 1e-3; seed preset 5e-2)
 RESUME = True                # continue from last.pt when a run folder already has one
 TIME_BUDGET = nb.time_budget(PRESET)  # colab: pause each training run after 50 min with a checkpoint; rerun to go on
@@ -244,8 +248,10 @@ print(f"preset {PRESET}: SRGANDiscriminator({spec}), {count_parameters(D):,} par
 # `RESUME` works as in notebook 03.
 
 # %%
+from srlab.plan import colab_duration
 from srlab.train import train
 
+print(colab_duration("srgan"))  # on a free Colab T4: this run and the collapse demo fit one 50-minute budget
 OUT = RUNS / PRESET / "srgan"
 print(f"{cfg.steps} steps, batch {cfg.batch_size} of {cfg.hr_size}px, adversarial weight "
       f"{cfg.adversarial_weight}, lr G {cfg.lr_g} / D {cfg.lr_d}")

@@ -1,7 +1,11 @@
 # ---
 # jupyter:
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: accelerator,colab
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -208,6 +212,7 @@ plt.show()
 # averaged ones, which are smoother and less noisy than the last step's.
 
 # %%
+from srlab.plan import colab_duration
 from srlab.train import train
 
 
@@ -233,6 +238,7 @@ def schedules(stage, cfg):
 
 print({k: getattr(cfg_rrdb, k) for k in ("steps", "hr_size", "batch_size", "pixel_loss", "ema_decay")})
 print(schedules("rrdb", cfg_rrdb))
+print(colab_duration("rrdb"))  # on a free Colab T4: one 50-minute budget for RRDB, a second for ESRGAN
 rrdb_summary = train(cfg_rrdb, RUNS / PRESET / "rrdb", resume=RESUME, time_budget=TIME_BUDGET)
 print(rrdb_summary)
 
@@ -341,6 +347,7 @@ print({k: getattr(cfg_esrgan, k) for k in ("steps", "pixel_weight", "perceptual"
                                            "adversarial_weight",
                                            "discriminator", "init_from", "ema_decay")})
 print(schedules("esrgan", cfg_esrgan))
+print(colab_duration("esrgan"))
 esrgan_summary = train(cfg_esrgan, RUNS / PRESET / "esrgan", resume=RESUME, time_budget=TIME_BUDGET)
 print(esrgan_summary)
 

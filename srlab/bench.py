@@ -6,6 +6,7 @@
     python -m srlab.bench infer   [--model rrdbnet] [--sizes 256 512 1024] [--tile 128] [--json OUT]
     python -m srlab.bench infer --vs-ncnn [--size 128] [--repeats 3] [--json OUT]
     python -m srlab.bench perception [--preset cpu] [--hr DIR ...] [--figure PNG] [--json OUT]
+    python -m srlab.bench plan [--gpu t4|l4|a100] [--presets colab cpu quick] [--json OUT]
 
 ``train`` times one training step of every stage on whatever device is there, in fp32,
 fp32 + channels-last, and mixed precision (+ channels-last) side by side.
@@ -21,6 +22,9 @@ stages with feature matching on the discriminator, ``--perceptual discriminator`
 embedded photos, then scores bicubic, the four models, Real-ESRGAN x4plus (published weights,
 when installed) and HR on Set5/Set14: PSNR-Y, SSIM-Y and NIQE. Targets: each GAN's mean
 NIQE on Set14 at least 1.0 below its own pixel model's, for at most 2.0 dB of PSNR-Y.
+``plan`` needs no GPU: it counts each stage's FLOPs per training step (``srlab.plan``) and turns
+them into minutes on a T4, L4 or A100 at srlab's precision there, per preset, and into the
+50-minute Colab sessions each stage needs.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .plan import GPUS, UTILIZATION, plan, plan_table
 from .presets import PRETRAIN_STAGE
 from .train import STAGES, Trainer, make_config, train
 
@@ -711,6 +716,22 @@ def bench_perception(args) -> dict:
     return results
 
 
+def bench_plan(args) -> dict:
+    if not 0 < args.utilization <= 1:
+        raise SystemExit(f"error: --utilization {args.utilization}: a fraction of the peak, in (0, 1]")
+    rows = plan(args.presets, args.gpu, args.utilization)
+    print(plan_table(rows, args.gpu, args.utilization))
+    spec = GPUS[args.gpu]
+    return {
+        "gpu": args.gpu,
+        "precision": spec.precision,
+        "peak_tflops": spec.peak_tflops,
+        "source": spec.source,
+        "utilization": args.utilization,
+        "stages": rows,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m srlab.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -759,10 +780,15 @@ def main(argv: list[str] | None = None) -> int:
     pe.add_argument("--figure-image", default="baboon", help="the Set14 image of --figure (default: baboon)")
     pe.add_argument("--device")
     pe.add_argument("--json")
+    pl = sub.add_parser("plan", help="minutes per stage on a GPU, from each stage's FLOP count (no GPU needed)")
+    pl.add_argument("--gpu", default="t4", choices=sorted(GPUS), help="the GPU to plan for (default: t4)")
+    pl.add_argument("--presets", nargs="+", default=["colab", "cpu", "quick"], help="default: colab cpu quick")
+    pl.add_argument("--utilization", type=float, default=UTILIZATION, help=f"fraction of peak (default {UTILIZATION})")
+    pl.add_argument("--json")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     benches = {"train": bench_train, "quality": bench_quality, "data": bench_data, "infer": bench_infer}
-    result = {**benches, "perception": bench_perception}[args.what](args)
+    result = {**benches, "perception": bench_perception, "plan": bench_plan}[args.what](args)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -80,6 +80,8 @@ def _bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
     """
     if scale == 1:
         return x
+    if not torch.amp.is_autocast_available(x.device.type):  # "meta": counting FLOPs (srlab.bench plan)
+        return imresize_torch(x.float(), scale)
     with torch.autocast(device_type=x.device.type, enabled=False):
         return imresize_torch(x.float(), scale)
 

@@ -63,11 +63,21 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules
 
 
+NO_GPU_ON_COLAB = (
+    "WARNING: this Colab runtime has NO GPU, so training would take hours on its 2 CPU cores. Change it: "
+    "menu Runtime > Change runtime type > Hardware accelerator: T4 GPU > Save, then run the notebook again "
+    "(without one, the notebooks pick the small CPU course, preset quick)"
+)
+
+
 def device_summary() -> str:
+    """The line a setup cell prints: the GPU, or the CPU cores (loudly, on Colab, with how to get a GPU)."""
     import torch
 
     if torch.cuda.is_available():
         return f"GPU: {torch.cuda.get_device_name(0)}"
+    if in_colab():
+        return NO_GPU_ON_COLAB
     return f"no GPU: {os.cpu_count()} CPU cores"
 
 

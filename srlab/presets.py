@@ -242,12 +242,15 @@ SMOKE_SRRESNET = {"name": "srresnet", "num_block": 2, "num_feat": 16, "bicubic_r
 SMOKE_RRDBNET = {"name": "rrdbnet", "num_block": 1, "num_feat": 16, "num_grow_ch": 8, "bicubic_residual": True}
 
 PRESETS: dict[str, dict[str, dict]] = {
-    # The papers' models and losses, shortened to fit Colab sessions (resume across them).
+    # The papers' models and losses, sized for free Colab sessions by FLOP count (srlab.plan,
+    # `python -m srlab.bench plan`: a T4 in fp16 at 15% of its peak): notebooks 03 and 04 each fit
+    # one 50-minute budget (21 and 43 + 4 minutes), 05 two (RRDB 45, ESRGAN 46 minutes). A slower
+    # GPU pauses at the budget with a checkpoint; rerunning continues. More steps: --set steps=N.
     "colab": {
         "srresnet": dict(steps=100_000, val_every=1000),
-        "srgan": dict(steps=50_000, milestones=(25_000,), val_every=1000),  # the paper's 10x drop, at half
-        "rrdb": dict(steps=100_000, milestones=(50_000,), val_every=1000),
-        "esrgan": dict(steps=50_000, milestones=(12_500, 25_000), val_every=1000),
+        "srgan": dict(steps=36_000, milestones=(18_000,), val_every=1000),  # the paper's 10x drop, at half
+        "rrdb": dict(steps=15_000, milestones=(10_000,), val_every=1000),
+        "esrgan": dict(steps=9_000, milestones=(4_500,), val_every=1000),
     },
     # A laptop without a GPU: small models with a bicubic residual (the untrained net is
     # bicubic), L1, a higher learning rate, still clearly better than bicubic. The four stages

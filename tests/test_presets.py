@@ -111,7 +111,7 @@ def test_presets_table_lists_every_field_of_every_preset(capsys):
     assert table[0] == "| esrgan | colab | cpu | quick | smoke | seed |"
     rows = {line.split(" | ")[0].removeprefix("| "): line.split(" | ")[1:] for line in table[2:]}
     assert set(rows) == {f.name for f in dataclasses.fields(TrainConfig)} - {"stage"}
-    assert rows["steps"] == ["50_000", "500", str(make_config("esrgan", "quick").steps), "6", "9000 |"]
+    assert rows["steps"] == ["9000", "500", str(make_config("esrgan", "quick").steps), "6", "9000 |"]
     assert rows["perceptual"] == ["vgg", "vgg", "discriminator", "vgg", "vgg |"]  # only quick is offline
     assert main(["presets", "srgan"]) == 0
     out = capsys.readouterr().out
