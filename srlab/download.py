@@ -3,11 +3,13 @@
 Three layers, each usable alone:
 
 * ``download_file``: one URL to one file, resumed with an HTTP ``Range`` request after a
-  dropped connection, checked against a size and sha256 when they are known;
+  dropped connection, checked against a size and sha256 when they are known, and never
+  larger than a cap (an answer that never ends must not fill the disk);
 * ``extract_archive``: a zip or tar unpacked only after every entry is checked (no
   absolute paths, no ``..``, no links leaving the folder; tar members also go through
-  tarfile's own ``data`` extraction filter where Python has it), into a temporary folder
-  that is moved into place only once the whole archive came out;
+  tarfile's own ``data`` extraction filter where Python has it; total size, compression
+  ratio and entry count under caps), into a temporary folder that is moved into place only
+  once the whole archive came out;
 * ``download_dataset``: a name from ``DATASETS`` to a verified folder of images, with a
   ``.complete`` marker so a second call does nothing.
 
@@ -33,6 +35,7 @@ import posixpath
 import re
 import shutil
 import tarfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -42,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 from tqdm.auto import tqdm
 
@@ -78,6 +81,11 @@ class CorruptArchiveError(DownloadError):
 # for the EDSR archives, so theirs are None: the image count and decoding check them instead.
 _DIV2K = "https://data.vision.ee.ethz.ch/cvl/DIV2K/"
 _EDSR = "https://cv.snu.ac.kr/research/EDSR/"
+# Approximate sizes of the EDSR archives, which have no published exact one: benchmark.tar
+# as the EDSR authors' README gives it ("250MB"); Flickr2K.tar estimated from its contents
+# (2650 2K PNGs, about 12 GB by DIV2K's 4.4 MB per image, plus bicubic and unknown x2/x3/x4).
+_BENCHMARK_TAR_SIZE = 250_000_000
+_FLICKR2K_TAR_SIZE = 20_000_000_000
 _BENCHMARK_SETS = {"set5": ("Set5", 5), "set14": ("Set14", 14), "bsd100": ("B100", 100), "urban100": ("Urban100", 100)}
 
 
@@ -87,6 +95,7 @@ def _benchmark_entries(folder: str, count: int) -> list[dict]:
         dict(
             url=_EDSR + "benchmark.tar",
             size=None,
+            approx_size=_BENCHMARK_TAR_SIZE,
             sha256=None,
             member=f"benchmark/{folder}/HR",
             folder="HR",
@@ -96,6 +105,7 @@ def _benchmark_entries(folder: str, count: int) -> list[dict]:
         dict(
             url=_EDSR + "benchmark.tar",
             size=None,
+            approx_size=_BENCHMARK_TAR_SIZE,
             sha256=None,
             member=f"benchmark/{folder}/LR_bicubic/X4",
             folder="LR_bicubic/X4",
@@ -108,6 +118,8 @@ def _benchmark_entries(folder: str, count: int) -> list[dict]:
 # Each dataset is a list of archive entries:
 #   url     the official download;
 #   size, sha256   of the archive file, or None where no trustworthy value is known;
+#   approx_size    where size is None: about how large the archive is; the download is capped
+#                  at approx_size * APPROX_SIZE_MARGIN (an exact size is its own cap);
 #   member  the folder inside the archive that holds the images (only it is extracted);
 #   folder  where those images land, relative to to/<dataset>;
 #   images  how many image files that folder must hold;
@@ -160,6 +172,7 @@ DATASETS: dict[str, dict] = {
             dict(
                 url=_EDSR + "Flickr2K.tar",
                 size=None,
+                approx_size=_FLICKR2K_TAR_SIZE,
                 sha256=None,
                 member="Flickr2K/Flickr2K_HR",
                 folder="Flickr2K_HR",
@@ -169,6 +182,7 @@ DATASETS: dict[str, dict] = {
             dict(
                 url=_EDSR + "Flickr2K.tar",
                 size=None,
+                approx_size=_FLICKR2K_TAR_SIZE,
                 sha256=None,
                 member="Flickr2K/Flickr2K_LR_bicubic/X4",
                 folder="Flickr2K_LR_bicubic/X4",
@@ -212,6 +226,28 @@ def _file_name(url: str) -> str:
 
 # ---------------------------------------------------------------- one file
 
+# Caps on a download, so a wrong file or an answer that never ends cannot fill the disk: a file
+# of known size may have exactly that many bytes; a dataset archive without one, its table
+# entry's approx_size times APPROX_SIZE_MARGIN; any other file, MAX_DOWNLOAD_BYTES (the largest
+# archive in the table, Flickr2K.tar, has about 20 GB). download_file's max_size sets another.
+MAX_DOWNLOAD_BYTES = 64 * 2**30
+APPROX_SIZE_MARGIN = 1.5
+
+# A server that keeps answering another byte range than the one asked for is asked again at
+# most FETCH_RETRIES times, after waits of FETCH_BACKOFF seconds, then twice that, and so on
+# (download_file's retries and backoff), then given up on.
+FETCH_RETRIES = 3
+FETCH_BACKOFF = 1.0
+_sleep = time.sleep  # the backoff's wait; tests replace it
+
+
+class _Cap(NamedTuple):
+    """The most bytes a download may have, and what set that number (named in errors)."""
+
+    limit: int
+    why: str
+    exact: bool = False  # the limit is the file's known size
+
 
 def download_file(
     url: str,
@@ -221,6 +257,9 @@ def download_file(
     progress: bool = True,
     chunk: int = 1 << 20,
     timeout: float = 60,
+    max_size: int | None = None,
+    retries: int | None = None,
+    backoff: float | None = None,
 ) -> Path:
     """Download ``url`` to ``dest``, resuming an earlier partial download.
 
@@ -228,6 +267,11 @@ def download_file(
     for the missing tail (``Range: bytes=N-``). The file is renamed to ``dest`` once it is
     whole and matches ``expected_size``/``sha256`` (when given); a mismatch deletes the
     part file and raises DownloadError. An existing ``dest`` that verifies is returned as is.
+
+    No more bytes are taken than ``expected_size``, else ``max_size``, else MAX_DOWNLOAD_BYTES:
+    a server announcing or sending more gets its part file deleted and a DownloadError.
+    ``retries`` and ``backoff`` (default FETCH_RETRIES, FETCH_BACKOFF): how often, and after
+    which waits, a server answering the wrong byte range is asked again.
     """
     dest = Path(dest)
     if dest.exists():
@@ -236,44 +280,99 @@ def download_file(
         dest.unlink()  # stale or damaged: fetch it again
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    if expected_size is not None:
+        cap = _Cap(expected_size, "its expected size", exact=True)
+    else:
+        cap = _Cap(max_size, "max_size") if max_size is not None else _Cap(MAX_DOWNLOAD_BYTES, "MAX_DOWNLOAD_BYTES")
     offset = part.stat().st_size if part.exists() else 0
-    if expected_size is not None and offset > expected_size:
-        offset = 0  # more bytes than the file has: the part is from something else
+    if offset > cap.limit:
+        offset = 0  # more bytes than the file may have: the part is from something else
     if expected_size is None or offset < expected_size:
-        _fetch(url, part, offset, expected_size, progress, chunk, timeout)
+        retries = FETCH_RETRIES if retries is None else retries
+        backoff = FETCH_BACKOFF if backoff is None else backoff
+        _fetch(url, part, offset, cap, progress, chunk, timeout, retries, backoff)
     _verify(part, url, expected_size, sha256)
     os.replace(part, dest)  # atomic: dest is either absent or complete
     return dest
 
 
 def _fetch(
-    url: str, part: Path, offset: int, expected_size: int | None, progress: bool, chunk: int, timeout: float
+    url: str,
+    part: Path,
+    offset: int,
+    cap: _Cap,
+    progress: bool,
+    chunk: int,
+    timeout: float,
+    retries: int,
+    backoff: float,
 ) -> None:
-    """Append the bytes from ``offset`` on to ``part``; DownloadError if the transfer stops short."""
+    """Append the bytes from ``offset`` on to ``part``; DownloadError if the transfer stops short.
+
+    An answer for another range than asked (a 206 starting elsewhere, a 416 for a file of
+    another size) means starting over from byte 0. A stale part explains one such answer; the
+    whole file is then asked for ``retries`` more times at most, waiting ``backoff``, twice
+    that, ... in between: a server that always answers so is not asked forever.
+    """
+    tries = 0
+    while (wrong := _fetch_once(url, part, offset, cap, progress, chunk, timeout)) is not None:
+        if offset == 0:  # no stale part to blame: the same request went wrong again
+            if tries == retries:
+                raise DownloadError(
+                    f"{url}: the server kept answering {wrong} ({tries + 1} tries); it or a proxy "
+                    f"in between is misbehaving: try again later, or use a mirror"
+                )
+            _sleep(backoff * 2**tries)
+            tries += 1
+        offset = 0
+
+
+def _fetch_once(url: str, part: Path, offset: int, cap: _Cap, progress: bool, chunk: int, timeout: float) -> str | None:
+    """One request for the bytes from ``offset`` on: None when done, else what was wrong
+    with the answer (a range other than asked), after which the caller starts over."""
     request = urllib.request.Request(url, headers={"User-Agent": "srlab-download"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = urllib.request.build_opener(_HttpRedirectsOnly).open(request, timeout=timeout)
     except urllib.error.HTTPError as err:
         if err.code == 416 and offset:  # nothing after offset: complete, or from another file
             if _content_range_total(err.headers.get("Content-Range", "")) == offset:
-                return
-            return _fetch(url, part, 0, expected_size, progress, chunk, timeout)
+                return None
+            return f"416 (range not satisfiable) to a request from byte {offset}"
         raise DownloadError(f"{url}: HTTP error {err.code} {err.reason}") from err
     except (urllib.error.URLError, OSError, HTTPException) as err:
         raise DownloadError(f"could not connect to {url}: {getattr(err, 'reason', err)}") from err
     with response:
         start, total = _start_and_total(response, offset)
-        if start is None:  # a range we did not ask for: start over without one
-            response.close()
-            return _fetch(url, part, 0, expected_size, progress, chunk, timeout)
-        received = _stream(response, part, start, total or expected_size, url, progress, chunk)
+        if start is None:
+            return f"Content-Range {response.headers.get('Content-Range')!r} to a request from byte {offset}"
+        if total is not None and total > cap.limit:
+            raise _too_big(url, part, cap, f"announces {total:,} bytes, more than")
+        received = _stream(response, part, start, total, cap, url, progress, chunk)
     if total is not None and received < total:
         raise DownloadError(
             f"download of {url} stopped after {received} of {total} bytes (connection "
             f"dropped); {part} keeps them, so running again resumes from there"
         )
+    return None
+
+
+class _HttpRedirectsOnly(urllib.request.HTTPRedirectHandler):
+    """Follows redirects to http(s) URLs only: urllib's own handler also follows one to ftp://
+    (and answers others with a vague HTTPError)."""
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        target = urllib.parse.urljoin(req.full_url, headers.get("Location") or headers.get("URI") or "")
+        if urllib.parse.urlparse(target).scheme not in ("http", "https"):
+            fp.close()
+            raise DownloadError(
+                f"{req.full_url} redirects to {target}: only http and https redirects are followed "
+                f"(download the file by hand, or use another URL or mirror)"
+            )
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
 def _start_and_total(response, offset: int) -> tuple[int | None, int | None]:
@@ -295,11 +394,14 @@ def _content_range_total(header: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _stream(response, part: Path, start: int, total: int | None, url: str, progress: bool, chunk: int) -> int:
-    """Copy the response body into ``part`` from byte ``start``; returns the bytes now in it."""
+def _stream(
+    response, part: Path, start: int, total: int | None, cap: _Cap, url: str, progress: bool, chunk: int
+) -> int:
+    """Copy the response body into ``part`` from byte ``start``; returns the bytes now in it.
+    Bytes past ``cap`` delete ``part`` and raise DownloadError."""
     received = start
     bar = tqdm(
-        total=total,
+        total=total or (cap.limit if cap.exact else None),
         initial=start,
         unit="B",
         unit_scale=True,
@@ -319,9 +421,21 @@ def _stream(response, part: Path, start: int, total: int | None, url: str, progr
                 ) from err
             if not block:
                 return received
+            if received + len(block) > cap.limit:
+                break
             out.write(block)
             received += len(block)
             bar.update(len(block))
+    raise _too_big(url, part, cap, "sent more than")
+
+
+def _too_big(url: str, part: Path, cap: _Cap, what: str) -> DownloadError:
+    """The error for a download over its cap; the part file goes, so it is never resumed."""
+    part.unlink(missing_ok=True)
+    return DownloadError(
+        f"{url}: the server {what} its cap of {cap.limit:,} bytes ({cap.why}): not the expected file, "
+        f"or an answer that never ends; {part} was deleted (check the URL or mirror)"
+    )
 
 
 def _verify(part: Path, url: str, expected_size: int | None, sha256: str | None) -> None:
@@ -365,6 +479,15 @@ def _sha256(path: Path) -> str:
 
 # ---------------------------------------------------------------- archives
 
+# Caps on one extraction (extract_archive's max_bytes, max_ratio, max_entries), so a zip bomb
+# or a flood of files is refused before anything is written. They count the entries extracted
+# (only the subfolder's, when one is given) at their declared sizes, which zipfile and tarfile
+# never write more than. The largest extraction here, Flickr2K's HR folder, is about 12 GB in
+# 2650 files, at a ratio near 1 (PNG data does not compress further).
+MAX_EXTRACT_BYTES = 32 * 2**30
+MAX_EXTRACT_RATIO = 100
+MAX_EXTRACT_ENTRIES = 10_000
+
 # What a damaged zip, tar, gzip or xz stream raises while being read.
 _CORRUPT = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
 
@@ -378,10 +501,17 @@ class _Entry:
     kind: str  # "dir", "file" or "symlink"
     link: str = ""  # symlink target, or hard link target name
     open: Callable[[], IO[bytes]] | None = None
+    size: int = 0  # the bytes it writes
 
 
 def extract_archive(
-    archive: str | os.PathLike, dest: str | os.PathLike, subfolder: str | None = None, progress: bool = False
+    archive: str | os.PathLike,
+    dest: str | os.PathLike,
+    subfolder: str | None = None,
+    progress: bool = False,
+    max_bytes: int | None = None,
+    max_ratio: float | None = None,
+    max_entries: int | None = None,
 ) -> list[Path]:
     """Safely extract a .zip, .tar, .tar.gz or .tgz into ``dest``; returns the extracted files.
 
@@ -394,6 +524,10 @@ def extract_archive(
 
     ``subfolder``: extract only this folder of the archive, its contents landing directly in
     ``dest`` (one test set out of benchmark.tar).
+
+    ``max_bytes``, ``max_ratio``, ``max_entries`` (default MAX_EXTRACT_BYTES, MAX_EXTRACT_RATIO,
+    MAX_EXTRACT_ENTRIES): what is extracted may total no more bytes, no more times the archive's
+    own size, and no more entries, or nothing is and UnsafeArchiveError says which cap it passed.
     """
     archive, dest = Path(archive), Path(dest)
     tmp = dest.parent / (".tmp-" + dest.name)
@@ -405,6 +539,7 @@ def extract_archive(
             _check_links(entries)  # a hostile archive is refused whole, even outside subfolder
             selected = _select(entries, subfolder, archive)
             _check_links(selected)  # links must stay inside dest once the prefix is gone
+            _check_caps(selected, archive, max_bytes, max_ratio, max_entries)
             written = _write_entries(selected, tmp, progress, archive.name)
     except _CORRUPT as err:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -441,12 +576,14 @@ def _zip_entries(zf: zipfile.ZipFile) -> list[_Entry]:
         elif (mode & 0o170000) == 0o120000:  # a unix symlink stored by `zip -y`: its data is the target
             entries.append(_Entry(info.filename, parts, "symlink", zf.read(info).decode("utf-8")))
         else:
-            entries.append(_Entry(info.filename, parts, "file", open=lambda info=info: zf.open(info)))
+            entries.append(
+                _Entry(info.filename, parts, "file", open=lambda info=info: zf.open(info), size=info.file_size)
+            )
     return entries
 
 
 def _tar_entries(tf: tarfile.TarFile, root: Path) -> list[_Entry]:
-    entries, files = [], set()
+    entries, files = [], {}  # files: the size of each file stored so far, by path
     for member in tf.getmembers():  # reads the whole archive: a truncated one fails here
         _data_filter(member, root)
         parts = _safe_parts(member.name)
@@ -461,8 +598,11 @@ def _tar_entries(tf: tarfile.TarFile, root: Path) -> list[_Entry]:
                     f"point to a file stored before it in the archive"
                 )
             # tarfile reads a hard link's data from its target, so it is written as a copy
-            entries.append(_Entry(member.name, parts, "file", member.linkname, open=lambda m=member: tf.extractfile(m)))
-            files.add(parts)
+            size = files[_safe_parts(member.linkname)] if member.islnk() else member.size
+            entries.append(
+                _Entry(member.name, parts, "file", member.linkname, open=lambda m=member: tf.extractfile(m), size=size)
+            )
+            files[parts] = size
         else:
             raise UnsafeArchiveError(f"{member.name!r} is a device, fifo or other special file")
     return entries
@@ -524,6 +664,31 @@ def _check_links(entries: list[_Entry]) -> None:
                 resolved.append(part)
 
 
+def _check_caps(
+    entries: list[_Entry], archive: Path, max_bytes: int | None, max_ratio: float | None, max_entries: int | None
+) -> None:
+    """UnsafeArchiveError when extracting ``entries`` would pass a cap (None: the module's)."""
+    max_bytes = MAX_EXTRACT_BYTES if max_bytes is None else max_bytes
+    max_ratio = MAX_EXTRACT_RATIO if max_ratio is None else max_ratio
+    max_entries = MAX_EXTRACT_ENTRIES if max_entries is None else max_entries
+    total, stored = sum(e.size for e in entries), archive.stat().st_size
+    if len(entries) > max_entries:
+        passed = f"holds {len(entries):,} entries to extract, more than the cap of {max_entries:,} (max_entries)"
+    elif total > max_bytes:
+        passed = f"would extract {total:,} bytes, more than the cap of {max_bytes:,} (max_bytes)"
+    elif total > max_ratio * max(stored, 1):
+        passed = (
+            f"would expand {total / max(stored, 1):,.0f}-fold ({total:,} bytes out of {stored:,}), "
+            f"more than the cap of {max_ratio:g} (max_ratio)"
+        )
+    else:
+        return
+    raise UnsafeArchiveError(
+        f"{archive} {passed}: not the expected archive, or a hostile one (a zip bomb?); nothing was "
+        f"extracted: delete it, or if you trust it pass a larger cap to extract_archive"
+    )
+
+
 def _select(entries: list[_Entry], subfolder: str | None, archive: Path) -> list[_Entry]:
     """The entries under ``subfolder``, with that prefix removed (all of them when None)."""
     if subfolder is None:
@@ -531,7 +696,7 @@ def _select(entries: list[_Entry], subfolder: str | None, archive: Path) -> list
     prefix = _safe_parts(subfolder)
     n = len(prefix)
     selected = [
-        _Entry(e.name, e.parts[n:], e.kind, e.link, e.open)
+        _Entry(e.name, e.parts[n:], e.kind, e.link, e.open, e.size)
         for e in entries
         if e.parts[:n] == prefix and len(e.parts) > n
     ]
@@ -591,6 +756,7 @@ def download_dataset(
             expected_size=entry["size"],
             sha256=entry["sha256"],
             progress=progress,
+            max_size=_download_cap(entry),
         )
         folder = root / entry["folder"]
         try:
@@ -602,6 +768,11 @@ def download_dataset(
         done[entry["folder"]] = entry["images"]
         _write_marker(root, name, done)
     return root
+
+
+def _download_cap(entry: dict) -> int | None:
+    """download_file's max_size for a table entry: None where the exact size (its own cap) is known."""
+    return None if entry["size"] else int(entry["approx_size"] * APPROX_SIZE_MARGIN)
 
 
 def _count_images(folder: Path) -> int:
