@@ -574,6 +574,8 @@ def _zip_entries(zf: zipfile.ZipFile) -> list[_Entry]:
         if info.is_dir():
             entries.append(_Entry(info.filename, parts, "dir"))
         elif (mode & 0o170000) == 0o120000:  # a unix symlink stored by `zip -y`: its data is the target
+            if info.file_size > 4096:  # longer than any path (Linux's PATH_MAX); read into memory below
+                raise UnsafeArchiveError(f"symlink {info.filename!r} has a {info.file_size:,}-byte target")
             entries.append(_Entry(info.filename, parts, "symlink", zf.read(info).decode("utf-8")))
         else:
             entries.append(

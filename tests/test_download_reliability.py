@@ -200,11 +200,25 @@ def test_caps_count_only_the_extracted_subfolder(tmp_path):
         extract_archive(archive, tmp_path / "out2", subfolder="other", max_entries=19)
 
 
-def _deflated_zip(files: dict[str, bytes]) -> bytes:
+def test_a_zip_symlink_with_a_huge_target_is_refused_before_it_is_read(tmp_path):
+    # a symlink's data is its target, read into memory while listing: a bomb hides there too
+    archive = write(
+        tmp_path / "link.zip", _deflated_zip({"pics/a.png": b"x", "pics/l": b"\0" * (8 << 20)}, links={"pics/l"})
+    )
+    with pytest.raises(UnsafeArchiveError, match="symlink 'pics/l' has a 8,388,608-byte target"):
+        extract_archive(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+def _deflated_zip(files: dict[str, bytes], links: set[str] = frozenset()) -> bytes:
+    """A deflated zip of ``files``; the names in ``links`` are stored as unix symlinks."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, data in files.items():
-            zf.writestr(name, data)
+            info = zipfile.ZipInfo(name)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (0o120777 if name in links else 0o100644) << 16
+            zf.writestr(info, data)
     return buf.getvalue()
 
 
