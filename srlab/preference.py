@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .votes import Vote, is_simulated, read_votes
+from .votes import Vote, is_simulated, neutralise, one_line, read_votes
 
 __all__ = [
     "wilson_interval",
@@ -51,6 +51,12 @@ Z95 = 1.959963984540054  # the 97.5 % quantile of the standard normal
 PSNR_TIE_DB = 0.05
 
 # ---------------------------------------------------------------- statistics
+
+
+def _cell(name: str) -> str:
+    """A rater's or method's name as a table shows it: on one line, and never a spreadsheet
+    formula (:func:`srlab.votes.neutralise`), since tables get pasted into spreadsheets."""
+    return neutralise(one_line(name))
 
 
 def _methods(votes: Iterable[Vote]) -> list[str]:
@@ -147,6 +153,8 @@ def bradley_terry(
     the fit is finite and the pull fades as real votes accumulate. ``prior=0`` gives the plain
     maximum-likelihood estimate and raises ValueError when that does not exist.
     """
+    if not (math.isfinite(prior) and prior >= 0):  # NaN and inf would give NaN scores, a negative prior nonsense
+        raise ValueError(f"the Bradley-Terry prior must be a finite number >= 0, got {prior}")
     methods, wins = pairwise_wins(votes)
     if len(methods) < 2:
         raise ValueError(f"Bradley-Terry needs votes on at least two methods, got {methods}")
@@ -271,7 +279,7 @@ def results_table(votes: Iterable[Vote], metrics: dict[str, dict] | None = None,
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in rows:
         cells = [
-            r["method"],
+            _cell(r["method"]),
             str(r["n"]),
             f"{r['wins']} / {r['ties']} / {r['losses']}",
             f"{r['rate']:.2f} [{r['low']:.2f}, {r['high']:.2f}]",
@@ -300,12 +308,12 @@ def pairwise_table(votes: Iterable[Vote]) -> str:
     methods, wins = pairwise_wins(votes)
     games = wins + wins.T
     corner = "preferred over →" + (" (simulated votes)" if any(map(is_simulated, votes)) else "")
-    lines = [f"| {corner} | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+    lines = [f"| {corner} | " + " | ".join(map(_cell, methods)) + " |", "|---" * (len(methods) + 1) + "|"]
     for i, m in enumerate(methods):
         cells = [
             f"{wins[i, j] / games[i, j]:.2f} (n={games[i, j]:g})" if games[i, j] else "–" for j in range(len(methods))
         ]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_cell(m)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -432,7 +440,7 @@ def report(paths: str | Path | Iterable[str | Path], prior: float = 1.0) -> str:
     methods = _methods(votes)
     if len(methods) < 2:
         raise ValueError(f"the votes name a single method ({methods[0]})")
-    raters = sorted({v.rater for v in votes})
+    raters = sorted({_cell(v.rater) for v in votes})
     who = (
         f"{len(votes)} votes from {len(raters)} rater(s) ({', '.join(raters)}) in {len(paths)} file(s); "
         f"a tie counts as half a win; Bradley-Terry prior {prior:g}"

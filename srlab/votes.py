@@ -9,7 +9,11 @@ Columns (:data:`COLUMNS`), after one header line::
 or a Colab disconnect loses at most that vote. :func:`read_votes` reads and merges any number
 of such files (one per student); a malformed or truncated row is reported with its file and
 line number (a :class:`BadVoteRow` warning) and skipped, so one torn line never costs a class
-its other votes.
+its other votes. Files saved again by Excel (a UTF-8 byte order mark, CRLF line ends) read the same.
+
+A name that starts like a spreadsheet formula (``= + - @``, a tab or CR) is written with a ``'``
+in front, so opening the file in Excel or Sheets never runs it (OWASP's CSV injection advice);
+a name starting with ``'`` gets one more, and reading strips one: every name reads back as cast.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ __all__ = [
     "read_votes",
     "write_votes",
     "one_line",
+    "neutralise",
     "is_simulated",
 ]
 
@@ -85,6 +90,20 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+# What a spreadsheet takes for the start of a formula; "'" is escaped too, so reading can undo it.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def neutralise(text: str) -> str:
+    """``text`` with a ``'`` in front when a spreadsheet would run it as a formula (it starts with
+    ``= + - @``, a tab or CR) or when it starts with ``'`` itself; else ``text`` unchanged."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _unneutralise(text: str) -> str:
+    return text[1:] if text.startswith("'") else text
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -101,7 +120,7 @@ def append_vote(path: str | Path, vote: Vote) -> None:
         writer = csv.writer(f, lineterminator="\n")
         if new:
             writer.writerow(COLUMNS)
-        writer.writerow([one_line(v) for v in vote.row()])
+        writer.writerow([neutralise(one_line(v)) for v in vote.row()])
         f.flush()
         os.fsync(f.fileno())
 
@@ -144,7 +163,7 @@ def _read_one(path: Path) -> list[Vote]:
     # line by line, so a torn or unbalanced quote cannot swallow the rows after it
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
+            line = line.rstrip("\r\n").lstrip("\ufeff")  # Excel's CRLF and byte order mark (also after `cat`)
             if not line.strip() or line.strip() == header:  # blank, or the header (again, after `cat`)
                 continue
             try:
@@ -158,7 +177,7 @@ def _parse_row(fields: list[str]) -> Vote:
     """A Vote from one CSV row, or ValueError saying what is wrong with it."""
     if len(fields) != len(COLUMNS):
         raise ValueError(f"expected {len(COLUMNS)} fields, found {len(fields)} (truncated row?)")
-    rec = dict(zip(COLUMNS, (f.strip() for f in fields)))
+    rec = dict(zip(COLUMNS, (_unneutralise(f.strip()) for f in fields)))
     for key in ("rater", "image", "method_left", "method_right"):
         if not rec[key]:
             raise ValueError(f"empty {key}")
