@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import warnings
@@ -19,7 +20,9 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="classical upscalers on the embedded scikit-image photos")
     demo.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
-    demo.add_argument("--scale", type=int, default=4, choices=(2, 3, 4, 8))
+    demo.add_argument(
+        "--scale", type=int, default=4, choices=(2, 3, 4, 8), help="SR factor: LR = HR downscaled by it (default: 4)"
+    )
 
     ev = sub.add_parser(
         "evaluate", help="PSNR/SSIM/NIQE/LPIPS of an upscaler on HR images, or NIQE of upscaled images with no HR"
@@ -44,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", help="also write the report to this JSON file")
 
     dl = sub.add_parser("download", help="fetch DIV2K, Flickr2K or a test set (resumable, verified)")
-    dl.add_argument("name", choices=("div2k", "flickr2k", "set5", "set14", "bsd100", "urban100"))
+    dl.add_argument(
+        "name", choices=("div2k", "flickr2k", "set5", "set14", "bsd100", "urban100"), help="the data set to fetch"
+    )
     dl.add_argument("--to", default="data", help="target folder (default: data)")
     dl.add_argument("--base-url", help="a mirror holding the same archive names")
     dl.add_argument("--lr", action="store_true", help="also fetch the official bicubic x4 LR images")
@@ -95,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     tr = sub.add_parser("train", help="train a stage: srresnet, srgan, rrdb, esrgan")
-    tr.add_argument("stage", choices=STAGES)
+    tr.add_argument("stage", choices=STAGES, help="what to train (each GAN stage starts from its pixel stage)")
     tr.add_argument(
         "--preset",
         default="cpu",
@@ -382,10 +387,63 @@ def _badges(args) -> int:
     return 0
 
 
+# Options with a smallest sensible value (attribute, minimum): below it they fail deep inside, or loop.
+_AT_LEAST = {"steps": 1, "batch_size": 1, "tile": 0, "tile_overlap": 0}
+
+
+def _check_args(args) -> None:
+    """Refuse, as a one-line ValueError, option values that would otherwise end in a traceback
+    deep inside, or write where they should not: checked before anything is loaded or written."""
+    for name, minimum in _AT_LEAST.items():
+        value = getattr(args, name, None)
+        if value is not None and value < minimum:
+            raise ValueError(f"--{name.replace('_', '-')} {value}: must be at least {minimum}")
+    prior = getattr(args, "prior", None)
+    if prior is not None and not (math.isfinite(prior) and prior > 0):
+        raise ValueError(f"--prior {prior:g}: must be a positive finite number of virtual tied comparisons, e.g. 1")
+    if getattr(args, "device", None) is not None:
+        _check_device(args.device)
+    for name, flag in (("out", "-o/--out" if args.command == "upscale" else "--out"), ("to", "--to")):
+        if getattr(args, name, None) is not None:
+            _check_folder(Path(getattr(args, name)), flag)
+    suffix = getattr(args, "suffix", "")
+    if "/" in suffix or "\\" in suffix or ".." in suffix:
+        raise ValueError(f"--suffix {suffix!r}: a suffix goes into each file name inside -o, so no '/', '\\' or '..'")
+
+
+def _check_device(device: str) -> None:
+    """``device`` names a device torch knows and this machine has, else ValueError saying what to use."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a device: use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cpu":
+        return
+    backend = torch.backends.mps if dev.type == "mps" else getattr(torch, dev.type, None)
+    count = getattr(backend, "device_count", lambda: 1)() if getattr(backend, "is_available", lambda: False)() else 0
+    if (dev.index or 0) >= count:
+        kind = dev.type.upper()
+        have = f"only {count} {kind} device(s) here" if count else f"no {kind} device here"
+        raise ValueError(f"--device {device!r}: {have}; use --device cpu, or leave --device out (CUDA when available)")
+
+
+def _check_folder(path: Path, flag: str) -> None:
+    """``path`` is a folder or can be made one: neither it nor a folder above it is a file."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "" if folder == path else f": {folder}"
+                raise ValueError(f"{flag} {path}{where} is a file, not a folder: name a folder (made when missing)")
+            return
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     try:
+        _check_args(args)
         return {
             "demo": _demo,
             "evaluate": _evaluate,

@@ -40,6 +40,8 @@ __all__ = [
     "PSNR_TIE_DB",
     "colab_badge",
     "rewrite_repo_url",
+    "repo_slug",
+    "source_checkout",
     "device_summary",
 ]
 
@@ -290,12 +292,49 @@ def colab_badge(name: str, repo_url: str = REPO_URL) -> str:
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({link})"
 
 
+# What `badges --repo` accepts: a GitHub repository, as its URL or OWNER/REPO (".git", a final "/"
+# allowed). Nothing else: the value is written into Python source, notebooks and the README.
+_REPO = re.compile(
+    r"(?:https://github\.com/)?(?P<owner>[A-Za-z0-9][A-Za-z0-9-]{0,38})/(?P<repo>[\w.-]{1,100}?)(?:\.git)?/?", re.ASCII
+)
+# The srlab package this process runs; its checkout (if any) is the folder above it.
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def repo_slug(url: str) -> str:
+    """``OWNER/REPO`` of a GitHub repository given as ``https://github.com/OWNER/REPO`` (or
+    ``OWNER/REPO``, with or without ``.git``); ValueError for anything else."""
+    match = _REPO.fullmatch(url)
+    if not match or match["repo"] in (".", ".."):
+        raise ValueError(
+            f"--repo {url!r} is not a GitHub repository: give it as https://github.com/OWNER/REPO "
+            "(letters, digits, '-', '_' and '.' only)"
+        )
+    return f"{match['owner']}/{match['repo']}"
+
+
+def source_checkout() -> Path:
+    """The source checkout srlab runs from (``pyproject.toml`` and ``notebooks/`` next to the
+    package), or ValueError: an installed copy (site-packages) has no notebooks to rewrite."""
+    root = _PACKAGE.parent
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file() and 'name = "srlab"' in pyproject.read_text() and (root / "notebooks").is_dir():
+        return root
+    raise ValueError(
+        f"srlab runs from {_PACKAGE}, not a source checkout (no pyproject.toml and notebooks/ next to it): "
+        "git clone your fork and run `python -m srlab badges` inside the clone"
+    )
+
+
 def rewrite_repo_url(new_url: str, root: str | Path | None = None) -> list[Path]:
     """Replace the repository URL everywhere it appears (this module, notebooks, README):
-    badges, setup cells' ``pip install git+...``. Returns the files changed."""
-    root = Path(root) if root else (_repo_root() or Path.cwd())
+    badges, setup cells' ``pip install git+...``. Returns the files changed.
+
+    ``new_url``: see :func:`repo_slug`. ``root``: the checkout (default: :func:`source_checkout`,
+    the one srlab runs from, never an installed copy)."""
+    new_slug = repo_slug(new_url)
+    root = Path(root) if root else source_checkout()
     old_slug = REPO_URL.removeprefix("https://github.com/")
-    new_slug = new_url.removeprefix("https://github.com/").rstrip("/").removesuffix(".git")
     files = [
         root / "srlab" / "notebook.py",
         root / "README.md",
@@ -306,7 +345,7 @@ def rewrite_repo_url(new_url: str, root: str | Path | None = None) -> list[Path]
     for f in files:
         if f.is_file():
             text = f.read_text()
-            new = re.sub(re.escape(old_slug), new_slug, text)
+            new = text.replace(old_slug, new_slug)
             if new != text:
                 f.write_text(new)
                 changed.append(f)

@@ -273,7 +273,7 @@ def test_votes_saved_by_excel_with_a_bom_and_crlf_are_read(tmp_path, recwarn):
 @pytest.mark.parametrize("prior", ["0", "-1", "nan", "inf", "-inf"])
 def test_report_refuses_a_prior_that_is_not_positive_and_finite(tmp_path, capsys, prior):
     path = write_votes(tmp_path / "v.csv", [vote("A", "B", "left"), vote("B", "A", "left")])
-    assert main(["study", "report", str(path), "--prior", prior]) == 2
+    assert main(["study", "report", str(path), f"--prior={prior}"]) == 2  # = lets argparse take "-inf"
     _one_line_error(capsys, f"--prior {prior}", "positive")
     assert main(["study", "report", str(path), "--prior", "0.5"]) == 0
 
