@@ -90,7 +90,7 @@ def checkout(tmp_path, monkeypatch):
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "srlab"\n')
     (tmp_path / "srlab" / "notebook.py").write_text(f'REPO_URL = "{old}"\n')
     (tmp_path / "notebooks" / "01_data_prep.py").write_text(f"pip install git+{old}\n")
-    monkeypatch.setattr(nb, "_PACKAGE", tmp_path / "srlab")
+    monkeypatch.setattr(nb, "_PACKAGE", tmp_path / "srlab", raising=False)
     monkeypatch.chdir(tmp_path / "notebooks")  # never the real checkout, whatever the code looks at
     return tmp_path
 
@@ -128,7 +128,7 @@ def test_badges_refuses_an_installed_package(tmp_path, monkeypatch, capsys):
     site = tmp_path / "site-packages"
     (site / "srlab").mkdir(parents=True)
     (site / "srlab" / "notebook.py").write_text(f'REPO_URL = "{nb.REPO_URL}"\n')
-    monkeypatch.setattr(nb, "_PACKAGE", site / "srlab")
+    monkeypatch.setattr(nb, "_PACKAGE", site / "srlab", raising=False)
     monkeypatch.chdir(tmp_path)
     assert main(["badges", "--repo", "https://github.com/me/fork"]) == 2
     err = capsys.readouterr().err
