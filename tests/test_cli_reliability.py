@@ -225,6 +225,14 @@ def test_train_refuses_steps_and_batch_size_under_one(tmp_path, capsys, flag, va
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("flag", ["--tile", "--tile-overlap"])
+def test_upscale_refuses_a_negative_tile(tmp_path, weights, capsys, flag):
+    argv = ["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--weights", str(weights)]
+    assert main([*argv, flag, "-8"]) == 2
+    _one_line_error(capsys, f"{flag} -8", "at least 0")
+    assert not (tmp_path / "o").exists()
+
+
 def test_output_folders_that_are_files_are_refused(tmp_path, weights, capsys):
     blocker = tmp_path / "taken"
     blocker.write_bytes(b"keep")
