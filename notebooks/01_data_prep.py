@@ -46,17 +46,20 @@ print(nb.device_summary())
 # **Optional: keep runs on Google Drive.** On Colab, uncomment `nb.use_google_drive()` to
 # keep runs on Drive so a disconnect loses nothing; training resumes with `resume=True`.
 #
-# Size check before you do it for this notebook: with the `colab` preset the DIV2K download
-# (3.5 GB zip + 3.5 GB of PNGs) and the patch store (about 22 GB of uncompressed sub-images)
-# land in the runs folder. That is more than a free Drive holds, and memory-mapped reads over
-# Drive are slow. Run this notebook on the Colab disk unless your Drive has the room.
+# Data and runs live apart: `DATA_DIR` (`nb.data_dir()`: `/content/data` on Colab, `data/`
+# elsewhere, `SRLAB_DATA` overrides) holds the DIV2K download (3.5 GB zip + 3.5 GB of PNGs)
+# and the patch store (about 22 GB of uncompressed sub-images) on the fast local disk, even
+# when the runs go to Drive: more than a free Drive holds, and memory-mapped reads over Drive
+# are slow. The local disk is wiped when a Colab session ends: after a disconnect, rerun this
+# notebook first (the download and the patches are rebuilt; the checkpoints on Drive stay).
 
 # %%
 # nb.use_google_drive()
 
 # %% tags=["parameters"]
 PRESET = nb.choose_preset()  # "quick" on a CPU, "colab" on a GPU; SRLAB_PRESET overrides
-RUNS = nb.runs_dir()  # every notebook reads and writes under RUNS / PRESET
+RUNS = nb.runs_dir()  # checkpoints and figures, under RUNS / PRESET (Google Drive if you mounted it)
+DATA_DIR = nb.data_dir()  # downloads and patch stores, on the local disk (Colab: /content/data)
 
 from srlab.presets import EMBEDDED_PRESETS  # ("quick", "smoke"): the embedded photos, nothing downloaded
 
@@ -93,12 +96,12 @@ from srlab.images import list_images, write_image
 from srlab.presets import VALIDATION_IMAGE
 
 if EMBEDDED:
-    hr_dir = RUNS / PRESET / "hr"
+    hr_dir = DATA_DIR / PRESET / "hr"
     for name, img in embedded_images().items():
         if name != VALIDATION_IMAGE:  # held out for validation
             write_image(hr_dir / f"{name}.png", img)
 else:
-    div2k = download_dataset("div2k", RUNS / "data")  # about 4 GB, once; later calls return at once
+    div2k = download_dataset("div2k", DATA_DIR)  # about 4 GB, once; later calls return at once
     hr_dir = div2k / "DIV2K_train_HR"
 
 hr_files = list_images(hr_dir)
@@ -132,7 +135,7 @@ print(f"{len(hr_files)} HR training images in {hr_dir}" + (f" ({VALIDATION_IMAGE
 # %%
 from srlab.data import PatchStore, extract_patches
 
-store_dir = extract_patches(hr_dir, RUNS / PRESET / "patches", size=PATCH_SIZE, stride=PATCH_STRIDE,
+store_dir = extract_patches(hr_dir, DATA_DIR / PRESET / "patches", size=PATCH_SIZE, stride=PATCH_STRIDE,
                             workers=EXTRACT_WORKERS)
 store = PatchStore(store_dir)
 shard_bytes = sum(f.stat().st_size for f in store_dir.glob("*.npy"))
@@ -285,8 +288,10 @@ print(f"speed-up: {store_rate / naive_rate:.0f}x")
 # (`quick`, `smoke`) are small (at most $1000 \times 872$), so the gap is smaller than on DIV2K; the
 # repository's benchmark (`python -m srlab.bench data`) measured 30-80x on 2K images.
 #
-# The store lives in `RUNS / PRESET / "patches"`. The training notebooks read it from there;
-# `python -m srlab train srresnet --data runs/colab/patches` does the same from a terminal.
+# The store lives in `DATA_DIR / PRESET / "patches"`. The training notebooks read it from there;
+# `python -m srlab train srresnet --data data/colab/patches` does the same from a terminal.
+# The `colab` preset never falls back to the embedded photos: without this store it stops
+# with an error that names this notebook.
 
 # %% [markdown]
 # ## Exercises

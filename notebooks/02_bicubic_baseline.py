@@ -53,7 +53,8 @@ print(nb.device_summary())
 
 # %% tags=["parameters"]
 PRESET = nb.choose_preset()  # "quick" on a CPU, "colab" on a GPU; SRLAB_PRESET overrides
-RUNS = nb.runs_dir()  # every notebook reads and writes under RUNS / PRESET
+RUNS = nb.runs_dir()  # checkpoints and figures, under RUNS / PRESET (Google Drive if you mounted it)
+DATA_DIR = nb.data_dir()  # downloads and patch stores, on the local disk (Colab: /content/data)
 SCALE = 4
 
 # Training steps of each learned baseline; None keeps the preset's own length (6 in smoke).
@@ -88,12 +89,12 @@ if EMBEDDED:
     for name, img in embedded_images().items():
         write_image(test_sets["embedded"] / f"{name}.png", img)
 else:
-    test_sets = {"Set5": download_dataset("set5", RUNS / "data") / "HR",
-                 "Set14": download_dataset("set14", RUNS / "data") / "HR"}
+    test_sets = {"Set5": download_dataset("set5", DATA_DIR) / "HR",
+                 "Set14": download_dataset("set14", DATA_DIR) / "HR"}
 for name, folder in test_sets.items():
     print(f"{name}: {len(list_images(folder))} images in {folder}")
 
-DATA = nb.training_data(RUNS, PRESET)  # notebook 01's patch store, else None: the embedded photos
+DATA = nb.training_data(DATA_DIR, PRESET)  # notebook 01's patch store, else None: the embedded photos
 overrides = {"data": DATA}
 if STEPS is not None:
     overrides["steps"] = STEPS

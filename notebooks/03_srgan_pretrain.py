@@ -53,6 +53,7 @@ print(nb.device_summary())
 # %% tags=["parameters"]
 PRESET = nb.choose_preset()  # quick without a GPU, colab with one; SRLAB_PRESET overrides
 RUNS = nb.runs_dir()         # every notebook keeps its runs under RUNS / PRESET
+DATA_DIR = nb.data_dir()     # downloads and patch stores (local disk; Colab: /content/data)
 STEPS = None                 # None = the preset's length (colab 100k, cpu 1000, quick 600, smoke 6)
 BATCH_SIZE = None            # None = the preset's batch size
 RESUME = True                # continue from last.pt when this run folder already has one
@@ -62,13 +63,14 @@ TIME_BUDGET = nb.time_budget(PRESET)  # colab: pause each training run after 50 
 # ## Training data
 #
 # Notebook 01 cuts DIV2K into a *patch store* (sub-images in memory-mapped shards) at
-# `RUNS / PRESET / "patches"`. When it is there we train from it; when it is not, training
+# `DATA_DIR / PRESET / "patches"`. When it is there we train from it; when it is not, training
 # falls back on the photos embedded in scikit-image (everything except `coffee`, which is
-# held out for validation). Either way validation uses the central crop of `coffee`
-# (`srlab.presets.VALIDATION_IMAGE`). `nb.training_data` makes the choice and says which.
+# held out for validation), except with `colab`: hours of GPU time on six small photos would
+# only overfit them, so it stops and names notebook 01. Either way validation uses the central
+# crop of `coffee` (`srlab.presets.VALIDATION_IMAGE`). `nb.training_data` makes the choice and says which.
 
 # %%
-DATA = nb.training_data(RUNS, PRESET)  # the patch store's path, or None: the embedded photos
+DATA = nb.training_data(DATA_DIR, PRESET)  # the patch store's path, or None: the embedded photos
 
 # %% [markdown]
 # ## The SRResNet architecture
@@ -300,7 +302,7 @@ plt.show()
 # ## A benchmark (colab and cpu presets)
 #
 # One image is a weak test. With a real run, evaluate on Set5, the standard benchmark
-# (downloaded once into `RUNS / "data"`). The `quick` and `smoke` presets skip this: they
+# (downloaded once into `DATA_DIR`). The `quick` and `smoke` presets skip this: they
 # train and test on the embedded photos and download nothing.
 
 # %%
@@ -310,7 +312,7 @@ if PRESET not in EMBEDDED_PRESETS:
     from srlab.download import download_dataset
     from srlab.evaluate import evaluate_folder, format_table
 
-    set5 = download_dataset("set5", RUNS / "data") / "HR"
+    set5 = download_dataset("set5", DATA_DIR) / "HR"
     for upscaler in ("bicubic", srresnet):
         report = evaluate_folder(set5, scale=SCALE, upscaler=upscaler)
         nb.show_markdown(f"**{report['model']} on Set5 x{SCALE}**\n\n{format_table(report)}")

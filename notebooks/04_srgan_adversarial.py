@@ -54,6 +54,7 @@ print(nb.device_summary())
 # %% tags=["parameters"]
 PRESET = nb.choose_preset()  # quick without a GPU, colab with one; SRLAB_PRESET overrides
 RUNS = nb.runs_dir()         # every notebook keeps its runs under RUNS / PRESET
+DATA_DIR = nb.data_dir()     # downloads and patch stores (local disk; Colab: /content/data)
 STEPS = None                 # None = the preset's length (colab 36k, cpu 400, quick 600, smoke 6)
 ADV_WEIGHT = None            # None = the preset's adversarial weight (paper 1e-3; seed preset 5e-2)
 RESUME = True                # continue from last.pt when a run folder already has one
@@ -76,7 +77,7 @@ print("pretrained generator:", PRETRAINED)
 # embedded photos. Validation always uses the held-out `coffee` crop.
 
 # %%
-DATA = nb.training_data(RUNS, PRESET)  # the patch store's path, or None: the embedded photos
+DATA = nb.training_data(DATA_DIR, PRESET)  # the patch store's path, or None: the embedded photos
 
 # %% [markdown]
 # ## The content loss: distances between VGG features

@@ -54,6 +54,7 @@ print(nb.device_summary())
 # %% tags=["parameters"]
 PRESET = nb.choose_preset()  # quick (CPU default, minutes), smoke (CI, seconds), cpu (an hour), colab (GPU), seed
 RUNS = nb.runs_dir()
+DATA_DIR = nb.data_dir()  # downloads and patch stores (local disk; Colab: /content/data)
 STEPS = None  # None: the preset's number of steps for both stages; an int overrides it
 RESUME = True  # continue from last.pt when a run folder already has one (False starts over)
 TIME_BUDGET = nb.time_budget(PRESET)  # colab: pause each training run after 50 min with a checkpoint; rerun to go on
@@ -69,7 +70,7 @@ CROP = 64  # side, in LR pixels, of its most textured square, the part each pane
 # (`srlab.presets.VALIDATION_IMAGE`) held out for validation.
 
 # %%
-DATA = nb.training_data(RUNS, PRESET)  # the patch store's path, or None: the embedded photos
+DATA = nb.training_data(DATA_DIR, PRESET)  # the patch store's path, or None: the embedded photos
 OVERRIDES = {"data": DATA, **({"steps": STEPS} if STEPS else {})}
 
 # %% [markdown]

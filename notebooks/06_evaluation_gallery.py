@@ -59,6 +59,7 @@ print(nb.device_summary())
 # %% tags=["parameters"]
 PRESET = nb.choose_preset()
 RUNS = nb.runs_dir()
+DATA_DIR = nb.data_dir()  # downloads and patch stores (local disk; Colab: /content/data)
 GALLERY = RUNS / PRESET / "gallery"  # every figure and table of this notebook lands here
 SCALE = 4  # the upscaling factor of every model and test (notebooks 03-05 train x4)
 
@@ -144,7 +145,7 @@ for published in PUBLISHED:
 # border pixels cropped.
 #
 # - `colab`, `cpu`, `seed`: Set5, Set14, BSD100 and Urban100 (Urban100's buildings and regular
-#   textures are the hardest), downloaded once into `RUNS / "data"`; plus DIV2K's 100 validation
+#   textures are the hardest), downloaded once into `DATA_DIR`; plus DIV2K's 100 validation
 #   images when notebook 01 downloaded them. No model here trained on any of them.
 # - `quick` and `smoke`: nothing is downloaded. We write three embedded photos as PNGs, each
 #   cropped to its most textured 384 px square (enough for 3x3 NIQE blocks, small enough for
@@ -170,8 +171,8 @@ if EMBEDDED:
             top, left, size = detail_box(img, 384, multiple=SCALE)  # a textured 384 px square (3x3 NIQE blocks)
             write_image(TEST_FOLDERS[set_name] / f"{name}.png", img[top : top + size, left : left + size])
 else:
-    TEST_FOLDERS = {name: download_dataset(name, RUNS / "data") / "HR" for name in TEST_SETS}
-    div2k_valid = RUNS / "data" / "div2k" / "DIV2K_valid_HR"
+    TEST_FOLDERS = {name: download_dataset(name, DATA_DIR) / "HR" for name in TEST_SETS}
+    div2k_valid = DATA_DIR / "div2k" / "DIV2K_valid_HR"
     if div2k_valid.is_dir():
         TEST_FOLDERS["div2k_valid"] = div2k_valid
 for name, folder in TEST_FOLDERS.items():

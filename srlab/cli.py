@@ -266,7 +266,7 @@ def _upscale(args) -> int:
 
 
 def _train(args) -> int:
-    from .presets import make_config, settings_overrides
+    from .presets import check_training_data, make_config, settings_overrides
     from .train import TrainingDiverged, train
 
     flags = {
@@ -285,6 +285,7 @@ def _train(args) -> int:
     overrides = {k: v for k, v in flags.items() if v is not None}
     if args.random_vgg:
         overrides["vgg_weights"] = None
+    check_training_data(args.preset, args.data)
     base = make_config(args.stage, args.preset, **overrides)
     cfg = make_config(args.stage, args.preset, **overrides, **settings_overrides(args.settings, base))
     out = args.out or f"runs/{args.preset}/{args.stage}"

@@ -4,8 +4,8 @@ The notebooks stay short because this module holds the plumbing:
 
     from srlab import notebook as nb
     PRESET = nb.choose_preset()          # SRLAB_PRESET, else colab on a GPU, else quick
-    RUNS = nb.runs_dir()                 # where patch stores, checkpoints and figures go
-    DATA = nb.training_data(RUNS, PRESET)  # notebook 01's patch store, else the embedded photos
+    RUNS = nb.runs_dir()                 # where checkpoints and figures go (Drive, on Colab if asked)
+    DATA = nb.training_data(nb.data_dir(), PRESET)  # notebook 01's patch store, else the embedded photos
     nb.require(RUNS / "cpu/srresnet/best.pt", "03_srgan_pretrain")
     nb.show_markdown(table)              # a Markdown table, rendered in a notebook
     nb.psnr_versus("SRCNN", 8.41, "bicubic", 27.29)  # "SRCNN: 8.41 dB, 18.88 dB below bicubic (27.29 dB)"
@@ -28,6 +28,7 @@ __all__ = [
     "in_colab",
     "choose_preset",
     "runs_dir",
+    "data_dir",
     "use_google_drive",
     "require",
     "training_data",
@@ -151,6 +152,21 @@ def runs_dir() -> Path:
     return path
 
 
+def data_dir() -> Path:
+    """Where downloads and patch stores go, apart from the runs: ``$SRLAB_DATA``, else the
+    local disk on Colab (``/content/data``: fast, and a Drive-mounted runs folder never hides
+    or slows the patch store; rebuilt by notebook 01 after a disconnect), else ``data/`` at
+    the repository root."""
+    if os.environ.get("SRLAB_DATA"):
+        path = Path(os.environ["SRLAB_DATA"])
+    elif in_colab():
+        path = Path("/content/data")
+    else:
+        path = (_repo_root() or Path.cwd()) / "data"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def use_google_drive() -> Path:
     """On Colab: mount Google Drive and keep runs there, so a disconnect loses nothing
     (``--resume`` continues from the last checkpoint). Elsewhere: a no-op."""
@@ -174,14 +190,17 @@ def require(path: str | Path, notebook: str) -> Path:
     return path
 
 
-def training_data(runs: str | Path, preset: str, verbose: bool = True) -> str | None:
+def training_data(data: str | Path, preset: str, verbose: bool = True) -> str | None:
     """What the training notebooks train on: the patch store notebook 01 cut at
-    ``runs/preset/patches`` when it is there (as a path string for ``make_config(data=...)``),
-    else ``None``: the embedded photos, with the validation photo held out. Says which."""
+    ``data/preset/patches`` (``data`` = :func:`data_dir`) when it is there (as a path string for
+    ``make_config(data=...)``), else ``None``: the embedded photos, with the validation photo
+    held out; says which. The ``colab`` preset refuses the embedded photos (run notebook 01)."""
     from .data import is_patch_store
-    from .presets import VALIDATION_IMAGE
+    from .presets import VALIDATION_IMAGE, check_training_data
 
-    store = Path(runs) / preset / "patches"
+    store = Path(data) / preset / "patches"
+    if not is_patch_store(store):
+        check_training_data(preset, None)
     if is_patch_store(store):
         if verbose:
             print("training data: the patch store of notebook 01:", store)

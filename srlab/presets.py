@@ -45,6 +45,17 @@ PRETRAIN_STAGE = {"srgan": "srresnet", "esrgan": "rrdb"}  # a GAN stage starts f
 PERCEPTUAL_KINDS = ("vgg", "discriminator")  # TrainConfig.perceptual
 # presets that train and evaluate on the photos scikit-image ships (nothing downloaded)
 EMBEDDED_PRESETS = ("quick", "smoke")
+DOWNLOADED_DATA_PRESETS = ("colab",)  # the papers' runs: DIV2K, never the embedded photos
+
+
+def check_training_data(preset: str, data: str | None) -> None:
+    """Refuse to train a :data:`DOWNLOADED_DATA_PRESETS` preset on the embedded photos (``data=None``):
+    hours of GPU time on 6 small photos would only overfit them."""
+    if data is None and preset in DOWNLOADED_DATA_PRESETS:
+        raise ValueError(
+            f"the {preset} preset trains on DIV2K, not on the 6 embedded photos: run notebook 01_data_prep "
+            f"first (it downloads DIV2K and builds the patch store), or pass --data FOLDER_OR_PATCH_STORE"
+        )
 VALIDATION_IMAGE = "coffee"  # the embedded photo held out of training for validation
 # A training call of a notebook pauses after this long (last.pt, a sample; rerun to continue):
 # a free Colab session lasts a few hours and drops an idle or long one, so each gets its own result.

@@ -5,7 +5,13 @@ import sys
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
+import pytest
+
 from srlab import notebook as nb
+from srlab.cli import main
+from srlab.data import extract_patches
+from srlab.images import write_image
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -32,3 +38,33 @@ def test_the_training_notebooks_ask_colab_for_a_gpu():
     for name in ("03_srgan_pretrain", "04_srgan_adversarial", "05_esrgan", "06_evaluation_gallery"):
         metadata = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())["metadata"]
         assert metadata["accelerator"] == "GPU" and metadata["colab"]["gpuType"] == "T4", name
+
+
+def test_data_dir_is_the_local_disk_on_colab_and_srlab_data_overrides(tmp_path, monkeypatch):
+    monkeypatch.delenv("SRLAB_DATA", raising=False)
+    with mock.patch.dict(sys.modules, {"google.colab": mock.MagicMock()}), mock.patch("pathlib.Path.mkdir"):
+        assert nb.data_dir() == Path("/content/data")
+    monkeypatch.setenv("SRLAB_DATA", str(tmp_path / "fast"))
+    monkeypatch.setenv("SRLAB_RUNS", str(tmp_path / "drive"))
+    assert nb.data_dir() == tmp_path / "fast" and nb.runs_dir() == tmp_path / "drive"
+
+
+def test_colab_refuses_the_embedded_photos_and_names_notebook_01(tmp_path):
+    with pytest.raises(ValueError, match="01_data_prep"):
+        nb.training_data(tmp_path, "colab", verbose=False)
+    assert nb.training_data(tmp_path, "quick", verbose=False) is None  # the CPU presets fall back
+
+
+def test_colab_trains_from_notebook_01s_store_under_data_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    hr = tmp_path / "hr"
+    write_image(hr / "a.png", rng.integers(0, 256, (140, 150, 3), dtype=np.uint8))
+    store = extract_patches(hr, tmp_path / "colab" / "patches", size=128, stride=64, workers=1)
+    assert nb.training_data(tmp_path, "colab", verbose=False) == str(store)
+
+
+def test_the_cli_refuses_colab_training_without_data_in_one_line(tmp_path, capsys):
+    assert main(["train", "srresnet", "--preset", "colab", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "01_data_prep" in err[0] and "--data" in err[0]
+    assert not (tmp_path / "run").exists()
