@@ -37,6 +37,7 @@ __all__ = [
     "cache_dir",
     "fetch_weights",
     "read_weights",
+    "load_state",
     "detect_layout",
     "to_basicsr_names",
     "rrdbnet_from_state_dict",
@@ -114,17 +115,18 @@ def fetch_weights(
 
 
 def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """``torch.load(path, weights_only=True)`` with errors that say what to do."""
+    """The dict in a weight file: ``torch.load(path, weights_only=True)``, or a safetensors file
+    (``.safetensors``, found by its header, not its name), with errors that say what the file is."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weight file at {path}")
     with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic != b"PK\x03\x04" and magic[:1] != b"\x80":  # torch.save's zip, or a legacy pickle
-        raise ValueError(
-            f"{path} is not a readable PyTorch weight file (it starts with {magic!r}: an HTML "
-            f"error page or a cut-off download? Delete it and download it again)"
-        )
+        head = f.read(16)
+    size = path.stat().st_size
+    if _is_safetensors(head, size):
+        return _read_safetensors(path, map_location)
+    if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":  # torch.save's zip, or a legacy pickle
+        raise ValueError(f"{path} is not a readable PyTorch weight file: {_what_it_is(head, size)}")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -134,14 +136,72 @@ def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cp
             f"and save only the state dict: torch.save(model.state_dict(), 'weights.pth'). "
             f"({err.__class__.__name__}: {str(err).splitlines()[0]})"
         ) from None
-    except Exception as err:  # not a torch file at all: an HTML error page, a truncated download
+    except Exception as err:  # a zip or pickle that does not read to the end: cut off or damaged
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "zip archive" in detail:
+            detail = "its zip archive is incomplete"
         raise ValueError(
-            f"{path} is not a readable PyTorch weight file "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+            f"{path} is not a readable PyTorch weight file: it is cut off or damaged ({detail}; "
+            f"{size} bytes: a copy, download or save that did not finish?)"
         ) from None
     if not isinstance(obj, dict):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict")
     return obj
+
+
+def _what_it_is(head: bytes, size: int) -> str:
+    """What a file that is neither torch's zip nor a pickle is, as far as its first bytes tell."""
+    if size == 0:
+        return "it is empty (0 bytes: a save or download that never wrote anything, or a full disk)"
+    if head.lstrip()[:1] == b"<":
+        return "it is an HTML/XML page, not weights (what a failed download leaves): download it again"
+    return f"it starts with {head[:4]!r}, which is neither PyTorch's zip nor a pickle (another format, or damaged)"
+
+
+def _is_safetensors(head: bytes, size: int) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then the JSON header."""
+    return len(head) > 8 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
+
+
+def _read_safetensors(path: Path, map_location: str | torch.device) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (Hugging Face's format; tensors only, so as safe as weights_only)."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ValueError(f"{path} is a safetensors file: `pip install safetensors` to read it") from None
+    try:
+        return load_file(path, device=str(map_location))
+    except Exception as err:  # safetensors' own error type: a header that does not match the data
+        raise ValueError(f"{path} is a cut-off or damaged safetensors file ({err})") from None
+
+
+def load_state(model: torch.nn.Module, state: dict, what: str, hint: str = "") -> torch.nn.Module:
+    """``model.load_state_dict(state)``, or one ValueError saying how ``state`` (``what``: whose weights
+    they are) does not fit ``model``: its missing and unexpected keys and wrong shapes, a few of each,
+    then ``hint``."""
+    own = model.state_dict()
+    wrong = {
+        "missing": [k for k in own if k not in state],
+        "unexpected": [k for k in state if k not in own],
+        "of another shape": [
+            f"{k} {_shape(state[k])} (the model's: {_shape(v)})"
+            for k, v in own.items()
+            if k in state and _shape(state[k]) != _shape(v)
+        ],
+    }
+    found = [
+        f"{len(keys)} {kind}: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
+        for kind, keys in wrong.items()
+        if keys
+    ]
+    if found:
+        raise ValueError(f"{what} do not fit the {type(model).__name__} ({'; '.join(found)}){hint}")
+    model.load_state_dict(state)
+    return model
+
+
+def _shape(value) -> tuple | str:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
 
 
 def _unwrap(obj: dict, ema: bool) -> dict[str, torch.Tensor]:
@@ -221,6 +281,9 @@ def _rename_2018(state: dict) -> dict[str, torch.Tensor]:
 
 def rrdbnet_from_state_dict(state: dict[str, torch.Tensor]) -> RRDBNet:
     """Build the RRDBNet a BasicSR-named state dict describes and load it (strictly)."""
+    missing = [k for k in ("conv_first.weight", "conv_last.weight", "body.0.rdb1.conv1.weight") if k not in state]
+    if missing:
+        raise ValueError(f"this RRDBNet state dict has no {', '.join(missing)}: cut off, or saved from part of a model")
     first, last = state["conv_first.weight"], state["conv_last.weight"]
     out_ch, folded_in = last.shape[0], first.shape[1]
     scale = {1: 4, 4: 2, 16: 1}.get(folded_in // out_ch)  # pixel_unshuffle folds 4x or 16x channels
@@ -242,8 +305,7 @@ def rrdbnet_from_state_dict(state: dict[str, torch.Tensor]) -> RRDBNet:
         num_grow_ch=state["body.0.rdb1.conv1.weight"].shape[0],
         scale=scale,
     )
-    model.load_state_dict(state, strict=True)
-    return model
+    return load_state(model, state, "this RRDBNet state dict's weights")
 
 
 # ---------------------------------------------------------------- a whole file
