@@ -26,8 +26,10 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import errno
 import os
 import random
+import shutil
 import uuid
 import warnings
 from pathlib import Path
@@ -42,9 +44,15 @@ from .models import build_generator
 
 __all__ = [
     "atomic_save",
+    "WriteError",
+    "write_error",
+    "disk_full",
+    "nonfinite",
     "read_checkpoint",
     "is_srlab_checkpoint",
     "training_state",
+    "check_training_state",
+    "resume_changes",
     "restore_training",
     "generator_weights",
     "rng_state",
@@ -59,15 +67,71 @@ __all__ = [
 
 def atomic_save(obj, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename: a run cut off mid-write
-    keeps the old file, and two writers never share a temporary name."""
+    keeps the old file, and two writers never share a temporary name. A failed write (a full
+    disk) removes the temporary file, keeps the old one and is a :class:`WriteError` naming ``path``."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:  # a file object: a full disk is then OSError(ENOSPC), not torch's RuntimeError
+            torch.save(obj, f)
         os.replace(tmp, path)
+    except OSError as err:
+        kept = f" and {path.name} is as it was" if path.exists() else ""
+        raise write_error(err, path, f"; the partial file was removed{kept}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+class WriteError(OSError, ValueError):
+    """A file could not be written (most often: no space left on the device). An OSError with the
+    original errno, and a ValueError so that the command line prints it as one ``error:`` line."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.errno = code
+
+
+def disk_full(err: OSError, folder: str | os.PathLike) -> bool:
+    """Whether ``err`` means the disk holding ``folder`` is full: ENOSPC, or a bare OSError while
+    under 1 MiB is free there (numpy's and OpenCV's writers raise ENOSPC without the errno)."""
+    if err.errno == errno.ENOSPC:
+        return True
+    return type(err) is OSError and err.errno is None and (_free_bytes(Path(folder)) or 0) < 2**20
+
+
+def write_error(err: OSError, path: str | os.PathLike, after: str = "") -> WriteError:
+    """The :class:`WriteError` for ``err``, raised while writing ``path`` (a file or a folder);
+    ``after`` is added to the message: what was kept, what to do."""
+    if isinstance(err, WriteError):
+        return WriteError(f"{err}{after}", err.errno)
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if disk_full(err, folder):
+        free = _free_bytes(folder)
+        room = f" ({free / 2**20:.1f} MiB free there)" if free is not None else ""
+        return WriteError(f"no space left on device writing {path}{room}{after}", errno.ENOSPC)
+    return WriteError(f"could not write {path}: {err.strerror or err}{after}", err.errno)
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def nonfinite(state: dict) -> list[str]:
+    """The names of the floating-point tensors in a state dict that hold a NaN or an inf."""
+    return [
+        k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()
+    ]
+
+
+def _nonfinite_summary(states: dict[str, dict | None]) -> str:
+    """``"generator: 12 tensors (conv_head.weight, ...)"`` for each state dict with NaN/inf, or ""."""
+    bad = {name: nonfinite(state) for name, state in states.items() if state}
+    return "; ".join(f"{name}: {len(keys)} tensors ({', '.join(keys[:2])}, ...)" for name, keys in bad.items() if keys)
 
 
 def read_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
@@ -105,13 +169,66 @@ def training_state(trainer) -> dict:
     }
 
 
-def restore_training(trainer, ckpt: dict) -> None:
-    """Load a :func:`training_state` dict into a trainer built from the same config."""
-    trainer.generator.load_state_dict(ckpt["generator"])
-    trainer.ema.module.load_state_dict(ckpt["generator_ema"])
+# what a changed setting does not change in training: how long, and what is logged, validated, saved when
+RESUME_NEUTRAL = (
+    "steps",
+    "log_every",
+    "val_every",
+    "ckpt_every",
+    "early_stop_patience",
+    "collapse_threshold",
+    "collapse_patience",
+    "wandb",
+    "wandb_project",
+    "init_from",
+)
+
+
+def check_training_state(ckpt: dict, path: str | os.PathLike) -> None:
+    """A ValueError unless ``ckpt`` (read from ``path``) has every entry of :func:`training_state`
+    and finite weights: what a resume needs."""
+    keys = ("generator", "generator_ema", "ema_n_averaged", "discriminator", "opt_g", "opt_d", "scaler")
+    missing = [k for k in (*keys, "step", "best_psnr", "bad_validations", "rng") if k not in ckpt]
+    if missing:
+        raise ValueError(
+            f"{path} has no {', '.join(missing)}: not a whole srlab training checkpoint (saved by hand, or cut down)"
+        )
+    broken = _nonfinite_summary({k: ckpt[k] for k in ("generator", "generator_ema", "discriminator")})
+    if broken:
+        raise ValueError(f"{path} holds NaN or inf weights ({broken}): it was saved after training diverged")
+
+
+def resume_changes(ckpt: dict, cfg, path: str | os.PathLike) -> list[str]:
+    """How ``cfg`` differs from the config ``ckpt`` was trained with. A ValueError where its models
+    do not fit ``cfg``'s (another stage, scale or architecture: another preset, say); else
+    ``"key old -> new"`` for each setting that makes the resumed run differ from an uninterrupted one
+    (a changed batch size, learning rate, ...; not :data:`RESUME_NEUTRAL`), for a warning."""
+    saved, now = ckpt["config"], dataclasses.asdict(cfg)
+    if saved.get("stage") != now["stage"]:
+        raise ValueError(
+            f"{path} is a {saved.get('stage')} run, not {now['stage']}: resume it with `train {saved.get('stage')}`, "
+            f"or train {now['stage']} into another --out (--init {path} starts its generator from this one)"
+        )
+    models = [
+        f"{k} {saved.get(k)} (this run: {now[k]})"
+        for k in ("scale", "generator", "discriminator")
+        if saved.get(k) != now[k]
+    ]
+    if models:
+        raise ValueError(
+            f"{path} was trained with another model: {'; '.join(models)}. Resume it with the --preset and --set "
+            f"it was trained with, or start over with --overwrite"
+        )
+    return [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in now.items() if k not in RESUME_NEUTRAL and saved.get(k) != v]
+
+
+def restore_training(trainer, ckpt: dict, source: str = "the checkpoint") -> None:
+    """Load a :func:`training_state` dict (from ``source``, for errors) into a trainer built from the same config."""
+    weights.load_state(trainer.generator, ckpt["generator"], f"{source}: the generator's weights")
+    weights.load_state(trainer.ema.module, ckpt["generator_ema"], f"{source}: the generator's EMA weights")
     trainer.ema.n_averaged.fill_(ckpt["ema_n_averaged"])
     if trainer.adversary is not None:
-        trainer.adversary.net.load_state_dict(ckpt["discriminator"])
+        weights.load_state(trainer.adversary.net, ckpt["discriminator"] or {}, f"{source}: the discriminator's weights")
         trainer.adversary.opt.load_state_dict(ckpt["opt_d"])
     trainer.opt_g.load_state_dict(ckpt["opt_g"])
     trainer.scaler.load_state_dict(ckpt["scaler"])
@@ -178,8 +295,12 @@ def load_generator(
     obj = weights.read_weights(path)
     if is_srlab_checkpoint(obj):
         cfg = obj["config"]
-        model = generator_from_config(cfg)
-        model.load_state_dict(generator_weights(obj, ema))
+        model = weights.load_state(
+            generator_from_config(cfg),
+            generator_weights(obj, ema),
+            f"{path}: the generator weights",
+            f": its config describes {cfg['generator']} x{cfg['scale']} (edited, or put together from two runs?)",
+        )
         info = {
             "layout": "srlab",
             "scale": cfg["scale"],
@@ -193,6 +314,12 @@ def load_generator(
         except ValueError as err:
             raise ValueError(f"{path} is not an srlab checkpoint, and {err}") from None
         info.update(config=None, step=None)
+    broken = _nonfinite_summary({"weights": model.state_dict()})
+    if broken:
+        raise ValueError(
+            f"{path} holds NaN or inf weights ({broken}): it was saved after its training diverged, and "
+            f"would make black images. Use a checkpoint from before (its run's best.pt, say)"
+        )
     return model.to(device).eval(), {"source": source, **info}
 
 

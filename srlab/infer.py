@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checkpoint import write_error
 from .images import ImageReadError, list_images, read_image, to_image, to_tensor, write_image
 from .resize import imresize
 
@@ -209,6 +210,11 @@ def _upscale_colour(
         windows, desc="tiles", unit="tile", leave=False, disable=not progress or len(windows) == 1
     ):
         y = _run_tile(model, colour[wr0:wr1, wc0:wc1], device, half)  # (1, C, h'*s, w'*s)
+        if not y.isfinite().all():  # would be written as black pixels
+            raise ValueError(
+                "the model's output holds NaN or inf values: NaN weights (a diverged run), or an overflow in "
+                "half precision (then run without --half / half=True); nothing written"
+            )
         keep = y[..., (r0 - wr0) * scale : (r1 - wr0) * scale, (c0 - wc0) * scale : (c1 - wc0) * scale]
         out[r0 * scale : r1 * scale, c0 * scale : c1 * scale] = to_image(keep, colour.dtype)
     return out
@@ -242,7 +248,9 @@ def upscale_files(
     """Upscale every input image into ``out_dir`` (same file name and format, plus ``suffix``).
 
     An unreadable input is reported and skipped; an existing output is skipped unless
-    ``force``. Returns ``{"written": [...], "skipped": [...], "failed": [(path, reason), ...]}``.
+    ``force``. An output that cannot be written (a full disk) stops the batch with a
+    :class:`~srlab.checkpoint.WriteError` that says how far it got; no partial file is left.
+    Returns ``{"written": [...], "skipped": [...], "failed": [(path, reason), ...]}``.
     ``kwargs`` go to :func:`upscale` (tile, tile_overlap, device, half).
     """
     out_dir = Path(out_dir)
@@ -251,7 +259,7 @@ def upscale_files(
     if not files:
         raise FileNotFoundError(f"no images found in {', '.join(map(str, inputs))}")
     bar = tqdm(files, desc="upscale", unit="img", disable=not progress)
-    for path in bar:
+    for index, path in enumerate(bar):
         bar.set_postfix_str(path.name)
         dest = out_dir / f"{path.stem}{suffix}{path.suffix}"
         if dest in report["written"] or dest.resolve() == path.resolve():
@@ -269,6 +277,22 @@ def upscale_files(
             tqdm.write(f"failed {path}: {err}")
             report["failed"].append((path, str(err)))
             continue
-        write_image(dest, upscale(image, model, **kwargs))
+        result = upscale(image, model, **kwargs)
+        try:
+            write_image(dest, result)
+        except OSError as err:
+            dest.with_name(dest.name + ".tmp").unlink(missing_ok=True)  # what write_image was writing
+            bar.close()
+            raise write_error(err, dest, _where_it_stopped(report, files[index + 1 :])) from None
         report["written"].append(dest)
     return report
+
+
+def _where_it_stopped(report: dict, left: list[Path]) -> str:
+    """The end of the message of a batch stopped by a failed write: what was done, what was not."""
+    names = ", ".join(p.name for p in left[:5]) + (", ..." if len(left) > 5 else "")
+    return (
+        f"; the partial file was removed. {len(report['written'])} images were written before it, "
+        f"{len(left)} more not upscaled{f' ({names})' if left else ''}. Free some space and run the same "
+        f"command again: the outputs already there are skipped"
+    )

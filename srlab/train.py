@@ -21,6 +21,7 @@ detection, a JSONL history, W&B if asked. Several GPUs: ``srlab.distributed`` su
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -43,15 +44,22 @@ from . import losses as L
 from .adversaries import COLLAPSE_ADVICE, CollapseDetector, build_adversary
 from .checkpoint import (
     atomic_save,
+    check_training_state,
+    disk_full,
     generator_from_config,
-    generator_weights,
+    load_generator,
+    nonfinite,
     read_checkpoint,
     restore_training,
+    resume_changes,
     training_state,
+    write_error,
 )
 from .data import RandomPatches, StorePatches, center_crops, embedded_images, is_patch_store, load_training_images
 from .metrics import batch_psnr, batch_ssim
 from .presets import PERCEPTUAL_KINDS, PRETRAIN_STAGE, STAGES, VALIDATION_IMAGE, TrainConfig, make_config
+from .runlock import run_lock
+from .weights import load_state
 
 __all__ = [
     "STAGES",
@@ -72,7 +80,7 @@ __all__ = [
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite; the last good checkpoint is kept."""
+    """A loss or a weight became NaN or infinite; the checkpoints saved before are kept."""
 
 
 class Precision(NamedTuple):
@@ -264,6 +272,7 @@ class Trainer:
         self.patches, val_images = training_batches(cfg)
         self.val_pairs = center_crops(val_images, cfg.val_crop, cfg.scale)
         self.step, self.best_psnr, self.bad_validations = 0, -math.inf, 0
+        self.saved: dict[str, int | None] = {}  # checkpoint name -> the step this run saved it at
         self.meter = LossMeter()
         self.history_path = self.out_dir / "history.jsonl"
         self.wandb_run = None
@@ -350,16 +359,48 @@ class Trainer:
     def update(self, opt: torch.optim.Optimizer, loss: Tensor, model: nn.Module) -> None:
         """Backward and one optimiser step, unless the loss is not finite (then stop the run)."""
         if not self.all_finite(loss):
-            raise TrainingDiverged(
-                f"loss became {loss.item()} at step {self.step + 1}; nothing was saved after the last good "
-                f"checkpoint ({self.out_dir / 'last.pt'}). Lower the learning rate, set grad_clip, or use amp='off'."
-            )
+            raise TrainingDiverged(f"loss became {loss.item()} at step {self.step + 1}; {self.divergence_advice()}")
         opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.grad_clip:
             self.scaler.unscale_(opt)
             nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
         self.scaler.step(opt)
+
+    def check_weights(self) -> None:
+        """Stop the run when a weight of G, its EMA or D is NaN or inf: called before every save,
+        so a finite checkpoint is never replaced by a broken one. (An update can overshoot from a
+        finite loss: at a huge learning rate the loss is still finite when its gradients overflow.)"""
+        states = {"generator": self.generator.state_dict(), "generator_ema": self.ema.module.state_dict()}
+        if self.adversary is not None:
+            states["discriminator"] = self.adversary.net.state_dict()
+        tensors = [v for state in states.values() for v in state.values() if v.is_floating_point()]
+        finite = torch.stack([v.isfinite().all() for v in tensors]).all()  # one device sync, below
+        if self.all_finite(torch.where(finite, 0.0, math.nan)):  # under torchrun: every rank decides together
+            return
+        bad = "; ".join(
+            f"{name}: {', '.join(keys[:2])}, ..." for name, state in states.items() if (keys := nonfinite(state))
+        )
+        raise TrainingDiverged(
+            f"weights became NaN or inf at step {self.step} ({bad}), though the loss was finite: the update "
+            f"overshot. Not saved; {self.divergence_advice()}"
+        )
+
+    def divergence_advice(self) -> str:
+        """What was kept of this run, and the settings to change, as the CLI's flags."""
+        kept = " and ".join(
+            f"{self.out_dir / name}" + (f" (step {step})" if step is not None else "")
+            for name, step in self.saved.items()
+        )
+        lower = f"--set lr_g={self.cfg.lr_g / 10:g}" + (f" --set lr_d={self.cfg.lr_d / 10:g}" if self.adversary else "")
+        if "last.pt" in self.saved:
+            again = "--resume and "
+        else:
+            again = "--overwrite and " if (self.out_dir / "last.pt").exists() else ""
+        return (
+            f"{'kept, finite: ' + kept if kept else 'no checkpoint of this run was saved'}. Run again with {again}"
+            f"a lower learning rate ({lower}), gradient clipping (--set grad_clip=1.0) or fp32 (--set amp=off)"
+        )
 
     def set_learning_rates(self, step: int) -> None:
         factor = lr_factor(self.cfg, step)
@@ -431,17 +472,41 @@ class Trainer:
 
     def save(self, name: str = "last.pt") -> Path:
         """Write a checkpoint atomically (``srlab.checkpoint`` has the format)."""
-        return atomic_save(training_state(self), self.out_dir / name)
+        path = atomic_save(training_state(self), self.out_dir / name)
+        self.saved[name] = self.step
+        return path
 
     def load(self, path: str | Path) -> None:
-        """Resume from a checkpoint written by :meth:`save` (same architecture)."""
-        restore_training(self, read_checkpoint(path, self.device))
+        """Resume from a checkpoint written by :meth:`save`: of this stage and architecture, readable,
+        whole and finite, or a ValueError saying what is wrong and what to do. A setting changed since
+        (batch size, learning rate, ...) is a warning: the run will differ from an uninterrupted one."""
+        path = Path(path)
+        try:
+            ckpt = read_checkpoint(path, self.device)
+            check_training_state(ckpt, path)
+        except ValueError as err:
+            best = path.with_name("best.pt")
+            instead = f"resume from {best} (cp {best} {path}) or " if best.is_file() and best != path else ""
+            raise ValueError(f"cannot resume: {err}. Instead: {instead}start over with --overwrite") from None
+        changed = resume_changes(ckpt, self.cfg, path)
+        if changed:
+            self.warn(
+                f"resuming {path} with settings it was not trained with ({', '.join(changed)}): the run "
+                f"will not be the one it would have been uninterrupted"
+            )
+        restore_training(self, ckpt, str(path))
 
     def init_generator(self, path: str | Path) -> None:
-        """Start G (and its EMA) from another run's weights: the pixel-pretrained model."""
-        weights = generator_weights(read_checkpoint(path, self.device))
-        self.generator.load_state_dict(weights)
-        self.ema.module.load_state_dict(weights)
+        """Start G (and its EMA) from another run's weights (the pixel-pretrained model), or from any
+        generator file :func:`~srlab.checkpoint.load_generator` reads (a BasicSR ``.pth``, ...)."""
+        model, info = load_generator(path)
+        arch = f"{info['architecture']} x{info['scale']}, {info['layout']} layout"
+        expected = f"{self.cfg.generator} x{self.cfg.scale}"
+        if info["scale"] != self.cfg.scale:
+            raise ValueError(f"--init {path} is a x{info['scale']} model ({arch}); this stage trains {expected}")
+        hint = f": this stage trains {expected}; --init a generator of that architecture, or --init none"
+        load_state(self.generator, model.state_dict(), f"the weights of --init {path} ({arch})", hint)
+        self.ema.module.load_state_dict(self.generator.state_dict())
 
     def begin(self, resume: bool = False, init: Path | None = None) -> None:
         """Continue from ``last.pt`` (``resume`` and it exists), else start a fresh history,
@@ -449,6 +514,7 @@ class Trainer:
         last = self.out_dir / "last.pt"
         if resume and last.exists():
             self.load(last)
+            self.saved = {"last.pt": self.step, **({"best.pt": None} if (self.out_dir / "best.pt").exists() else {})}
             self.trim_history()
             self.say(f"resuming {self.cfg.stage} from step {self.step} ({last})")
             return
@@ -542,6 +608,8 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or last or paused:
                     self.log_losses(self.step - last_log, time.perf_counter() - t0, bar)
                     last_log = self.step
+                if self.step % cfg.val_every == 0 or last or paused or self.step % cfg.ckpt_every == 0:
+                    self.check_weights()  # a save follows
                 if self.step % cfg.val_every == 0 or last:
                     if self.validate_and_checkpoint():
                         reason = "early_stop"
@@ -605,17 +673,28 @@ def train(
         )
     resuming = resume and (out_dir / "last.pt").exists()
     init = None if resuming else resolve_init(cfg, out_dir)  # fail before building anything
-    with distributed.process_group(device) as (trainer_class, device):
-        trainer = trainer_class(cfg, out_dir, device=device, progress=progress)
-        trainer.begin(resume, init)
-        summary = trainer.fit(stop_at=stop_at, time_budget=budget)
-        if summary["stopped"] == "time_budget":
-            trainer.say(
-                f"{cfg.stage}: time budget {format_duration(budget)} reached at step "
-                f"{summary['step']} of {cfg.steps}; {out_dir / 'last.pt'} saved. Continue with "
-                f"resume=True (CLI: the same command with --resume), another session if need be."
-            )
-        return summary
+    main = distributed.rank() == 0 and os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone locks
+    try:
+        with (
+            run_lock(out_dir) if main else contextlib.nullcontext(),
+            distributed.process_group(device) as (trainer_class, device),
+        ):
+            trainer = trainer_class(cfg, out_dir, device=device, progress=progress)
+            trainer.begin(resume, init)
+            summary = trainer.fit(stop_at=stop_at, time_budget=budget)
+            if summary["stopped"] == "time_budget":
+                trainer.say(
+                    f"{cfg.stage}: time budget {format_duration(budget)} reached at step "
+                    f"{summary['step']} of {cfg.steps}; {out_dir / 'last.pt'} saved. Continue with "
+                    f"resume=True (CLI: the same command with --resume), another session if need be."
+                )
+            return summary
+    except OSError as err:  # a full disk: one line saying so, what was kept and how to go on
+        if not disk_full(err, out_dir):
+            raise
+        raise write_error(
+            err, out_dir, ". Free some space, then --resume (resume=True) continues from last.pt"
+        ) from None
 
 
 def parse_duration(value: float | str | None) -> float | None:

@@ -1,0 +1,132 @@
+"""One training run per folder: a lock file that :func:`srlab.train.train` holds while it runs.
+
+Two runs writing into one folder would replace each other's ``last.pt`` and interleave their
+lines in ``history.jsonl``; the second is refused instead. The lock, ``LOCK_NAME`` in the run
+folder, holds the owner's PID, host and start time, and the owner refreshes its modification
+time every :data:`HEARTBEAT` seconds. A lock left behind by a run that is gone (killed, a
+crashed machine) is taken over with a note: on this host when its PID is dead; from another
+host (a Colab session that ended, its run folder on Google Drive), whose PID cannot be checked,
+once it has not been refreshed for :data:`STALE_AFTER` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["LOCK_NAME", "HEARTBEAT", "STALE_AFTER", "RunLocked", "run_lock"]
+
+LOCK_NAME = "train.lock"
+HEARTBEAT = 30.0  # seconds between two refreshes of a held lock
+STALE_AFTER = 300.0  # a lock of another host not refreshed for this long is taken over
+
+
+class RunLocked(FileExistsError):
+    """Another run that is alive holds the folder's lock."""
+
+
+@contextmanager
+def run_lock(folder: str | os.PathLike):
+    """Hold ``folder``'s lock for the body (creating the folder); :class:`RunLocked` when a live run holds it."""
+    path = Path(folder) / LOCK_NAME
+    me = _acquire(path)
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(path, stop), name="srlab-run-lock", daemon=True)
+    beat.start()
+    try:
+        yield path
+    finally:
+        stop.set()
+        beat.join()
+        if _read(path) == me:  # not if another run took it over meanwhile
+            path.unlink(missing_ok=True)
+
+
+def _acquire(path: Path) -> dict:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)  # atomic: one creator wins
+        except FileExistsError:
+            owner = _read(path)
+            why = _stale(owner, path)
+            if why is None:
+                raise RunLocked(_held_message(owner, path)) from None
+            warnings.warn(f"took over the lock {path} of a run that is gone: {why}", stacklevel=4)
+            path.unlink(missing_ok=True)
+            continue
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+        except OSError:  # a full disk, say: no empty lock left behind
+            path.unlink(missing_ok=True)
+            raise
+        return me
+    raise RunLocked(f"could not take the lock {path}: other runs keep taking it")
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        owner = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) else None
+
+
+def _stale(owner: dict | None, path: Path) -> str | None:
+    """Why the lock ``path`` (holding ``owner``) belongs to no live run, or None when it may."""
+    if owner is None or not isinstance(owner.get("pid"), int):
+        return "it does not say who holds it (cut off when written?)"
+    pid, host = owner["pid"], owner.get("host")
+    if host == socket.gethostname():
+        alive = _alive(pid)
+        if alive is False:
+            return f"process {pid} on this host has ended"
+        if alive:
+            return None
+    try:
+        age = time.time() - path.stat().st_mtime
+    except OSError:  # removed meanwhile
+        return "it was just removed"
+    return f"not refreshed for {age / 60:.0f} min" if age > STALE_AFTER else None
+
+
+def _alive(pid: int) -> bool | None:
+    """Whether process ``pid`` of this host runs; None where that cannot be told (Windows, where
+    ``os.kill`` would end the process)."""
+    if os.name == "nt":
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    try:  # a zombie (ended, not yet reaped by its parent) is gone
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _held_message(owner: dict, path: Path) -> str:
+    return (
+        f"{path.parent} is in use by another training run (process {owner['pid']} on {owner.get('host')}, "
+        f"since {owner.get('started')}; lock file {path}). Wait for it to end or use another --out; "
+        f"if that run is gone, delete {path} (one from another host is taken over after "
+        f"{STALE_AFTER / 60:.0f} min without a refresh)"
+    )
+
+
+def _heartbeat(path: Path, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT):
+        try:
+            os.utime(path)
+        except OSError:
+            pass
