@@ -121,17 +121,19 @@ def _free_bytes(folder: Path) -> int | None:
         return None
 
 
-def nonfinite(state: dict) -> list[str]:
-    """The names of the floating-point tensors in a state dict that hold a NaN or an inf."""
-    return [
-        k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()
-    ]
-
-
-def _nonfinite_summary(states: dict[str, dict | None]) -> str:
-    """``"generator: 12 tensors (conv_head.weight, ...)"`` for each state dict with NaN/inf, or ""."""
-    bad = {name: nonfinite(state) for name, state in states.items() if state}
-    return "; ".join(f"{name}: {len(keys)} tensors ({', '.join(keys[:2])}, ...)" for name, keys in bad.items() if keys)
+def nonfinite(states: dict[str, dict | None]) -> str:
+    """Where the state dicts ``states`` (by name) hold NaN or inf, as ``"generator: conv_head.weight
+    and 11 more"``; "" when every floating-point tensor is finite."""
+    parts = []
+    for name, state in states.items():
+        bad = [
+            k
+            for k, v in (state or {}).items()
+            if torch.is_tensor(v) and v.is_floating_point() and not v.isfinite().all()
+        ]
+        if bad:
+            parts.append(f"{name}: {bad[0]}" + (f" and {len(bad) - 1} more" if len(bad) > 1 else ""))
+    return "; ".join(parts)
 
 
 def read_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
@@ -193,7 +195,7 @@ def check_training_state(ckpt: dict, path: str | os.PathLike) -> None:
         raise ValueError(
             f"{path} has no {', '.join(missing)}: not a whole srlab training checkpoint (saved by hand, or cut down)"
         )
-    broken = _nonfinite_summary({k: ckpt[k] for k in ("generator", "generator_ema", "discriminator")})
+    broken = nonfinite({k: ckpt[k] for k in ("generator", "generator_ema", "discriminator")})
     if broken:
         raise ValueError(f"{path} holds NaN or inf weights ({broken}): it was saved after training diverged")
 
@@ -314,7 +316,7 @@ def load_generator(
         except ValueError as err:
             raise ValueError(f"{path} is not an srlab checkpoint, and {err}") from None
         info.update(config=None, step=None)
-    broken = _nonfinite_summary({"weights": model.state_dict()})
+    broken = nonfinite({"generator": model.state_dict()})
     if broken:
         raise ValueError(
             f"{path} holds NaN or inf weights ({broken}): it was saved after its training diverged, and "

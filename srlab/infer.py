@@ -292,7 +292,7 @@ def _where_it_stopped(report: dict, left: list[Path]) -> str:
     """The end of the message of a batch stopped by a failed write: what was done, what was not."""
     names = ", ".join(p.name for p in left[:5]) + (", ..." if len(left) > 5 else "")
     return (
-        f"; the partial file was removed. {len(report['written'])} images were written before it, "
-        f"{len(left)} more not upscaled{f' ({names})' if left else ''}. Free some space and run the same "
-        f"command again: the outputs already there are skipped"
+        f"; the partial file was removed. Written before it: {len(report['written'])}; not upscaled: "
+        f"{len(left)}{f' ({names})' if left else ''}. Free some space and run the same command again: the "
+        f"outputs already there are skipped"
     )

@@ -378,12 +378,9 @@ class Trainer:
         finite = torch.stack([v.isfinite().all() for v in tensors]).all()  # one device sync, below
         if self.all_finite(torch.where(finite, 0.0, math.nan)):  # under torchrun: every rank decides together
             return
-        bad = "; ".join(
-            f"{name}: {', '.join(keys[:2])}, ..." for name, state in states.items() if (keys := nonfinite(state))
-        )
         raise TrainingDiverged(
-            f"weights became NaN or inf at step {self.step} ({bad}), though the loss was finite: the update "
-            f"overshot. Not saved; {self.divergence_advice()}"
+            f"weights became NaN or inf at step {self.step} ({nonfinite(states)}), though the loss was finite: "
+            f"the update overshot. Not saved; {self.divergence_advice()}"
         )
 
     def divergence_advice(self) -> str:
@@ -504,6 +501,13 @@ class Trainer:
         expected = f"{self.cfg.generator} x{self.cfg.scale}"
         if info["scale"] != self.cfg.scale:
             raise ValueError(f"--init {path} is a x{info['scale']} model ({arch}); this stage trains {expected}")
+        residual = getattr(model, "bicubic_residual", False)  # BasicSR's RRDBNet: False
+        if residual != getattr(self.generator, "bicubic_residual", False):
+            raise ValueError(
+                f"--init {path} ({arch}) {'adds' if residual else 'does not add'} a bicubic upsampling to its "
+                f"output and this stage's generator {'does not' if residual else 'does'}: the same weights would "
+                f"make other images. --set generator.bicubic_residual={str(residual).lower()} makes them agree"
+            )
         hint = f": this stage trains {expected}; --init a generator of that architecture, or --init none"
         load_state(self.generator, model.state_dict(), f"the weights of --init {path} ({arch})", hint)
         self.ema.module.load_state_dict(self.generator.state_dict())
