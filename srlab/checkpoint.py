@@ -171,6 +171,10 @@ def training_state(trainer) -> dict:
     }
 
 
+# the entries of training_state (the table above), all needed to resume
+TRAINING_KEYS = ("generator", "generator_ema", "ema_n_averaged", "discriminator", "opt_g", "opt_d", "scaler")
+TRAINING_KEYS += ("step", "best_psnr", "bad_validations", "rng", "config")
+
 # what a changed setting does not change in training: how long, and what is logged, validated, saved when
 RESUME_NEUTRAL = (
     "steps",
@@ -189,8 +193,7 @@ RESUME_NEUTRAL = (
 def check_training_state(ckpt: dict, path: str | os.PathLike) -> None:
     """A ValueError unless ``ckpt`` (read from ``path``) has every entry of :func:`training_state`
     and finite weights: what a resume needs."""
-    keys = ("generator", "generator_ema", "ema_n_averaged", "discriminator", "opt_g", "opt_d", "scaler")
-    missing = [k for k in (*keys, "step", "best_psnr", "bad_validations", "rng") if k not in ckpt]
+    missing = [k for k in TRAINING_KEYS if k not in ckpt]
     if missing:
         raise ValueError(
             f"{path} has no {', '.join(missing)}: not a whole srlab training checkpoint (saved by hand, or cut down)"
