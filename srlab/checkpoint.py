@@ -187,6 +187,7 @@ RESUME_NEUTRAL = (
     "wandb",
     "wandb_project",
     "init_from",
+    "loader_workers",  # the same batches, built elsewhere
 )
 
 

@@ -169,8 +169,8 @@ class DistributedTrainer(Trainer):
     def _sync_bn(self, model):
         return sync_batchnorm(model, self.device) if self.cfg.sync_bn else model
 
-    def next_batch(self, step):
-        return self.patches.batch(step, self.rank, self.world)  # this rank's slice
+    def batch_source(self):
+        return functools.partial(self.patches.batch, rank=self.rank, world=self.world)  # this rank's slice
 
     def all_finite(self, loss):
         return all_finite(loss)  # every rank stops together, or the others would hang

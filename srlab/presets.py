@@ -56,6 +56,8 @@ def check_training_data(preset: str, data: str | None) -> None:
             f"the {preset} preset trains on DIV2K, not on the 6 embedded photos: run notebook 01_data_prep "
             f"first (it downloads DIV2K and builds the patch store), or pass --data FOLDER_OR_PATCH_STORE"
         )
+
+
 VALIDATION_IMAGE = "coffee"  # the embedded photo held out of training for validation
 # A training call of a notebook pauses after this long (last.pt, a sample; rerun to continue):
 # a free Colab session lasts a few hours and drops an idle or long one, so each gets its own result.
@@ -110,6 +112,7 @@ class TrainConfig:
     # engine
     amp: str = "auto"  # "auto" | "bf16" | "fp16" | "off"
     channels_last: bool = True
+    loader_workers: int | None = None  # processes building batches ahead (srlab.pipeline); None: 2 on a GPU, 0 on a CPU
     seed: int = 0
     log_every: int = 10
     val_every: int = 500

@@ -30,6 +30,7 @@ import re
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
@@ -57,6 +58,7 @@ from .checkpoint import (
 )
 from .data import RandomPatches, StorePatches, center_crops, embedded_images, is_patch_store, load_training_images
 from .metrics import batch_psnr, batch_ssim
+from .pipeline import WaitClock, auto_workers, batch_stream
 from .presets import PERCEPTUAL_KINDS, PRETRAIN_STAGE, STAGES, VALIDATION_IMAGE, TrainConfig, make_config
 from .runlock import run_lock
 from .weights import load_state
@@ -413,9 +415,13 @@ class Trainer:
 
     # ------------------------------------------------------------ hooks (srlab.distributed overrides them)
 
+    def batch_source(self) -> Callable[[int], tuple[Tensor, ...]]:
+        """step -> batch ``step``: a pure function of (seed, step), so a resumed run sees the same
+        data, and loader workers (:mod:`srlab.pipeline`) build exactly the batches this loop would."""
+        return self.patches.batch
+
     def next_batch(self, step: int) -> tuple[Tensor, ...]:
-        """Batch ``step``: a pure function of (seed, step), so a resumed run sees the same data."""
-        return self.patches.batch(step)
+        return self.batch_source()(step)
 
     def all_finite(self, loss: Tensor) -> bool:
         return bool(torch.isfinite(loss.detach()).all())
@@ -602,9 +608,12 @@ class Trainer:
         reason, last_log, t0 = "finished", self.step, time.perf_counter()
         deadline = t0 + time_budget if time_budget is not None else math.inf
         bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.stage, disable=not self.progress, dynamic_ncols=True)
+        workers = auto_workers(self.device, cfg.loader_workers)
+        batches = batch_stream(self.batch_source(), self.step, end, workers, pin_memory=self.device.type == "cuda")
+        clock = WaitClock()
         try:
             while self.step < end:
-                self.meter.add(self.train_step(*self.next_batch(self.step)))
+                self.meter.add(self.train_step(*clock.next(batches)))
                 self.step += 1
                 bar.update(1)
                 last = self.step == cfg.steps
@@ -626,11 +635,18 @@ class Trainer:
                     reason = "stop_at" if self.step == end else "time_budget"
                     break
         finally:
+            batches.close()  # stops the loader's workers
             bar.close()
             if self.wandb_run is not None:
                 self.wandb_run.finish()
                 self.wandb_run = None
-        return {"step": self.step, "best_psnr": self.best_psnr, "stopped": reason, "out_dir": str(self.out_dir)}
+        return {
+            "step": self.step,
+            "best_psnr": self.best_psnr,
+            "stopped": reason,
+            "out_dir": str(self.out_dir),
+            "data_wait": round(clock.fraction(), 4),  # of this call's loop time, spent waiting for batches
+        }
 
 
 def read_history(path: str | Path) -> list[dict]:
