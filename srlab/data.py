@@ -33,6 +33,7 @@ __all__ = [
     "to_rgb8",
     "load_training_images",
     "RandomPatches",
+    "min_validation_size",
     "center_crops",
     "rank_slice",
     "extract_patches",
@@ -224,18 +225,48 @@ def rank_slice(batch_size: int, rank: int = 0, world: int = 1) -> range:
     return range(rank * share, (rank + 1) * share)
 
 
+def min_validation_size(scale: int) -> int:
+    """The smallest side a validation image can have: PSNR/SSIM crop ``scale`` pixels at each
+    border and SSIM's window is 11 pixels wide, on an image cropped to a multiple of ``scale``."""
+    from .metrics import _SSIM_WINDOW
+
+    return -(-(2 * scale + _SSIM_WINDOW) // scale) * scale  # x4: 20, x2: 16, x8: 32
+
+
 def center_crops(images, size: int, scale: int):
     """Validation pairs: the central ``size`` square of each image (whole image if smaller,
-    cropped to a multiple of ``scale``) and its bicubic LR, as lists of (1, 3, h, w) tensors."""
+    cropped to a multiple of ``scale``) and its bicubic LR, as lists of (1, 3, h, w) tensors.
+
+    ``images``: a list, or ``{file name: image}`` so that messages name the files. An image
+    under :func:`min_validation_size` is skipped with a warning; with none left it is an error.
+    """
+    import warnings
+
     from .resize import imresize, modcrop
 
-    pairs = []
-    for img in images:
+    least = min_validation_size(scale)
+    if size < least:
+        raise ValueError(f"the validation crop ({size} px) is too small: x{scale} needs at least {least}")
+    named = (
+        images.items()
+        if isinstance(images, dict)
+        else ((f"validation image {k}", im) for k, im in enumerate(images, 1))
+    )
+    pairs, small = [], []
+    for name, img in named:
         h, w = img.shape[:2]
+        if min(h, w) < least:
+            small.append(f"{name} ({h}x{w})")
+            continue
         s = min(size, h, w)
         hr = modcrop(img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s], scale)
         lr = imresize(hr, 1 / scale)
         pairs.append((to_tensor(lr), to_tensor(hr)))
+    too_small = f"smaller than {least}x{least} pixels, the least x{scale} validation needs: {'; '.join(small)}"
+    if not pairs:
+        raise ValueError(f"every validation image is {too_small}")
+    if small:
+        warnings.warn(f"skipped {len(small)} of {len(small) + len(pairs)} validation images {too_small}", stacklevel=2)
     return pairs
 
 
@@ -254,15 +285,15 @@ def _positions(length: int, size: int, stride: int, multiple: int) -> list[int]:
     return starts
 
 
-def _image_size(path) -> tuple[int, int] | None:
-    """(H, W) from the file header without decoding; None for a file PIL cannot open."""
-    from PIL import Image
+def _image_size(path) -> tuple[int, int] | str:
+    """(H, W) as read_image returns it, from the file header alone; or why it cannot be read
+    (an image over the pixel cap is refused here, before its patches are allocated)."""
+    from .images import ImageReadError, image_size
 
     try:
-        with Image.open(path) as im:
-            return im.size[1], im.size[0]
-    except Exception:
-        return None
+        return image_size(path) or "unreadable"
+    except (ImageReadError, OSError) as err:
+        return str(err)
 
 
 def _cut_image(job):
@@ -307,7 +338,8 @@ def extract_patches(
             project: 256 / 256). Both must be multiples of ``scale``.
         workers: processes decoding images in parallel.
         lr_dir: optional LR folder (paired with HR by sorted order, e.g. DIV2K's official
-            bicubic x4); its aligned ``size / scale`` sub-images go to ``lr_*.npy`` shards.
+            bicubic x4; names that differ are warned about); its aligned ``size / scale``
+            sub-images go to ``lr_*.npy`` shards.
         images_per_shard: images per shard; a finished shard is never redone, so an
             interrupted run resumes where it stopped.
     Unreadable images and images smaller than ``size`` are skipped and named in one warning.
@@ -318,21 +350,17 @@ def extract_patches(
 
     from tqdm.auto import tqdm
 
-    from .images import list_images
+    from .images import pair_images
 
     if size % scale or stride % scale:
         raise ValueError(f"size={size} and stride={stride} must be multiples of scale={scale}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    hr_paths = list_images(hr_dir)
-    lr_paths = list_images(lr_dir) if lr_dir else [None] * len(hr_paths)
-    if len(lr_paths) != len(hr_paths):
-        raise ValueError(f"{len(hr_paths)} HR images but {len(lr_paths)} LR images in {lr_dir}")
     jobs, skipped = [], []
-    for hr_path, lr_path in zip(hr_paths, lr_paths):
+    for hr_path, lr_path in pair_images(hr_dir, lr_dir or None):
         hw = _image_size(hr_path)
-        if hw is None:
-            skipped.append(f"{hr_path.name} (unreadable)")
+        if isinstance(hw, str):
+            skipped.append(f"{hr_path.name} ({hw})")
         elif min(hw) < size:
             skipped.append(f"{hr_path.name} ({hw[0]}x{hw[1]} is smaller than {size})")
         else:
@@ -636,15 +664,11 @@ class ImageFolderDataset:
     def __init__(self, hr_dir, scale: int = 4, lr_dir=None, degradation: str = "bicubic", seed: int = 0):
         import warnings
 
-        from .images import ImageReadError, list_images, read_image
+        from .images import ImageReadError, pair_images, read_image
         from .resize import modcrop
 
-        hr_paths = list_images(hr_dir)
-        lr_paths = list_images(lr_dir) if lr_dir else [None] * len(hr_paths)
-        if len(lr_paths) != len(hr_paths):
-            raise ValueError(f"{len(hr_paths)} HR images but {len(lr_paths)} LR images: cannot pair them")
         self.items, skipped = [], []
-        for k, (hp, lp) in enumerate(zip(hr_paths, lr_paths)):
+        for k, (hp, lp) in enumerate(pair_images(hr_dir, lr_dir or None)):
             try:
                 hr = modcrop(to_rgb8(read_image(hp)), scale)
                 if lp is None:

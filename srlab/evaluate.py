@@ -4,7 +4,7 @@ The benchmark protocol, step by step:
   1. read HR, drop alpha (colour is compared; alpha is not part of SR benchmarks),
      crop to a multiple of the scale (``modcrop``);
   2. make LR with MATLAB bicubic ``imresize(hr, 1/scale)``, or read it from an LR folder
-     (paired by sorted file order; sizes must match HR / scale);
+     (paired by sorted file order, with a warning where the names differ; sizes must match HR / scale);
   3. upscale LR, then PSNR/SSIM on Y with ``crop_border = scale``, and RGB PSNR; NIQE of the
      upscaled image alone (no reference, same border), LPIPS of it against HR (RGB, same border).
 Grayscale images are compared as Y directly; 16-bit images keep 16 bits (data range 65535).
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .images import ImageReadError, drop_alpha, list_images, read_image
+from .images import ImageReadError, drop_alpha, list_images, pair_images, read_image
 from .metrics import _default_range, niqe, niqe_blocks, psnr, ssim
 from .resize import imresize, modcrop
 
@@ -227,7 +227,8 @@ def evaluate_folder(
 
     Args:
         hr_dir: folder of HR images.
-        lr_dir: optional folder of LR images, paired with HR by sorted file order.
+        lr_dir: optional folder of LR images, paired with HR by sorted file order (a warning
+            names pairs whose names differ beyond benchmark tags such as ``x4`` or ``_LRBI_x4``).
         scale: SR factor (2, 3, 4, 8, ...).
         upscaler: a classical method name or a function ``(lr, scale) -> sr`` on numpy images.
         metrics: any of :data:`METRIC_CHOICES`: "psnr" (psnr_y, psnr_rgb), "ssim" (ssim_y), "niqe"
@@ -246,12 +247,9 @@ def evaluate_folder(
     upscale = (lambda lr, s: upscale_classical(lr, s, upscaler)) if isinstance(upscaler, str) else upscaler
     if isinstance(upscaler, str) and upscaler not in CLASSICAL_METHODS:
         raise ValueError(f"unknown method {upscaler!r}; choose one of {', '.join(CLASSICAL_METHODS)}")
-    hr_paths = list_images(hr_dir)
-    lr_paths = list_images(lr_dir) if lr_dir is not None else [None] * len(hr_paths)
-    if not hr_paths:
+    pairs = pair_images(hr_dir, lr_dir)
+    if not pairs:
         raise FileNotFoundError(f"no images in {hr_dir}")
-    if len(lr_paths) != len(hr_paths):
-        raise ValueError(f"{len(hr_paths)} HR images but {len(lr_paths)} LR images: cannot pair them")
     lpips_distance = None
     if "lpips" in metrics:
         lpips_distance, why_not = load_lpips()
@@ -259,7 +257,7 @@ def evaluate_folder(
             print(why_not)
 
     rows, skipped, per_image = [], [], _PerImage()
-    for hr_path, lr_path in tqdm(list(zip(hr_paths, lr_paths)), desc=f"{name} x{scale}", disable=not progress):
+    for hr_path, lr_path in tqdm(pairs, desc=f"{name} x{scale}", disable=not progress):
         try:
             hr, lr = _load_pair(hr_path, lr_path, scale)
         except (ImageReadError, ValueError) as err:
@@ -272,8 +270,8 @@ def evaluate_folder(
         if lpips_distance is not None:
             row["lpips"] = per_image.lpips(hr_path.name, lpips_distance, sr, hr, scale)
         rows.append(row)
-    _warn_skipped(skipped, len(hr_paths))
-    per_image.warn(len(hr_paths))
+    _warn_skipped(skipped, len(pairs))
+    per_image.warn(len(pairs))
     if not rows:
         raise ValueError(f"no usable image pair in {hr_dir}")
     return {"scale": scale, "model": name, "mean": _mean(rows), "images": rows, "skipped": skipped}

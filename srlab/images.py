@@ -5,13 +5,20 @@ Conventions used everywhere in srlab:
   * dtype is kept: uint8 for 8-bit files, uint16 for 16-bit PNG/TIFF;
   * tensors for models are float (N, C, H, W) in [0, 1] (`to_tensor` / `to_image`).
 
-OpenCV does the decoding because, unlike PIL, it keeps 16-bit colour PNGs 16-bit.
+OpenCV does the decoding because, unlike PIL, it keeps 16-bit colour PNGs 16-bit. Before it
+decodes, the header is read (size, frames, EXIF orientation): an image over :data:`MAX_PIXELS`
+is refused, so a small file that claims 20000x20000 pixels cannot take gigabytes of memory.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import struct
+import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -19,8 +26,12 @@ import torch
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "MAX_PIXELS",
     "ImageReadError",
     "list_images",
+    "pair_images",
+    "max_pixels",
+    "image_size",
     "read_image",
     "write_image",
     "drop_alpha",
@@ -29,6 +40,11 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+MAX_PIXELS = 100_000_000
+"""Largest image (width x height) :func:`read_image` decodes unless the environment variable
+``SRLAB_MAX_PIXELS`` sets another number. 100 MP is a 300 MB RGB array (800 MB at 16-bit RGBA);
+a 400 KB PNG can claim 20000x20000 (a "decompression bomb")."""
 
 
 class ImageReadError(ValueError):
@@ -43,21 +59,145 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
+# benchmark LR suffixes: baby_LRBI_x4, babyx4, 0801x4 (DIV2K), img_001_SRF_4_LR (SelfExSR), _bicubic
+_NAME_TAGS = re.compile(r"([_\-. ]?(x\d+|lrbi|lrbd|lrdn|bi|bd|dn|lr|hr|bicubic|srf_?\d+))+$")
+_NUMBERED = re.compile(r"(?:img)?[_\-]?0*(\d+)")
+
+
+def _names_correspond(hr: Path, lr: Path, position: int) -> bool:
+    """Same name once benchmark tags are dropped, or an LR numbered by its place in the order
+    (SelfExSR's Set5 pairs baby.png with img_001_SRF_4_LR.png)."""
+    hr_key, lr_key = (_NAME_TAGS.sub("", p.stem.lower()) for p in (hr, lr))
+    number = _NUMBERED.fullmatch(lr_key)
+    return hr_key == lr_key or (number is not None and int(number.group(1)) == position)
+
+
+def pair_images(hr_dir, lr_dir=None) -> list[tuple[Path, Path | None]]:
+    """HR images with their LR (``None`` without ``lr_dir``), paired by sorted file name.
+
+    The counts must agree. Names that do not correspond (``bird.png`` with ``baby_x4.png``) give
+    one warning: a wrong LR folder is paired silently by order and scores nonsense.
+    """
+    hr_paths = list_images(hr_dir)
+    if lr_dir is None:
+        return [(p, None) for p in hr_paths]
+    lr_paths = list_images(lr_dir)
+    if len(lr_paths) != len(hr_paths):
+        raise ValueError(f"{len(hr_paths)} HR images but {len(lr_paths)} LR images in {lr_dir}: cannot pair them")
+    pairs = list(zip(hr_paths, lr_paths))
+    odd = [f"{h.name} with {l.name}" for k, (h, l) in enumerate(pairs, 1) if not _names_correspond(h, l, k)]
+    if odd:
+        warnings.warn(
+            f"LR and HR names do not correspond in {len(odd)} of {len(pairs)} pairs (paired by sorted name): "
+            f"{'; '.join(odd[:3])}{'; ...' if len(odd) > 3 else ''}: check that {lr_dir} holds the LR of {hr_dir}",
+            stacklevel=3,
+        )
+    return pairs
+
+
+def max_pixels() -> int:
+    """The pixel cap: ``SRLAB_MAX_PIXELS`` when set (e.g. 400_000_000), else :data:`MAX_PIXELS`."""
+    value = os.environ.get("SRLAB_MAX_PIXELS", "").strip()
+    try:
+        return int(value) if value else MAX_PIXELS
+    except ValueError:
+        raise ValueError(f"SRLAB_MAX_PIXELS={value!r} is not a whole number of pixels (e.g. 400000000)") from None
+
+
+class _Header(NamedTuple):
+    size: tuple[int, int] | None  # (H, W) as stored, None when the header is not understood
+    frames: int
+    orientation: int  # EXIF, still to apply: 1 = as stored, 6 = rotate 90 degrees clockwise, ...
+    format: str | None
+
+
+def _png_jpeg_size(raw: bytes) -> tuple[int, int] | None:
+    """(H, W) from a PNG's IHDR chunk or a JPEG's SOF marker; None for other files."""
+    if raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[12:16] == b"IHDR" and len(raw) >= 24:
+        width, height = struct.unpack(">II", raw[16:24])
+        return height, width
+    i = 2 if raw[:2] == b"\xff\xd8" else len(raw)
+    while i + 9 <= len(raw) and raw[i] == 0xFF:  # JPEG segments: FF, marker, 2-byte length, data
+        marker = raw[i + 1]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOF0..15, not DHT/JPG/DAC
+            return struct.unpack(">HH", raw[i + 5 : i + 9])
+        if marker == 0xFF:  # a fill byte
+            i += 1
+        elif 0xD0 <= marker <= 0xD8 or marker == 0x01:  # markers without a length
+            i += 2
+        else:
+            i += 2 + struct.unpack(">H", raw[i + 2 : i + 4])[0]
+    return None
+
+
+def _header(raw: bytes, path: Path) -> _Header:
+    """What the header says, decoding no pixels: PNG and JPEG sizes are read here; Pillow (which
+    opens lazily) gives the other sizes, the frame count and the EXIF orientation."""
+    from PIL import Image
+
+    size, frames, orientation, fmt = _png_jpeg_size(raw), 1, 1, None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels() decides
+            with Image.open(io.BytesIO(raw)) as im:
+                fmt, size = im.format, size or im.size[::-1]
+                frames = getattr(im, "n_frames", 1) if getattr(im, "is_animated", False) else 1
+                # TIFFs: Pillow's size and OpenCV's pixels are upright already; a PNG's EXIF after
+                # the pixels would make Pillow decode the whole file to find it
+                if fmt != "TIFF" and (fmt != "PNG" or "exif" in im.info):
+                    orientation = int(im.getexif().get(0x0112, 1))
+    except Image.DecompressionBombError as err:  # over twice Pillow's limit: the size is not given
+        if size is None:
+            raise ImageReadError(f"{path}: too large to open safely ({err})") from None
+    except Exception:  # not a format Pillow reads, or a broken header: OpenCV decides
+        pass
+    return _Header(size, frames, orientation if orientation in _ORIENT else 1, fmt)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(H, W) of the image :func:`read_image` returns (EXIF orientation applied), from the header
+    alone; None when the header is not understood. Over :func:`max_pixels`: ImageReadError."""
+    path = Path(path)
+    head = _header(path.read_bytes(), path)
+    _check_size(path, head.size)
+    return head.size[::-1] if head.size and head.orientation >= 5 else head.size  # 5-8 swap the axes
+
+
+# EXIF orientation -> the flips/rotations that make the stored pixels upright
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as (H, W) or (H, W, 3|4) RGB[A], uint8 or uint16.
+    """Read an image file as (H, W) or (H, W, 3|4) RGB[A], uint8 or uint16, EXIF orientation applied.
 
     Raises ImageReadError for files OpenCV cannot decode, including truncated ones
-    (libpng and libjpeg only warn about those, so the file is checked first).
+    (libpng and libjpeg only warn about those, so the file is checked first), and for
+    images over :func:`max_pixels` (checked in the header, before anything is decoded).
+    Warns, naming the file, for an animated image (only its first frame is read) and for a
+    JPEG whose last block is flat grey (what libjpeg makes of data cut short).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such image: {path}")
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
+    raw = path.read_bytes()
+    if not raw:
         raise ImageReadError(f"{path}: empty file")
-    if _looks_truncated(data):
+    if _looks_truncated(raw):
         raise ImageReadError(f"{path}: truncated file (the end-of-image marker is missing)")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    head = _header(raw, path)
+    _check_size(path, head.size)
+    try:
+        img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:  # e.g. a header over OpenCV's own limit, or a broken decoder state
+        raise ImageReadError(f"{path}: not a readable image ({str(err).strip().splitlines()[-1]})") from None
     if img is None or img.size == 0:
         raise ImageReadError(f"{path}: not a readable image (corrupt or unsupported format)")
     if img.dtype not in (np.uint8, np.uint16):
@@ -68,15 +208,34 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     elif img.ndim == 3 and img.shape[2] == 4:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+    if head.frames > 1:
+        warnings.warn(f"{path}: animated, {head.frames} frames: only the first frame is used", stacklevel=2)
+    if head.format == "JPEG" and img.dtype == np.uint8 and np.all(img[-8:, -8:] == 128):
+        warnings.warn(
+            f"{path}: its last 8x8 block is flat grey, as libjpeg fills a JPEG cut short: "
+            "the file may be truncated (download or copy it again)",
+            stacklevel=2,
+        )
+    if head.orientation in _ORIENT:
+        img = np.ascontiguousarray(_ORIENT[head.orientation](img))
     return img
 
 
-def _looks_truncated(data: np.ndarray) -> bool:
+def _check_size(path: Path, size: tuple[int, int] | None) -> None:
+    cap = max_pixels()
+    if size is not None and size[0] * size[1] > cap:
+        raise ImageReadError(
+            f"{path}: {size[1]}x{size[0]} pixels is over the limit of {cap:,} (a damaged file or a "
+            "decompression bomb?); if the image is real, set SRLAB_MAX_PIXELS to a larger number"
+        )
+
+
+def _looks_truncated(data: bytes) -> bool:
     """PNG and JPEG files end with a marker; a download cut short lacks it."""
-    if data[:8].tobytes() == b"\x89PNG\r\n\x1a\n":
-        return b"IEND" not in data[-16:].tobytes()
-    if data[:2].tobytes() == b"\xff\xd8":  # JPEG may carry trailing bytes after its marker
-        return b"\xff\xd9" not in data[-1024:].tobytes()
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" not in data[-16:]
+    if data[:2] == b"\xff\xd8":  # JPEG may carry trailing bytes after its marker
+        return b"\xff\xd9" not in data[-1024:]
     return False
 
 
