@@ -234,3 +234,15 @@ def test_a_too_small_validation_image_is_named_and_skipped(photo):
         center_crops({"tiny.png": tiny}, 192, 4)
     with pytest.raises(ValueError, match=r"validation image 1 \(8x8\)"):  # a list: named by position
         center_crops([photo[:8, :8]], 192, 4)
+
+
+def test_train_with_a_too_small_validation_image_stops_before_training(tmp_path, capsys):
+    from srlab.cli import main
+
+    write_image(tmp_path / "val" / "tiny.png", np.zeros((3, 3, 3), np.uint8))
+    out = tmp_path / "run"
+    argv = ["train", "srresnet", "--preset", "smoke", "--steps", "2", "--val-data", str(tmp_path / "val")]
+    assert main(argv + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "error: every validation image is smaller than 20x20 pixels" in err and "(3x3)" in err
+    assert not (out / "last.pt").exists()
