@@ -337,6 +337,14 @@ def _noise(x: torch.Tensor, d: _StageDraws, g: torch.Generator) -> torch.Tensor:
     return out
 
 
+def _final_sinc(rng: np.random.Generator, opts: dg.RealESRGANOptions) -> np.ndarray | None:
+    """The final ringing filter of one sample (None: no filter), drawn as the CPU version does."""
+    if rng.uniform() >= opts.final_sinc_prob:
+        return None
+    size = opts.final_kernel_sizes[rng.integers(len(opts.final_kernel_sizes))]
+    return dg.sinc_kernel(int(size), rng.uniform(*opts.final_sinc_cutoff))
+
+
 def realesrgan_batch(
     hr: torch.Tensor, scale: int = 4, generator=None, opts: dg.RealESRGANOptions | None = None
 ) -> torch.Tensor:
@@ -365,14 +373,7 @@ def realesrgan_batch(
     # Every draw up front, in a fixed order, so one seed fixes the whole batch.
     rng = _numpy_rng(generator)
     d1, d2 = _draw_stage(rng, n, opts.stage1), _draw_stage(rng, n, opts.stage2)
-    sinc = [
-        dg.sinc_kernel(
-            opts.final_kernel_sizes[rng.integers(len(opts.final_kernel_sizes))], rng.uniform(*opts.final_sinc_cutoff)
-        )
-        if rng.uniform() < opts.final_sinc_prob
-        else None
-        for _ in range(n)
-    ]
+    sinc = [_final_sinc(rng, opts) for _ in range(n)]
     final_mode = RESIZE_MODES[rng.integers(len(RESIZE_MODES))]
     jpeg_last = rng.uniform() < 0.5
     g = torch.Generator(device=hr.device).manual_seed(int(rng.integers(2**62)))
