@@ -322,10 +322,12 @@ PRESETS: dict[str, dict[str, dict]] = {
     # bicubic by over 1 dB and for the GAN stages to change the texture (NIQE) visibly.
     "quick": {
         "srresnet": dict(generator=QUICK_SRRESNET, **QUICK_PIXEL),
+        # 1200 steps: measured on the whole held-out coffee (fp32, seeds 0-3), NIQE 1.53 / 1.95 / 1.68 / 1.89
+        # below the pixel model's 6.90 for -0.42 to -0.45 dB; at 600 steps seed 2 was only 0.18 below (noise).
         "srgan": dict(
             generator=QUICK_SRRESNET,
             discriminator={"name": "srgan", "input_size": 64, "num_feat": 32},
-            **QUICK_GAN,
+            **{**QUICK_GAN, "steps": 1200},
         ),
         "rrdb": dict(generator=QUICK_RRDBNET, **QUICK_PIXEL),
         "esrgan": dict(
