@@ -138,18 +138,23 @@ def _repo_root() -> Path | None:
     return None
 
 
-def runs_dir() -> Path:
-    """Where notebooks keep patch stores, checkpoints and figures, shared by all six:
-    ``$SRLAB_RUNS``, else Google Drive when :func:`use_google_drive` was called, else
-    ``runs/`` at the repository root (``/content/runs`` on Colab)."""
-    if os.environ.get("SRLAB_RUNS"):
-        path = Path(os.environ["SRLAB_RUNS"])
+def _folder(env: str, name: str) -> Path:
+    """``$env``, else ``/content/NAME`` on Colab, else ``NAME/`` at the repository root; created."""
+    if os.environ.get(env):
+        path = Path(os.environ[env])
     elif in_colab():
-        path = Path("/content/runs")
+        path = Path("/content") / name
     else:
-        path = (_repo_root() or Path.cwd()) / "runs"
+        path = (_repo_root() or Path.cwd()) / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def runs_dir() -> Path:
+    """Where notebooks keep checkpoints and figures, shared by all six: ``$SRLAB_RUNS``, else
+    Google Drive when :func:`use_google_drive` was called, else ``runs/`` at the repository root
+    (``/content/runs`` on Colab)."""
+    return _folder("SRLAB_RUNS", "runs")
 
 
 def data_dir() -> Path:
@@ -157,14 +162,7 @@ def data_dir() -> Path:
     local disk on Colab (``/content/data``: fast, and a Drive-mounted runs folder never hides
     or slows the patch store; rebuilt by notebook 01 after a disconnect), else ``data/`` at
     the repository root."""
-    if os.environ.get("SRLAB_DATA"):
-        path = Path(os.environ["SRLAB_DATA"])
-    elif in_colab():
-        path = Path("/content/data")
-    else:
-        path = (_repo_root() or Path.cwd()) / "data"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _folder("SRLAB_DATA", "data")
 
 
 def use_google_drive() -> Path:
