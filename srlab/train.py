@@ -186,9 +186,10 @@ def lr_factor(cfg: TrainConfig, step: int) -> float:
 def training_batches(cfg: TrainConfig):
     """(batch source, validation images). Training: ``cfg.data`` (a patch store or a folder),
     else the embedded photos. Validation: ``val_data``, else the embedded photo held out of
-    training (embedded data or a patch store), else a folder's last image."""
-    val_images = list(load_training_images(cfg.val_data).values()) if cfg.val_data else None
-    held_out = lambda: [embedded_images((VALIDATION_IMAGE,))[VALIDATION_IMAGE]]  # noqa: E731
+    training (embedded data or a patch store), else a folder's last image; as ``{name: image}``,
+    so that a message about a validation image names its file."""
+    val_images = load_training_images(cfg.val_data) if cfg.val_data else None
+    held_out = lambda: embedded_images((VALIDATION_IMAGE,))  # noqa: E731
     options = dict(
         hr_size=cfg.hr_size,
         scale=cfg.scale,
@@ -206,7 +207,7 @@ def training_batches(cfg: TrainConfig):
         *train_names, val_name = sorted(train_images)
         if not train_names:
             raise ValueError(f"{cfg.data} has one image: pass val_data, or add images")
-        val_images = [train_images.pop(val_name)]
+        val_images = {val_name: train_images.pop(val_name)}
     return RandomPatches(train_images.values(), **options), val_images
 
 

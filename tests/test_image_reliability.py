@@ -244,5 +244,5 @@ def test_train_with_a_too_small_validation_image_stops_before_training(tmp_path,
     argv = ["train", "srresnet", "--preset", "smoke", "--steps", "2", "--val-data", str(tmp_path / "val")]
     assert main(argv + ["--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "error: every validation image is smaller than 20x20 pixels" in err and "(3x3)" in err
+    assert "error: every validation image is smaller than 20x20 pixels" in err and "tiny" in err and "(3x3)" in err
     assert not (out / "last.pt").exists()
