@@ -67,12 +67,7 @@ def _meta_trainer(cfg: TrainConfig) -> Trainer:
         trainer.perceptual = trainer.perceptual.to(meta)
     trainer.ema = AveragedModel(trainer.G)
     trainer.opt_g = torch.optim.Adam(trainer.G.parameters(), lr=cfg.lr_g)
-    trainer.feature_matching = bool(cfg.perceptual_weight) and cfg.perceptual == "discriminator"
-    trainer.loss_weights = {
-        "pixel": cfg.pixel_weight,
-        "perceptual": cfg.perceptual_weight,
-        "adv": cfg.adversarial_weight,
-    }
+    trainer._weigh_losses(cfg)
     return trainer
 
 

@@ -265,12 +265,7 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
         self.adversary = build_adversary(cfg, self.device, self.memory_format)
         self.perceptual = self._perceptual_loss(cfg)
-        self.feature_matching = bool(cfg.perceptual_weight) and cfg.perceptual == "discriminator"  # decided once
-        self.loss_weights = {
-            "pixel": cfg.pixel_weight,
-            "perceptual": cfg.perceptual_weight,
-            "adv": cfg.adversarial_weight,
-        }
+        self._weigh_losses(cfg)
 
         self.patches, val_images = training_batches(cfg)
         self.val_pairs = center_crops(val_images, cfg.val_crop, cfg.scale)
@@ -303,6 +298,15 @@ class Trainer:
             warnings.simplefilter("ignore", UserWarning)  # said above, in words
             loss = L.PerceptualLoss(cfg.perceptual_layer, cfg.vgg_weights, cfg.perceptual_criterion)
         return loss.to(self.device)
+
+    def _weigh_losses(self, cfg: TrainConfig) -> None:
+        """The weight of each loss term, and whether the perceptual term is feature matching (decided once)."""
+        self.feature_matching = bool(cfg.perceptual_weight) and cfg.perceptual == "discriminator"
+        self.loss_weights = {
+            "pixel": cfg.pixel_weight,
+            "perceptual": cfg.perceptual_weight,
+            "adv": cfg.adversarial_weight,
+        }
 
     @property
     def generator(self) -> nn.Module:
