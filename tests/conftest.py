@@ -68,17 +68,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def server(tmp_path, monkeypatch):
+def local_server(handler, monkeypatch, **attributes):
+    """A threaded HTTP server on 127.0.0.1 with ``handler``, its ``url``, an empty ``requests``
+    list and ``attributes`` set on it; yields it, then shuts it down (use with ``yield from``)."""
     # a proxy configured in the environment must not see requests to the local server
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
-    httpd.root = tmp_path / "www"
-    httpd.root.mkdir()
-    httpd.mode = "normal"
     httpd.requests = []
+    for name, value in attributes.items():
+        setattr(httpd, name, value)
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -86,6 +86,12 @@ def server(tmp_path, monkeypatch):
     httpd.shutdown()
     httpd.server_close()
     thread.join(timeout=5)
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    (tmp_path / "www").mkdir()
+    yield from local_server(_Handler, monkeypatch, root=tmp_path / "www", mode="normal")
 
 
 def serve(server, name: str, data: bytes) -> str:

@@ -164,6 +164,11 @@ def _one_line_error(capsys, *words):
     return err
 
 
+def _upscale_argv(tmp_path, weights, *extra) -> list[str]:
+    """``upscale tmp_path/a.png -o tmp_path/o --weights WEIGHTS`` and ``extra``."""
+    return ["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--weights", str(weights), *extra]
+
+
 @pytest.mark.parametrize(
     ("device", "words"),
     [
@@ -175,21 +180,7 @@ def _one_line_error(capsys, *words):
 def test_train_and_upscale_refuse_a_device_that_is_not_there(tmp_path, weights, capsys, device, words):
     assert main(["train", "srresnet", "--preset", "smoke", "--out", str(tmp_path / "run"), "--device", device]) == 2
     _one_line_error(capsys, *words)
-    assert (
-        main(
-            [
-                "upscale",
-                str(tmp_path / "a.png"),
-                "-o",
-                str(tmp_path / "o"),
-                "--weights",
-                str(weights),
-                "--device",
-                device,
-            ]
-        )
-        == 2
-    )
+    assert main(_upscale_argv(tmp_path, weights, "--device", device)) == 2
     _one_line_error(capsys, *words)
     assert not (tmp_path / "run").exists() and not (tmp_path / "o").exists()
 
@@ -198,21 +189,7 @@ def test_train_and_upscale_refuse_a_device_that_is_not_there(tmp_path, weights, 
 def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, weights, capsys):
     assert main(["train", "srresnet", "--preset", "smoke", "--out", str(tmp_path / "run"), "--device", "cuda"]) == 2
     _one_line_error(capsys, "--device 'cuda'", "no CUDA", "--device cpu")
-    assert (
-        main(
-            [
-                "upscale",
-                str(tmp_path / "a.png"),
-                "-o",
-                str(tmp_path / "o"),
-                "--weights",
-                str(weights),
-                "--device",
-                "cuda",
-            ]
-        )
-        == 2
-    )
+    assert main(_upscale_argv(tmp_path, weights, "--device", "cuda")) == 2
     _one_line_error(capsys, "--device 'cuda'", "no CUDA")
 
 

@@ -433,9 +433,9 @@ def test_realesrgan_options_hold_the_paper_defaults():
     assert o.stage1.kernel_sizes == tuple(range(7, 22, 2))
 
 
-def test_realesrgan_without_randomness_reduces_to_blur_resize_jpeg(photo):
-    # Degenerate ranges pin every draw, so the result can be rebuilt step by step by hand.
-    stage = StageOptions(
+def pinned_stage(jpeg_quality: float) -> StageOptions:
+    """A stage whose ranges pin every draw: a 7-tap sigma-1 Gaussian, no resize, zero noise, one JPEG quality."""
+    return StageOptions(
         kernel_types=("iso",),
         kernel_probs=(1.0,),
         kernel_sizes=(7,),
@@ -444,8 +444,13 @@ def test_realesrgan_without_randomness_reduces_to_blur_resize_jpeg(photo):
         resize_probs=(0, 0, 1),
         gaussian_noise_prob=1.0,
         noise_range=(0.0, 0.0),
-        jpeg_range=(90, 90),
+        jpeg_range=(jpeg_quality, jpeg_quality),
     )
+
+
+def test_realesrgan_without_randomness_reduces_to_blur_resize_jpeg(photo):
+    # Degenerate ranges pin every draw, so the result can be rebuilt step by step by hand.
+    stage = pinned_stage(90)
     opts = RealESRGANOptions(stage1=stage, stage2=replace(stage, blur_prob=0.0), final_sinc_prob=0.0)
     out = realesrgan(photo, rng=0, opts=opts)
     x = photo.astype(np.float32) / 255

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from skimage import data
+from test_degradations import pinned_stage
 
 from srlab import degradations as dg
 from srlab.degrade_batch import (
@@ -230,17 +231,7 @@ def test_without_randomness_it_matches_the_numpy_pipeline(photo):
     # Pinned draws (7-tap Gaussians, keep the size, zero noise, JPEG 40 then 90, one sinc
     # filter) at scale 1, where every resize keeps the size (torch and OpenCV then both
     # copy): the same chain of steps as srlab.degradations.realesrgan.
-    stage = dg.StageOptions(
-        kernel_types=("iso",),
-        kernel_probs=(1.0,),
-        kernel_sizes=(7,),
-        blur_sigma=(1.0, 1.0),
-        sinc_prob=0.0,
-        resize_probs=(0, 0, 1),
-        gaussian_noise_prob=1.0,
-        noise_range=(0.0, 0.0),
-        jpeg_range=(40, 40),
-    )
+    stage = pinned_stage(40)
     opts = dg.RealESRGANOptions(
         stage1=stage,
         stage2=replace(stage, jpeg_range=(90, 90)),

@@ -8,12 +8,11 @@ patched) so no test needs a large file. Servers run on 127.0.0.1 in a thread, as
 import http.server
 import io
 import tarfile
-import threading
 import zipfile
 
 import numpy as np
 import pytest
-from conftest import serve
+from conftest import local_server, serve
 from test_download import benchmark_tar, leftovers, make_tar, make_zip, tiny_images, write
 
 from srlab import download
@@ -35,18 +34,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def odd_server(monkeypatch):
     """``odd_server.answer(handler)`` writes each response; ``requests`` records (path, Range)."""
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    httpd.requests = []
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    yield from local_server(_Handler, monkeypatch)
 
 
 def unbounded_body(n_bytes: int, length: int | None = None):
