@@ -120,8 +120,15 @@ def load_training_images(folder=None, exclude: tuple[str, ...] = ()) -> dict[str
     return images
 
 
+# The degradation of a batch source whose LR the training loop makes on its device
+# (``TrainConfig.degrade_on="device"``, :mod:`srlab.degrade_batch`): its batches are
+# ``(None, hr[, hr_sharp])``, the CPU only crops and augments.
+HR_ONLY = "hr_only"
+
+
 def _training_sample(hr: np.ndarray, degradation: str, scale: int, rng, usm_target: bool) -> tuple:
-    """``(lr, hr)`` from one augmented HR patch, or ``(lr, hr, hr_sharp)`` with ``usm_target``.
+    """``(lr, hr)`` from one augmented HR patch, or ``(lr, hr, hr_sharp)`` with ``usm_target``;
+    lr is None with ``degradation=HR_ONLY``.
 
     The sharpened patch is what Real-ESRGAN degrades (``filter2D(self.gt_usm, ...)`` in its
     ``feed_data``), so the LR is made from it; it is rounded to 8 bits like every training
@@ -129,15 +136,15 @@ def _training_sample(hr: np.ndarray, degradation: str, scale: int, rng, usm_targ
     """
     from .degradations import degrade, usm_sharpen
 
-    if not usm_target:
-        return degrade(degradation, hr, scale=scale, rng=rng), hr
-    sharp = usm_sharpen(hr)
-    return degrade(degradation, sharp, scale=scale, rng=rng), hr, sharp
+    sharp = usm_sharpen(hr) if usm_target else None
+    source = hr if sharp is None else sharp
+    lr = None if degradation == HR_ONLY else degrade(degradation, source, scale=scale, rng=rng)
+    return (lr, hr) if sharp is None else (lr, hr, sharp)
 
 
 def _stack(samples: list[tuple], join) -> tuple:
-    """Per-sample tuples ``(lr, hr[, hr_sharp])`` -> one batch tensor per position."""
-    return tuple(join(list(column)) for column in zip(*samples))
+    """Per-sample tuples ``(lr, hr[, hr_sharp])`` -> one batch tensor per position (None stays None)."""
+    return tuple(None if column[0] is None else join(list(column)) for column in zip(*samples))
 
 
 class RandomPatches:
@@ -542,8 +549,8 @@ def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndar
 
 
 def _to_chw_tensor(img: np.ndarray):
-    """(H, W, 3) uint8 -> (3, H, W) float tensor in [0, 1]: one dataset item."""
-    return to_tensor(img)[0]
+    """(H, W, 3) uint8 -> (3, H, W) float tensor in [0, 1]: one dataset item (None stays None)."""
+    return None if img is None else to_tensor(img)[0]
 
 
 class PatchDataset:
@@ -583,7 +590,7 @@ class PatchDataset:
         if degradation is not None:
             from .degradations import DEGRADATIONS
 
-            if degradation not in DEGRADATIONS:
+            if degradation not in DEGRADATIONS and degradation != HR_ONLY:
                 raise ValueError(f"unknown degradation {degradation!r}; choose one of {sorted(DEGRADATIONS)}")
         self.hr_size, self.scale, self.degradation = hr_size, scale, degradation
         self.augment, self.seed, self.epoch, self.usm_target = augment, seed, 0, usm_target

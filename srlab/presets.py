@@ -113,6 +113,9 @@ class TrainConfig:
     amp: str = "auto"  # "auto" | "bf16" | "fp16" | "off"
     channels_last: bool = True
     loader_workers: int | None = None  # processes building batches ahead (srlab.pipeline); None: 2 on a GPU, 0 on a CPU
+    # where LR is made from HR: "data" (per image, in the batch builder), "device" (the whole batch
+    # on the training device, srlab.degrade_batch), "auto": "device" on a GPU for bicubic and realesrgan
+    degrade_on: str = "auto"
     seed: int = 0
     log_every: int = 10
     val_every: int = 500

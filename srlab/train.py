@@ -56,7 +56,16 @@ from .checkpoint import (
     training_state,
     write_error,
 )
-from .data import RandomPatches, StorePatches, center_crops, embedded_images, is_patch_store, load_training_images
+from .data import (
+    HR_ONLY,
+    RandomPatches,
+    StorePatches,
+    center_crops,
+    embedded_images,
+    is_patch_store,
+    load_training_images,
+)
+from .degrade_batch import BATCH_DEGRADATIONS, degrade_batch
 from .metrics import batch_psnr, batch_ssim
 from .pipeline import WaitClock, auto_workers, batch_stream
 from .presets import PERCEPTUAL_KINDS, PRETRAIN_STAGE, STAGES, VALIDATION_IMAGE, TrainConfig, make_config
@@ -183,9 +192,31 @@ def lr_factor(cfg: TrainConfig, step: int) -> float:
     return warm * cfg.lr_gamma ** sum(step >= m for m in cfg.milestones)
 
 
-def training_batches(cfg: TrainConfig):
+DEGRADE_ON = ("auto", "data", "device")
+
+
+def degrade_where(cfg: TrainConfig, device: torch.device) -> str:
+    """Where this run makes LR from HR: "data" (per image, where batches are built: a loader worker
+    or the loop) or "device" (the whole batch at once on the training device, ``srlab.degrade_batch``,
+    as Real-ESRGAN does on its GPU). ``degrade_on="auto"``: "device" on a GPU when the degradation has
+    a batched form, so that Colab's two CPU cores only crop; "data" elsewhere."""
+    if cfg.degrade_on not in DEGRADE_ON:
+        raise ValueError(f"degrade_on={cfg.degrade_on!r}; choose one of {', '.join(DEGRADE_ON)}")
+    batched = cfg.degradation in BATCH_DEGRADATIONS
+    if cfg.degrade_on == "auto":
+        return "device" if device.type == "cuda" and batched else "data"
+    if cfg.degrade_on == "device" and not batched:
+        raise ValueError(
+            f"degrade_on='device': {cfg.degradation!r} has no batched form; "
+            f"use one of {', '.join(BATCH_DEGRADATIONS)}, or degrade_on='data'"
+        )
+    return cfg.degrade_on
+
+
+def training_batches(cfg: TrainConfig, hr_only: bool = False):
     """(batch source, validation images). Training: ``cfg.data`` (a patch store or a folder),
-    else the embedded photos. Validation: ``val_data``, else the embedded photo held out of
+    else the embedded photos; with ``hr_only`` its batches carry no LR (``data.HR_ONLY``: the
+    loop degrades on the device). Validation: ``val_data``, else the embedded photo held out of
     training (embedded data or a patch store), else a folder's last image; as ``{name: image}``,
     so that a message about a validation image names its file."""
     val_images = load_training_images(cfg.val_data) if cfg.val_data else None
@@ -195,7 +226,7 @@ def training_batches(cfg: TrainConfig):
         scale=cfg.scale,
         batch_size=cfg.batch_size,
         seed=cfg.seed,
-        degradation=cfg.degradation,
+        degradation=HR_ONLY if hr_only else cfg.degradation,
         usm_target=cfg.usm_target,
     )
     if is_patch_store(cfg.data):
@@ -267,7 +298,8 @@ class Trainer:
         self.perceptual = self._perceptual_loss(cfg)
         self._weigh_losses(cfg)
 
-        self.patches, val_images = training_batches(cfg)
+        self.degrade_on = degrade_where(cfg, self.device)
+        self.patches, val_images = training_batches(cfg, hr_only=self.degrade_on == "device")
         self.val_pairs = center_crops(val_images, cfg.val_crop, cfg.scale)
         self.step, self.best_psnr, self.bad_validations = 0, -math.inf, 0
         self.saved: dict[str, int | None] = {}  # checkpoint name -> the step this run saved it at
@@ -323,8 +355,9 @@ class Trainer:
         pixel and perceptual losses aim at (``usm_target``). Returns the losses as tensors."""
         self.set_learning_rates(self.step)
         self.G.train()  # also for the critic-only forward: SR as the generator makes it in training
-        lr, hr = self.to_device(lr), self.to_device(hr)
+        hr = self.to_device(hr)
         target = hr if hr_sharp is None else self.to_device(hr_sharp)
+        lr = self.degrade(target) if lr is None else self.to_device(lr)  # LR from the sharpened HR, as Real-ESRGAN
         sr, logs = None, {}
         if self.adversary is None or self.adversary.generator_turn(self.step):
             sr, logs = self.g_step(lr, hr, target)
@@ -412,6 +445,14 @@ class Trainer:
         for opt, base in pairs:
             for group in opt.param_groups:
                 group["lr"] = base * factor
+
+    def degrade(self, hr: Tensor) -> Tensor:
+        """LR of an HR batch already on the device (``degrade_on="device"``), seeded by (seed, step, rank)
+        like the batch itself, so a resumed run makes the same LR."""
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        with torch.no_grad():
+            lr = degrade_batch(self.cfg.degradation, hr, self.cfg.scale, generator=[self.cfg.seed, self.step, 3, rank])
+        return lr.contiguous(memory_format=self.memory_format)
 
     def to_device(self, x: Tensor) -> Tensor:
         if pin_before_copy(x, self.device):
