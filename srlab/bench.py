@@ -7,6 +7,7 @@
     python -m srlab.bench infer --vs-ncnn [--size 128] [--repeats 3] [--json OUT]
     python -m srlab.bench perception [--preset cpu] [--hr DIR ...] [--figure PNG] [--json OUT]
     python -m srlab.bench plan [--gpu t4|l4|a100] [--presets colab cpu quick] [--json OUT]
+    python -m srlab.bench pipeline [--sizes 96 128 256] [--wait-steps 30] [--json OUT]
 
 ``train`` times one training step of every stage on whatever device is there, in fp32,
 fp32 + channels-last, and mixed precision (+ channels-last) side by side.
@@ -25,6 +26,10 @@ NIQE on Set14 at least 1.0 below its own pixel model's, for at most 2.0 dB of PS
 ``plan`` needs no GPU: it counts each stage's FLOPs per training step (``srlab.plan``) and turns
 them into minutes on a T4, L4 or A100 at srlab's precision there, per preset, and into the
 50-minute Colab sessions each stage needs.
+``pipeline`` measures the batches/s two loader workers deliver per degradation and HR size, with
+LR made per image by the workers or on the device (the workers only crop), against the steps/s a
+T4 and an A100 consume by ``plan``'s FLOP count; then the fraction of a CPU training loop spent
+waiting for data with batches built in the loop and by two workers.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import tempfile
 import time
 import warnings
@@ -716,6 +722,141 @@ def bench_perception(args) -> dict:
     return results
 
 
+# ---------------------------------------------------------------- pipeline: can the data side feed a GPU?
+
+PIPELINE_GPUS = ("t4", "a100")
+# The colab stages whose steps are fastest (the strictest consumers): SRResNet, and RRDBNet (Real-ESRNet's).
+PIPELINE_CONSUMERS = ("srresnet", "rrdb")
+PIPELINE_TARGETS = {"bicubic": ("a100", 1.5), "realesrgan": ("t4", 1.0)}  # issue 14: x the rate of that GPU
+
+
+def consumer_rates(hr_size: int, batch_size: int = 16, utilization: float = UTILIZATION) -> dict:
+    """{stage: {gpu: training steps/s}} of the colab preset's pixel stages at ``hr_size``, by FLOP count."""
+    from .plan import steps_per_second
+
+    rates = {}
+    for stage in PIPELINE_CONSUMERS:
+        cfg = make_config(stage, "colab", hr_size=hr_size, batch_size=batch_size)
+        rates[stage] = {gpu: steps_per_second(cfg, gpu, utilization) for gpu in PIPELINE_GPUS}
+    return rates
+
+
+def batches_per_second(batch_fn, batches: int, workers: int = 2, prefetch: int = 2) -> float:
+    """Steady batches/s of ``batch_fn`` through ``srlab.pipeline.batch_stream``: worker start-up and the
+    batches they prefetched meanwhile are not counted."""
+    from .pipeline import batch_stream
+
+    skip = 1 + workers * prefetch
+    stream = batch_stream(batch_fn, 0, skip + batches, workers, prefetch=prefetch)
+    try:
+        for _ in range(skip):
+            next(stream)
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(stream)
+        return batches / (time.perf_counter() - start)
+    finally:
+        stream.close()
+
+
+def _device_side_ms(degradation: str, hr_size: int, batch_size: int, repeats: int = 3) -> float:
+    """Milliseconds of ``degrade_batch`` on one batch on this CPU (the best of ``repeats``)."""
+    from .degrade_batch import degrade_batch
+
+    hr = torch.rand(batch_size, 3, hr_size, hr_size)
+    best = math.inf
+    for k in range(repeats):
+        start = time.perf_counter()
+        degrade_batch(degradation, hr, 4, generator=[0, k])
+        best = min(best, time.perf_counter() - start)
+    return 1000 * best
+
+
+def pipeline_rows(sizes, degradations=("bicubic", "realesrgan"), batches: int = 40, batch_size: int = 16) -> list[dict]:
+    """One row per (degradation, where LR is made, HR size): batches/s the data side delivers with 2
+    workers, against the steps/s of :data:`PIPELINE_CONSUMERS` on T4 and A100 (:func:`consumer_rates`)."""
+    from .data import HR_ONLY, RandomPatches, embedded_images
+
+    images = list(embedded_images().values())
+    rows = []
+    for hr_size in sizes:
+        rates = consumer_rates(hr_size, batch_size)
+        for degradation in degradations:
+            for where in ("data", "device"):
+                made = degradation if where == "data" else HR_ONLY
+                patches = RandomPatches(images, hr_size, 4, batch_size, seed=0, degradation=made)
+                row = dict(degradation=degradation, where=where, hr_size=hr_size, batch_size=batch_size)
+                row["batches_per_s"] = batches_per_second(patches.batch, batches)
+                if where == "device":  # the GPU's work; timed here on the CPU only as a stand-in
+                    row["degrade_ms_on_this_cpu"] = _device_side_ms(degradation, hr_size, batch_size)
+                row["needs"] = rates
+                gpu, factor = PIPELINE_TARGETS[degradation]
+                strictest = max(rates[stage][gpu] for stage in PIPELINE_CONSUMERS)
+                row["target"] = dict(gpu=gpu, factor=factor, steps_per_s=strictest)
+                row["meets_target"] = row["batches_per_s"] >= factor * strictest
+                rows.append(row)
+                print(pipeline_line(row), flush=True)
+    return rows
+
+
+def pipeline_line(row: dict) -> str:
+    t, needs = row["target"], row["needs"]
+    rates = "  ".join(f"{stage} " + "/".join(f"{needs[stage][g]:.0f}" for g in PIPELINE_GPUS) for stage in needs)
+    extra = row.get("degrade_ms_on_this_cpu")
+    extra = "" if extra is None else f"  (batched degradation {extra:.0f} ms on this CPU)"
+    verdict = "met" if row["meets_target"] else "MISSED"
+    return (
+        f"{row['degradation']:<10} LR made on {row['where']:<6} HR {row['hr_size']:<4} "
+        f"{row['batches_per_s']:7.1f} batches/s   needs ({'/'.join(PIPELINE_GPUS)}): {rates}   "
+        f"target {t['factor']:g}x {t['gpu']} {t['factor'] * t['steps_per_s']:.0f}/s: {verdict}{extra}"
+    )
+
+
+def data_wait_rows(degradations=("bicubic", "realesrgan"), steps: int = 30) -> list[dict]:
+    """The fraction of the training loop spent waiting for batches on this CPU: the ``cpu`` preset's
+    SRResNet stage with batches built in the loop (0 workers: before) and by 2 loader workers (after)."""
+    rows = []
+    for degradation in degradations:
+        for workers in (0, 2):
+            cfg = make_config(
+                "srresnet",
+                "cpu",
+                degradation=degradation,
+                loader_workers=workers,
+                steps=steps,
+                val_every=10**9,
+                ckpt_every=10**9,
+                log_every=10**9,
+            )
+            with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                start = time.perf_counter()
+                summary = train(cfg, Path(tmp), device="cpu", progress=False)
+                seconds = time.perf_counter() - start
+            row = dict(degradation=degradation, workers=workers, steps=steps, data_wait=summary["data_wait"])
+            row["steps_per_s"] = steps / seconds
+            rows.append(row)
+            print(
+                f"{degradation:<10} {workers} workers: {100 * row['data_wait']:5.1f}% of the loop waiting for data, "
+                f"{row['steps_per_s']:.2f} steps/s (cpu preset srresnet, {steps} steps)",
+                flush=True,
+            )
+    return rows
+
+
+def bench_pipeline(args) -> dict:
+    print(
+        "batches/s of 16 patches from 2 loader workers on this CPU; 'needs' = training steps/s by FLOP count "
+        f"(colab stages at {UTILIZATION:.0%} of the peak, `bench plan`); LR made on 'device' = the workers only "
+        "crop, the GPU degrades the batch (srlab.degrade_batch)",
+        flush=True,
+    )
+    result = {"workers": 2, "utilization": UTILIZATION, "rows": pipeline_rows(args.sizes, batches=args.batches)}
+    if args.wait_steps:
+        result["data_wait"] = data_wait_rows(steps=args.wait_steps)
+    return result
+
+
 def bench_plan(args) -> dict:
     if not 0 < args.utilization <= 1:
         raise SystemExit(f"error: --utilization {args.utilization}: a fraction of the peak, in (0, 1]")
@@ -785,10 +926,19 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--presets", nargs="+", default=["colab", "cpu", "quick"], help="default: colab cpu quick")
     pl.add_argument("--utilization", type=float, default=UTILIZATION, help=f"fraction of peak (default {UTILIZATION})")
     pl.add_argument("--json")
+    pi = sub.add_parser(
+        "pipeline", help="batches/s the data side delivers with 2 workers, against a T4's and an A100's"
+    )
+    pi.add_argument("--sizes", type=int, nargs="+", default=[96, 128, 256], help="HR sizes (default: 96 128 256)")
+    pi.add_argument("--batches", type=int, default=40, help="batches timed per row (default: 40)")
+    pi.add_argument("--wait-steps", type=int, default=30, help="training steps per data-wait run (0: skip them)")
+    pi.add_argument("--json")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     benches = {"train": bench_train, "quality": bench_quality, "data": bench_data, "infer": bench_infer}
-    result = {**benches, "perception": bench_perception, "plan": bench_plan}[args.what](args)
+    result = {**benches, "perception": bench_perception, "plan": bench_plan, "pipeline": bench_pipeline}[args.what](
+        args
+    )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -101,6 +101,11 @@ def stage_minutes(flops_per_step: float, steps: int, gpu: str = "t4", utilizatio
     return steps * flops_per_step / (spec.peak_tflops * 1e12 * utilization) / 60
 
 
+def steps_per_second(cfg: TrainConfig, gpu: str = "t4", utilization: float = UTILIZATION) -> float:
+    """Training steps per second of ``cfg`` on ``gpu`` by FLOP count: the rate its data must arrive at."""
+    return GPUS[gpu].peak_tflops * 1e12 * utilization / step_flops(cfg)
+
+
 def plan(presets=("colab",), gpu: str = "t4", utilization: float = UTILIZATION) -> list[dict]:
     """One row per (preset, stage): GFLOPs per step, steps, minutes on ``gpu`` and the number of
     :data:`SESSION_MINUTES` budgets that makes."""
