@@ -455,9 +455,11 @@ class Trainer:
         return lr.contiguous(memory_format=self.memory_format)
 
     def to_device(self, x: Tensor) -> Tensor:
+        """A batch tensor on the training device; uint8 (``data.hr_batch``) becomes float in [0, 1] there."""
         if pin_before_copy(x, self.device):
             x = x.pin_memory()
-        return x.to(self.device, memory_format=self.memory_format, non_blocking=True)
+        x = x.to(self.device, memory_format=self.memory_format, non_blocking=True)
+        return x.float().div_(255) if x.dtype == torch.uint8 else x
 
     # ------------------------------------------------------------ hooks (srlab.distributed overrides them)
 

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from srlab import degradations
-from srlab.data import HR_ONLY, RandomPatches, embedded_images
+from srlab.data import HR_ONLY, RandomPatches, StorePatches, embedded_images, extract_patches
 from srlab.degrade_batch import realesrgan_batch
+from srlab.images import write_image
 from srlab.presets import make_config
 from srlab.train import Trainer, degrade_where, train
 
@@ -38,14 +39,29 @@ def test_device_without_a_batched_form_or_an_unknown_place_is_refused():
         degrade_where(make_config("srresnet", "smoke", degrade_on="gpu"), torch.device("cpu"))
 
 
-def test_hr_only_batches_are_the_same_crops_without_lr():
-    """Bicubic draws nothing from the batch's rng, so the HR crops are those of the bicubic batches."""
-    images = list(embedded_images(("astronaut", "chelsea")).values())
-    bicubic = RandomPatches(images, hr_size=32, scale=4, batch_size=3, seed=5)
-    hr_only = RandomPatches(images, hr_size=32, scale=4, batch_size=3, seed=5, degradation=HR_ONLY)
+def _same_crops_as_uint8(bicubic, hr_only):
     for step in (0, 7):
         (lr_a, hr_a), (lr_b, hr_b) = bicubic.batch(step), hr_only.batch(step)
-        assert lr_b is None and torch.equal(hr_a, hr_b) and lr_a.shape == (3, 3, 8, 8)
+        assert lr_b is None and lr_a.shape == (3, 3, 8, 8) and hr_b.dtype == torch.uint8
+        assert torch.equal(hr_a, hr_b.float() / 255)  # to_device's conversion gives to_tensor's values
+
+
+def test_hr_only_batches_are_the_same_crops_in_uint8():
+    """Bicubic draws nothing from the batch's rng, so the HR crops are those of the bicubic batches;
+    they travel as uint8 with channels-last strides (a quarter of the bytes, no copy for channels-last)."""
+    images = list(embedded_images(("astronaut", "chelsea")).values())
+    hr_only = RandomPatches(images, hr_size=32, scale=4, batch_size=3, seed=5, degradation=HR_ONLY)
+    _same_crops_as_uint8(RandomPatches(images, hr_size=32, scale=4, batch_size=3, seed=5), hr_only)
+    assert hr_only.batch(0)[1].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_hr_only_store_batches_are_the_same_crops_in_uint8(tmp_path):
+    folder = tmp_path / "hr"
+    for name, img in embedded_images(("astronaut", "chelsea")).items():
+        write_image(folder / f"{name}.png", img)
+    store = extract_patches(folder, tmp_path / "store", size=64, stride=64, workers=1, progress=False)
+    options = dict(hr_size=32, scale=4, batch_size=3, seed=5)
+    _same_crops_as_uint8(StorePatches(store, **options), StorePatches(store, degradation=HR_ONLY, **options))
 
 
 def test_bicubic_on_the_device_trains_to_the_same_weights_as_per_image(tmp_path):
@@ -71,7 +87,7 @@ def test_realesrgan_on_the_device_never_runs_the_per_image_chain(tmp_path, monke
     trainer.G.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
     _, hr = trainer.next_batch(0)
     trainer.train_step(*trainer.next_batch(0))
-    expected = realesrgan_batch(hr, 4, generator=[4, 0, 3, 0])
+    expected = realesrgan_batch(hr.float() / 255, 4, generator=[4, 0, 3, 0])
     assert seen[0].shape == (2, 3, 8, 8) and torch.equal(seen[0], expected)
     levels = seen[0] * 255  # 8-bit LR, as the per-image chain makes it
     assert torch.allclose(levels, levels.round(), atol=1e-4) and not torch.equal(seen[0], seen[0].flip(0))
