@@ -16,6 +16,7 @@ import io
 import os
 import re
 import struct
+import uuid
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -251,9 +252,12 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
     ok, buf = cv2.imencode(path.suffix or ".png", img)
     if not ok:
         raise ValueError(f"could not encode an image of shape {img.shape} and type {img.dtype} as {path.suffix}")
-    tmp = path.with_name(path.name + ".tmp")
-    buf.tofile(tmp)
-    os.replace(tmp, path)  # never leave a half-written image behind
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # two writers never share one
+    try:
+        buf.tofile(tmp)
+        os.replace(tmp, path)  # never leave a half-written image behind
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no temporary file
     return path
 
 

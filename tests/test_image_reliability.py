@@ -9,6 +9,7 @@ import io
 import struct
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,3 +247,25 @@ def test_train_with_a_too_small_validation_image_stops_before_training(tmp_path,
     err = capsys.readouterr().err
     assert "error: every validation image is smaller than 20x20 pixels" in err and "tiny" in err and "(3x3)" in err
     assert not (out / "last.pt").exists()
+
+
+def test_write_image_uses_a_unique_temporary_name_and_leaves_none_on_failure(tmp_path, monkeypatch):
+    """Two writers of one output never share a temporary file; a write that fails (here: the rename,
+    as on a full disk) leaves the old image and no temporary file behind."""
+    import os
+
+    photo = np.zeros((8, 8, 3), np.uint8)
+    sources, real_replace = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (sources.append(Path(src).name), real_replace(src, dst)))
+    write_image(tmp_path / "a.png", photo)
+    write_image(tmp_path / "a.png", photo + 1)
+    assert len(set(sources)) == 2 and all(name.startswith("a.png.") for name in sources)
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError):
+        write_image(tmp_path / "a.png", photo + 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+    assert read_image(tmp_path / "a.png").max() == 1
