@@ -199,7 +199,7 @@ def _evaluate(args) -> int:
         run = lambda: score_images(args.sr, metrics)
     else:
         metrics = check_metrics(args.metrics or "psnr,ssim")
-        scale = args.scale or 4
+        scale = 4 if args.scale is None else args.scale
         upscaler = _evaluate_upscaler(args.model or "bicubic", scale)
         if upscaler is None:
             return 2
@@ -389,7 +389,7 @@ def _badges(args) -> int:
 
 
 # Options with a smallest sensible value (attribute, minimum): below it they fail deep inside, or loop.
-_AT_LEAST = {"steps": 1, "batch_size": 1, "tile": 0, "tile_overlap": 0}
+_AT_LEAST = {"steps": 1, "batch_size": 1, "tile": 0, "tile_overlap": 0, "scale": 1}
 
 
 def _check_args(args) -> None:

@@ -417,7 +417,20 @@ def make_config(stage: str, preset: str = "colab", **overrides) -> TrainConfig:
                 f"({', '.join(PRETRAIN_STAGE)})"
             )
         values = _merge(values, ADVERSARIES[adversary])
-    return TrainConfig(stage=stage, **{**values, **overrides})  # an override replaces a whole value
+    return check_counts(TrainConfig(stage=stage, **{**values, **overrides}))  # an override replaces a whole value
+
+
+# Counts below 1 fail deep inside training (a division by zero, an empty batch) or loop forever.
+COUNTS = ("steps", "batch_size", "hr_size", "val_crop", "log_every", "val_every", "ckpt_every", "n_critic", "scale")
+
+
+def check_counts(cfg: TrainConfig) -> TrainConfig:
+    """``cfg``, or a one-line ValueError naming the first count below 1 (``--set steps=0``, ...)."""
+    for name in COUNTS:
+        value = getattr(cfg, name)
+        if value < 1:
+            raise ValueError(f"{name}={value}: must be at least 1 (e.g. --set {name}=1)")
+    return cfg
 
 
 # ---------------------------------------------------------------- --set key=value

@@ -202,6 +202,22 @@ def test_train_refuses_steps_and_batch_size_under_one(tmp_path, capsys, flag, va
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("setting", ["steps=0", "batch_size=0", "val_every=0", "hr_size=-4"])
+def test_train_refuses_counts_under_one_given_with_set(tmp_path, capsys, setting):
+    """--set goes around the flags' own checks; the config refuses the count itself."""
+    argv = ["train", "srresnet", "--preset", "smoke", "--out", str(tmp_path / "run"), "--set", setting]
+    assert main(argv) == 2
+    name, value = setting.split("=")
+    _one_line_error(capsys, f"{name}={value}: must be at least 1")
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_refuses_scale_zero_instead_of_using_four(tmp_path, capsys):
+    (tmp_path / "hr").mkdir()
+    assert main(["evaluate", "--hr", str(tmp_path / "hr"), "--scale", "0"]) == 2
+    _one_line_error(capsys, "--scale 0", "at least 1")
+
+
 @pytest.mark.parametrize("flag", ["--tile", "--tile-overlap"])
 def test_upscale_refuses_a_negative_tile(tmp_path, weights, capsys, flag):
     argv = ["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--weights", str(weights)]
