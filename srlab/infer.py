@@ -274,7 +274,7 @@ def upscale_files(
         try:
             image = read_image(path)
         except (ImageReadError, OSError) as err:
-            tqdm.write(f"failed {path}: {err}")
+            tqdm.write(f"failed: {err}" if str(path) in str(err) else f"failed {path}: {err}")  # named once
             report["failed"].append((path, str(err)))
             continue
         result = upscale(image, model, **kwargs)

@@ -100,12 +100,14 @@ def test_evaluate_skips_a_huge_header_and_scores_the_others(folder_with_a_bomb):
     assert [s["name"] for s in report["skipped"]] == ["b_huge.png"]
 
 
-def test_upscale_and_training_data_skip_a_huge_header(folder_with_a_bomb, tmp_path):
+def test_upscale_and_training_data_skip_a_huge_header(folder_with_a_bomb, tmp_path, capsys):
     torch.manual_seed(0)
     model = RRDBNet(num_feat=8, num_block=1).eval()
     report = upscale_files([folder_with_a_bomb], tmp_path / "out", model, progress=False, device="cpu")
     assert [p.name for p in report["written"]] == ["a.png", "c.png"]
     assert [(p.name, "50000x50000" in why) for p, why in report["failed"]] == [("b_huge.png", True)]
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("failed")]
+    assert len(said) == 1 and said[0].count("b_huge.png") == 1  # the file is named once, not twice
     with pytest.warns(UserWarning, match=r"skipped 1 unreadable images: b_huge.png \(.*over the limit"):
         images = load_training_images(folder_with_a_bomb)
     assert sorted(images) == ["a.png", "c.png"]
