@@ -55,7 +55,7 @@ print(nb.device_summary())
 PRESET = nb.choose_preset()  # quick without a GPU, colab with one; SRLAB_PRESET overrides
 RUNS = nb.runs_dir()         # every notebook keeps its runs under RUNS / PRESET
 DATA_DIR = nb.data_dir()     # downloads and patch stores (local disk; Colab: /content/data)
-STEPS = None                 # None = the preset's length (colab 36k, cpu 400, quick 600, smoke 6)
+STEPS = None                 # None = the preset's length (colab 36k, cpu 400, quick 1200, smoke 6)
 ADV_WEIGHT = None            # None = the preset's adversarial weight (paper 1e-3; seed preset 5e-2)
 RESUME = True                # continue from last.pt when a run folder already has one
 TIME_BUDGET = nb.time_budget(PRESET)  # colab: pause each training run after 50 min with a checkpoint; rerun to go on

@@ -86,7 +86,7 @@ PUBLISHED = ["realesrgan-x4plus"]  # published weights shown beside the course's
 # | SRResNet | 03 | MSE (pixel loss; L1 in `cpu` and `quick`) | `RUNS/PRESET/srresnet/best.pt` |
 # | SRGAN | 04 | VGG `relu5_4` + BCE adversarial, from SRResNet (`quick`: feature matching on D instead of VGG) | `RUNS/PRESET/srgan/last.pt` (`GAN_CHECKPOINT`) |
 # | RRDB (PSNR model) | 05 | L1 | `RUNS/PRESET/rrdb/best.pt` |
-# | ESRGAN | 05 | L1 + VGG `conv5_4` + relativistic GAN, from RRDB (`quick`: feature matching on D instead of VGG) | `RUNS/PRESET/esrgan/last.pt` (`GAN_CHECKPOINT`) |
+# | ESRGAN | 05 | L1 + VGG `conv5_4` + relativistic GAN, from RRDB (`quick`: feature matching on D instead of VGG, the standard GAN loss) | `RUNS/PRESET/esrgan/last.pt` (`GAN_CHECKPOINT`) |
 # | Real-ESRGAN x4plus (published weights) | none: Wang et al. 2021 | the ESRGAN recipe for about 1M steps on DF2K + OST, with random real-world degradations (blur, noise, JPEG) | `load_generator("realesrgan-x4plus")` (`PUBLISHED`) |
 #
 # A checkpoint records its configuration, so `srlab.checkpoint.load_generator` rebuilds the right architecture
