@@ -741,13 +741,13 @@ def consumer_rates(hr_size: int, batch_size: int = 16, utilization: float = UTIL
     return rates
 
 
-def batches_per_second(batch_fn, batches: int, workers: int = 2, prefetch: int = 2) -> float:
-    """Steady batches/s of ``batch_fn`` through ``srlab.pipeline.batch_stream``: worker start-up and the
-    batches they prefetched meanwhile are not counted."""
+def batches_per_second(batch_fn, batches: int, workers: int = 2, prefetch: int = 2, chunk: int = 4) -> float:
+    """Steady batches/s of ``batch_fn`` through ``srlab.pipeline.batch_stream`` (as training uses it):
+    worker start-up and the batches they prefetched meanwhile are not counted."""
     from .pipeline import batch_stream
 
-    skip = 1 + workers * prefetch
-    stream = batch_stream(batch_fn, 0, skip + batches, workers, prefetch=prefetch)
+    skip = chunk * (1 + workers * prefetch)
+    stream = batch_stream(batch_fn, 0, skip + batches, workers, prefetch=prefetch, chunk=chunk)
     try:
         for _ in range(skip):
             next(stream)
@@ -772,10 +772,13 @@ def _device_side_ms(degradation: str, hr_size: int, batch_size: int, repeats: in
     return 1000 * best
 
 
-def pipeline_rows(sizes, degradations=("bicubic", "realesrgan"), batches: int = 40, batch_size: int = 16) -> list[dict]:
+def pipeline_rows(
+    sizes, degradations=("bicubic", "realesrgan"), batches: int = 160, batch_size: int = 16
+) -> list[dict]:
     """One row per (degradation, where LR is made, HR size): batches/s the data side delivers with 2
     workers, against the steps/s of :data:`PIPELINE_CONSUMERS` on T4 and A100 (:func:`consumer_rates`)."""
     from .data import HR_ONLY, RandomPatches, embedded_images
+    from .pipeline import steps_per_item
 
     images = list(embedded_images().values())
     rows = []
@@ -786,7 +789,9 @@ def pipeline_rows(sizes, degradations=("bicubic", "realesrgan"), batches: int = 
                 made = degradation if where == "data" else HR_ONLY
                 patches = RandomPatches(images, hr_size, 4, batch_size, seed=0, degradation=made)
                 row = dict(degradation=degradation, where=where, hr_size=hr_size, batch_size=batch_size)
-                row["batches_per_s"] = batches_per_second(patches.batch, batches)
+                chunk = steps_per_item(hr_only=where == "device")
+                row["batches_per_s"] = batches_per_second(patches.batch, batches, chunk=chunk)
+                row["steps_per_item"] = chunk
                 if where == "device":  # the GPU's work; timed here on the CPU only as a stand-in
                     row["degrade_ms_on_this_cpu"] = _device_side_ms(degradation, hr_size, batch_size)
                 row["needs"] = rates
@@ -930,7 +935,7 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline", help="batches/s the data side delivers with 2 workers, against a T4's and an A100's"
     )
     pi.add_argument("--sizes", type=int, nargs="+", default=[96, 128, 256], help="HR sizes (default: 96 128 256)")
-    pi.add_argument("--batches", type=int, default=40, help="batches timed per row (default: 40)")
+    pi.add_argument("--batches", type=int, default=160, help="batches timed per row (default: 160)")
     pi.add_argument("--wait-steps", type=int, default=30, help="training steps per data-wait run (0: skip them)")
     pi.add_argument("--json")
     args = parser.parse_args(argv)

@@ -67,7 +67,7 @@ from .data import (
 )
 from .degrade_batch import BATCH_DEGRADATIONS, degrade_batch
 from .metrics import batch_psnr, batch_ssim
-from .pipeline import WaitClock, auto_workers, batch_stream
+from .pipeline import WaitClock, auto_workers, batch_stream, steps_per_item
 from .presets import PERCEPTUAL_KINDS, PRETRAIN_STAGE, STAGES, VALIDATION_IMAGE, TrainConfig, make_config
 from .runlock import run_lock
 from .weights import load_state
@@ -657,7 +657,8 @@ class Trainer:
         deadline = t0 + time_budget if time_budget is not None else math.inf
         bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.stage, disable=not self.progress, dynamic_ncols=True)
         workers = auto_workers(self.device, cfg.loader_workers)
-        batches = batch_stream(self.batch_source(), self.step, end, workers, pin_memory=self.device.type == "cuda")
+        chunk = steps_per_item(hr_only=self.degrade_on == "device")
+        batches = batch_stream(self.batch_source(), self.step, end, workers, self.device.type == "cuda", chunk=chunk)
         clock = WaitClock()
         try:
             while self.step < end:

@@ -65,9 +65,11 @@ def test_hr_only_store_batches_are_the_same_crops_in_uint8(tmp_path):
 
 
 def test_bicubic_on_the_device_trains_to_the_same_weights_as_per_image(tmp_path):
-    """The batched bicubic equals MATLAB's per-image one bit for bit, so in fp32 the runs are identical."""
-    for where in ("data", "device"):
-        train(make_config("srresnet", "smoke", amp="off", degrade_on=where), tmp_path / where, progress=False)
+    """The batched bicubic equals MATLAB's per-image one bit for bit, so in fp32 the runs are identical,
+    also with the HR-only batches coming from 2 loader workers in chunks of steps."""
+    for where, workers in (("data", 0), ("device", 2)):
+        cfg = make_config("srresnet", "smoke", amp="off", degrade_on=where, loader_workers=workers)
+        train(cfg, tmp_path / where, progress=False)
     a, b = _weights(tmp_path / "data" / "last.pt"), _weights(tmp_path / "device" / "last.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from srlab.data import RandomPatches, embedded_images
+from srlab.data import HR_ONLY, RandomPatches, embedded_images
 from srlab.pipeline import auto_workers, batch_stream
 from srlab.presets import make_config
 from srlab.train import train
@@ -18,6 +18,18 @@ def test_workers_deliver_the_same_batches_in_the_same_order():
         lr_ref, hr_ref = patches.batch(step)
         assert torch.equal(lr_a, lr_ref) and torch.equal(hr_a, hr_ref)
         assert torch.equal(lr_b, lr_ref) and torch.equal(hr_b, hr_ref)
+
+
+def test_chunks_of_steps_deliver_the_same_batches_including_a_partial_last_chunk():
+    """Workers send several steps per item (stacked); HR-only batches carry None for LR."""
+    images = list(embedded_images(("astronaut", "chelsea")).values())
+    for degradation in ("bicubic", HR_ONLY):
+        patches = RandomPatches(images, hr_size=32, scale=4, batch_size=3, seed=5, degradation=degradation)
+        loaded = list(batch_stream(patches.batch, 4, 11, workers=2, chunk=3))  # items of 3, 3 and 1 steps
+        assert len(loaded) == 7
+        for (lr, hr), step in zip(loaded, range(4, 11)):
+            lr_ref, hr_ref = patches.batch(step)
+            assert torch.equal(hr, hr_ref) and (lr is None if lr_ref is None else torch.equal(lr, lr_ref))
 
 
 def test_training_with_loader_workers_gives_the_same_weights(tmp_path):
