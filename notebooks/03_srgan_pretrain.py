@@ -54,7 +54,7 @@ print(nb.device_summary())
 PRESET = nb.choose_preset()  # quick without a GPU, colab with one; SRLAB_PRESET overrides
 RUNS = nb.runs_dir()         # every notebook keeps its runs under RUNS / PRESET
 DATA_DIR = nb.data_dir()     # downloads and patch stores (local disk; Colab: /content/data)
-STEPS = None                 # None = the preset's length (colab 100k, cpu 1000, quick 600, smoke 6)
+STEPS = None                 # None = the preset's length (colab 100k, cpu 1000, quick 1600, smoke 6)
 BATCH_SIZE = None            # None = the preset's batch size
 RESUME = True                # continue from last.pt when this run folder already has one
 TIME_BUDGET = nb.time_budget(PRESET)  # colab: pause each training run after 50 min with a checkpoint; rerun to go on
@@ -140,7 +140,7 @@ with torch.no_grad():
 #
 # The CPU presets also shrink the network and the run: `cpu` (about an hour for the course)
 # has 8 residual blocks; `quick`, the default without a GPU (the six notebooks in about a
-# quarter of an hour), fewer and narrower blocks, a few hundred steps on small patches of the
+# quarter of an hour), fewer and narrower blocks, 1600 steps on small patches of the
 # embedded photos; `smoke` (CI, seconds) a tiny network for 6 steps. The cell prints this
 # preset's choices.
 
