@@ -92,3 +92,14 @@ def test_ruff_finds_nothing_to_fix():
     for cmd in ([ruff, "check", "--quiet"], [ruff, "format", "--check", "--quiet"]):
         result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("stage", ["srresnet", "srgan", "rrdb", "esrgan"])
+def test_readme_preset_dumps_are_what_the_command_prints(stage):
+    """The README's `python -m srlab presets STAGE` blocks went stale once (no quick column, old step
+    counts): they must be the command's output for the presets as they are now."""
+    from srlab.presets import presets_table
+
+    head = f"<details><summary><code>python -m srlab presets {stage}</code></summary>\n\n"
+    start = README.index(head) + len(head)
+    assert README[start : README.index("\n\n</details>", start)] == presets_table(stage).strip()
