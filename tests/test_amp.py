@@ -130,7 +130,7 @@ def test_trainer_uses_and_prints_the_choice(monkeypatch, tmp_path, capsys, amx):
 class FakeHostTensor:
     """Records how Trainer.to_device moves it (a real pinned tensor needs a GPU)."""
 
-    device = CPU
+    device, dtype = CPU, torch.float32
 
     def __init__(self, pinned=False):
         self.pinned, self.calls = pinned, []
@@ -166,6 +166,8 @@ def test_trainer_to_device_on_the_cpu_keeps_the_values():
     x = torch.arange(24.0).reshape(1, 2, 3, 4)
     y = Trainer.to_device(trainer, x)
     assert y.is_contiguous(memory_format=torch.channels_last) and torch.equal(y, x)
+    levels = torch.tensor([0, 1, 128, 255], dtype=torch.uint8).reshape(1, 1, 2, 2)  # an HR-only batch
+    assert torch.equal(Trainer.to_device(trainer, levels), levels.float() / 255)
 
 
 # ---------------------------------------------------------------- inference
