@@ -31,6 +31,38 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert "set -euo pipefail" in ci  # a failing test fails CI
 
 
+@pytest.mark.parametrize("failing", ["pytest", "nbmake", "ruff", None])
+def test_ci_fails_when_any_step_fails(tmp_path, failing):
+    """.ci/run with stand-ins for python3, pip, python and ruff on PATH, one of them failing: CI must
+    exit non-zero. (`set -e` alone let a failing `python -m pytest` inside the && line through.)"""
+    import os
+    import shutil
+    import subprocess
+
+    (tmp_path / ".ci").mkdir()
+    shutil.copy(REPO / ".ci" / "run", tmp_path / ".ci" / "run")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    ran = tmp_path / "ran.txt"
+    stand_ins = {
+        "python3": "mkdir -p .venv/bin && touch .venv/bin/activate",
+        "pip": "true",
+        "chromium": "true",
+        "python": f'case "$*" in *--nbmake*) step=nbmake;; *pytest*) step=pytest;; *) step=other;; esac\n'
+        f'echo $step >> {ran}\n[ "$step" != "{failing}" ]',
+        "ruff": f'echo ruff >> {ran}\n[ ruff != "{failing}" ]',
+    }
+    for name, body in stand_ins.items():
+        (bin_dir / name).write_text("#!/bin/bash\n" + body + "\n")
+        (bin_dir / name).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    result = subprocess.run(["bash", str(tmp_path / ".ci" / "run")], env=env, capture_output=True, text=True)
+    assert (result.returncode != 0) == (failing is not None), result.stderr
+    runs = ["pytest", "nbmake", "ruff", "ruff"]  # ruff check, then ruff format --check
+    expected = {"pytest": runs[:1], "nbmake": runs[:2], "ruff": runs[:3], None: runs}[failing]
+    assert ran.read_text().split() == expected  # nothing runs after the failing step
+
+
 def test_requirements_pin_local_torch_but_package_does_not():
     req = (REPO / "requirements.txt").read_text().splitlines()
     assert "torch==2.14.1" in req and "torchvision==0.29.1" in req
