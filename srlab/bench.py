@@ -741,7 +741,7 @@ def consumer_rates(hr_size: int, batch_size: int = 16, utilization: float = UTIL
     return rates
 
 
-def batches_per_second(batch_fn, batches: int, workers: int = 2, prefetch: int = 2, chunk: int = 4) -> float:
+def batches_per_second(batch_fn, batches: int, workers: int = 2, prefetch: int = 2, chunk: int = 1) -> float:
     """Steady batches/s of ``batch_fn`` through ``srlab.pipeline.batch_stream`` (as training uses it):
     worker start-up and the batches they prefetched meanwhile are not counted."""
     from .pipeline import batch_stream

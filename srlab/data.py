@@ -22,10 +22,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .images import to_tensor
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "EMBEDDED_IMAGES",
@@ -142,7 +146,7 @@ def _training_sample(hr: np.ndarray, degradation: str, scale: int, rng, usm_targ
     return (lr, hr) if sharp is None else (lr, hr, sharp)
 
 
-def hr_batch(arrays) -> torch.Tensor:  # noqa: F821  (torch: imported where used, as in this module)
+def hr_batch(arrays) -> torch.Tensor:
     """(H, W, 3) uint8 patches -> one (N, 3, H, W) uint8 tensor with channels-last strides: a
     quarter of float32's bytes through the loader and the host-to-GPU copy, no conversion on the
     CPU (``Trainer.to_device`` makes it float in [0, 1], the same values as ``to_tensor``)."""
@@ -586,7 +590,9 @@ class PatchDataset:
 
     Item ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``, so it is reproducible
     with any number of DataLoader workers; call ``set_epoch(e)`` before each epoch.
-    Returns ``(lr, hr)`` float tensors in [0, 1]: (3, hr_size / scale, ...) and (3, hr_size, hr_size).
+    Returns ``(lr, hr)`` float tensors in [0, 1]: (3, hr_size / scale, ...) and (3, hr_size, hr_size);
+    with ``degradation=HR_ONLY``, ``(None, hr)`` with hr the (hr_size, hr_size, 3) uint8 crop, for
+    :class:`StorePatches` to stack with :func:`hr_batch`.
 
     ``usm_target=True`` adds a third tensor, the USM-sharpened HR, and makes the LR from it
     (see :class:`RandomPatches`); with pre-computed LR the stored LR is used as it is, as
@@ -647,10 +653,8 @@ class PatchDataset:
         else:
             hr = _augment([hr], rng)[0] if self.augment else hr
             sample = _training_sample(np.ascontiguousarray(hr), self.degradation, s, rng, self.usm_target)
-        if self.degradation == HR_ONLY:  # uint8, stacked by StorePatches (see hr_batch)
-            import torch
-
-            return tuple(None if a is None else torch.from_numpy(a).permute(2, 0, 1) for a in sample)
+        if self.degradation == HR_ONLY:  # the uint8 arrays: StorePatches stacks them with hr_batch
+            return sample
         return tuple(_to_chw_tensor(a) for a in sample)
 
 
@@ -682,7 +686,7 @@ class StorePatches:
         picked = rng.integers(0, len(self.dataset), self.batch_size)[list(rank_slice(self.batch_size, rank, world))]
         with one_blas_thread():
             items = [self.dataset[int(i)] for i in picked]
-        return _stack(items, torch.stack)
+        return _stack(items, hr_batch if self.dataset.degradation == HR_ONLY else torch.stack)
 
 
 def is_patch_store(path) -> bool:

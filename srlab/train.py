@@ -657,8 +657,14 @@ class Trainer:
         deadline = t0 + time_budget if time_budget is not None else math.inf
         bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.stage, disable=not self.progress, dynamic_ncols=True)
         workers = auto_workers(self.device, cfg.loader_workers)
-        chunk = steps_per_item(hr_only=self.degrade_on == "device")
-        batches = batch_stream(self.batch_source(), self.step, end, workers, self.device.type == "cuda", chunk=chunk)
+        batches = batch_stream(
+            self.batch_source(),
+            self.step,
+            end,
+            workers,
+            pin_memory=self.device.type == "cuda",
+            chunk=steps_per_item(hr_only=self.degrade_on == "device"),
+        )
         clock = WaitClock()
         try:
             while self.step < end:

@@ -61,7 +61,9 @@ def test_hr_only_store_batches_are_the_same_crops_in_uint8(tmp_path):
         write_image(folder / f"{name}.png", img)
     store = extract_patches(folder, tmp_path / "store", size=64, stride=64, workers=1, progress=False)
     options = dict(hr_size=32, scale=4, batch_size=3, seed=5)
-    _same_crops_as_uint8(StorePatches(store, **options), StorePatches(store, degradation=HR_ONLY, **options))
+    hr_only = StorePatches(store, degradation=HR_ONLY, **options)
+    _same_crops_as_uint8(StorePatches(store, **options), hr_only)
+    assert hr_only.batch(0)[1].is_contiguous(memory_format=torch.channels_last)  # hr_batch's layout, as above
 
 
 def test_bicubic_on_the_device_trains_to_the_same_weights_as_per_image(tmp_path):
