@@ -460,11 +460,20 @@ def _write_shard(pool, jobs, out_dir: Path, k: int, size: int, scale: int, with_
 
 def _shrink_npy(tmp: Path, count: int, final: Path) -> None:
     """Keep the first ``count`` rows (fewer when images failed to decode) and rename into place."""
+    import tempfile
+
     mm = np.load(tmp, mmap_mode="r")
     if count != len(mm):
-        np.save(final.with_suffix(".npy.tmp2"), np.asarray(mm[:count]))
-        del mm
-        os.replace(final.with_suffix(".npy.tmp2"), final)
+        # Through an open file: np.save given a name not ending in .npy would append .npy to it.
+        fd, part = tempfile.mkstemp(dir=final.parent, prefix=final.name + ".", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, np.asarray(mm[:count]))
+            del mm
+            os.replace(part, final)
+        except BaseException:
+            Path(part).unlink(missing_ok=True)
+            raise
         tmp.unlink()
     else:
         del mm

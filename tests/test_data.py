@@ -262,3 +262,21 @@ def test_patch_dataset_usm_target_keeps_the_stored_lr(tmp_path):
     lr_s, hr_s, hr_sharp = sharp[0]
     assert torch.equal(lr_s, lr) and torch.equal(hr_s, hr_t)
     np.testing.assert_array_equal(_u8(hr_sharp[None], 0), usm_sharpen(_u8(hr_t[None], 0)))
+
+
+def test_an_image_whose_header_reads_but_whose_pixels_do_not_is_skipped(tmp_path):
+    """A truncated PNG passes the header check that sizes the shard, then fails to decode: the
+    shard holds one image's patches fewer than it was allocated for and is cut to size."""
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "hr"
+    good = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    write_image(folder / "a.png", good)
+    write_image(folder / "b.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    data = (folder / "b.png").read_bytes()
+    (folder / "b.png").write_bytes(data[: len(data) // 2])  # header intact, pixels cut off
+    with pytest.warns(UserWarning, match=r"skipped 1 images: b\.png"):
+        store_dir = extract_patches(folder, tmp_path / "store", size=32, stride=32, workers=1, progress=False)
+    store = PatchStore(store_dir)
+    assert len(store) == 4  # a.png's four 32 px patches only
+    assert np.array_equal(store.hr(3), good[32:, 32:])
+    assert sorted(p.name for p in store_dir.iterdir()) == ["index.json", "shard_00000.json", "shard_00000.npy"]
