@@ -323,6 +323,26 @@ def resize(img: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
+def draw_resize_mode(rng: np.random.Generator) -> str:
+    """One of :data:`RESIZE_MODES` (area, bilinear, bicubic), each as likely."""
+    return list(RESIZE_MODES)[rng.integers(len(RESIZE_MODES))]
+
+
+def draw_resize(
+    rng: np.random.Generator, probs: tuple[float, float, float], scale_range: tuple[float, float]
+) -> tuple[float, str]:
+    """Real-ESRGAN's resize draw: up, down or keep with ``probs``, then the factor (up:
+    U(1, ``scale_range[1]``), down: U(``scale_range[0]``, 1)) and the interpolation."""
+    direction = rng.choice(3, p=np.asarray(probs, dtype=np.float64) / np.sum(probs))
+    if direction == 0:
+        factor = rng.uniform(1.0, scale_range[1])
+    elif direction == 1:
+        factor = rng.uniform(scale_range[0], 1.0)
+    else:
+        factor = 1.0
+    return float(factor), draw_resize_mode(rng)
+
+
 def random_resize(
     img: np.ndarray,
     rng: np.random.Generator,
@@ -340,14 +360,7 @@ def random_resize(
         base_size: (h, w) the factor applies to; None = the image's own size. Stage 2 of
             Real-ESRGAN scales relative to the final LR size instead.
     """
-    direction = rng.choice(3, p=np.asarray(probs, dtype=np.float64) / np.sum(probs))
-    if direction == 0:
-        factor = rng.uniform(1.0, scale_range[1])
-    elif direction == 1:
-        factor = rng.uniform(scale_range[0], 1.0)
-    else:
-        factor = 1.0
-    mode = list(RESIZE_MODES)[rng.integers(len(RESIZE_MODES))]
+    factor, mode = draw_resize(rng, probs, scale_range)
     h, w = img.shape[:2] if base_size is None else base_size
     return resize(img, (int(h * factor), int(w * factor)), mode)
 
@@ -549,8 +562,7 @@ def realesrgan(hr: np.ndarray, scale: int = 4, rng=None, opts: RealESRGANOptions
         final_kernel = None
 
     def resize_and_sinc(img):
-        mode = list(RESIZE_MODES)[rng.integers(len(RESIZE_MODES))]
-        img = resize(img, lr_size, mode)
+        img = resize(img, lr_size, draw_resize_mode(rng))
         return img if final_kernel is None else np.clip(filter2d(img, final_kernel), 0.0, 1.0)
 
     # Resize and sinc stay together: the paper found sinc -> JPEG -> resize makes twisted lines.

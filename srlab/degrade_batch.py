@@ -53,7 +53,6 @@ __all__ = [
 ]
 
 BATCH_DEGRADATIONS = ("bicubic", "realesrgan")
-RESIZE_MODES = tuple(dg.RESIZE_MODES)  # area, bilinear, bicubic: same draw as the CPU version
 _LUMA = (0.299, 0.587, 0.114)  # BT.601, as degradations.add_poisson_noise
 
 # libjpeg's base quantisation tables (ITU T.81 Annex K), natural (row = vertical frequency) order.
@@ -296,16 +295,9 @@ class _StageDraws:
     quality: np.ndarray  # JPEG quality
 
 
-def _resize_draw(rng: np.random.Generator, probs, scale_range) -> tuple[float, str]:
-    """Up/down/keep factor and interpolation, drawn like ``degradations.random_resize``."""
-    direction = rng.choice(3, p=np.asarray(probs, dtype=np.float64) / np.sum(probs))
-    factor = (rng.uniform(1.0, scale_range[1]), rng.uniform(scale_range[0], 1.0), 1.0)[direction]
-    return float(factor), RESIZE_MODES[rng.integers(len(RESIZE_MODES))]
-
-
 def _draw_stage(rng: np.random.Generator, n: int, s: dg.StageOptions) -> _StageDraws:
     kernels = [dg.random_kernel(rng, s) if rng.uniform() < s.blur_prob else None for _ in range(n)]
-    factor, mode = _resize_draw(rng, s.resize_probs, s.resize_range)
+    factor, mode = dg.draw_resize(rng, s.resize_probs, s.resize_range)
     return _StageDraws(
         kernels=kernels,
         factor=factor,
@@ -374,7 +366,7 @@ def realesrgan_batch(
     rng = _numpy_rng(generator)
     d1, d2 = _draw_stage(rng, n, opts.stage1), _draw_stage(rng, n, opts.stage2)
     sinc = [_final_sinc(rng, opts) for _ in range(n)]
-    final_mode = RESIZE_MODES[rng.integers(len(RESIZE_MODES))]
+    final_mode = dg.draw_resize_mode(rng)
     jpeg_last = rng.uniform() < 0.5
     g = torch.Generator(device=hr.device).manual_seed(int(rng.integers(2**62)))
 

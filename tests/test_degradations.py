@@ -10,6 +10,7 @@ import pytest
 from conftest import benchmark_dir
 from scipy import ndimage
 
+import srlab.degradations as dg
 from srlab.degradations import (
     DEGRADATIONS,
     RealESRGANOptions,
@@ -479,3 +480,23 @@ def test_degrade_dispatches_by_name(photo):
 def test_degrade_unknown_name_lists_the_choices(photo):
     with pytest.raises(ValueError, match="bicubic, blur_bicubic, realesrgan"):
         degrade("nearest", photo)
+
+
+def test_the_resize_draw_follows_its_probabilities_and_ranges():
+    """One draw for the CPU chain and the batched one (srlab.degrade_batch draws through it)."""
+    rng = np.random.default_rng(0)
+    draws = [dg.draw_resize(rng, (0.2, 0.7, 0.1), (0.15, 1.5)) for _ in range(4000)]
+    factors = np.array([f for f, _ in draws])
+    up, down, keep = (factors > 1).mean(), (factors < 1).mean(), (factors == 1).mean()
+    assert abs(up - 0.2) < 0.03 and abs(down - 0.7) < 0.03 and abs(keep - 0.1) < 0.02
+    assert factors.min() >= 0.15 and factors.max() <= 1.5
+    modes = [m for _, m in draws]
+    assert {m: round(modes.count(m) / len(modes), 1) for m in set(modes)} == {
+        "area": 0.3,
+        "bilinear": 0.3,
+        "bicubic": 0.3,
+    }
+    # random_resize is that draw applied: the same seed gives the size int(h * factor)
+    factor, _ = dg.draw_resize(np.random.default_rng(5), (0.2, 0.7, 0.1), (0.15, 1.5))
+    out = dg.random_resize(np.zeros((100, 80, 3), np.float32), np.random.default_rng(5))
+    assert out.shape[:2] == (int(100 * factor), int(80 * factor))
