@@ -318,7 +318,7 @@ def bench_infer(args) -> dict:
     with ctx.Pool(1, maxtasksperchild=1) as pool:
         for size in args.sizes:
             row = {}
-            for mode, tile in (("untiled", None), ("tiled", args.tile)):
+            for mode, tile in (("untiled", None), ("tiled", args.tile or 128)):
                 spec = dict(
                     model=args.model,
                     kwargs=kwargs,
@@ -350,7 +350,7 @@ def bench_infer(args) -> dict:
         "model": args.model,
         "kwargs": kwargs,
         "device": device,
-        "tile": args.tile,
+        "tile": args.tile or 128,
         "overlap": args.overlap,
         "half": args.half,
         "results": results,
@@ -513,17 +513,21 @@ def _vs_ncnn_specs(folder: Path, size: int, tile: int | None, threads: int, bf16
     return {name: (script, dict(spec, name=name)) for name, (script, spec) in specs.items()}
 
 
-def _pixel_agreement(folder: Path) -> dict:
-    """srlab fp32 against ncnn fp32, as 8-bit PNGs: the largest difference and the share of equal values."""
+def _pixel_agreement(folder: Path, a: str = "srlab_fp32/in.png", b: str = "ncnn_fp32.png") -> dict:
+    """Two runs' 8-bit PNGs (default: srlab fp32 against ncnn fp32): the largest difference, the
+    share of equal values and the PSNR of ``a`` against ``b``."""
     from .images import read_image
+    from .metrics import psnr
 
-    a = read_image(folder / "srlab_fp32" / "in.png").astype(int)
-    b = read_image(folder / "ncnn_fp32.png").astype(int)
-    return {"max_grey_diff": int(np.abs(a - b).max()), "equal": float((a == b).mean())}
+    x, y = read_image(folder / a), read_image(folder / b)
+    diff = np.abs(x.astype(int) - y.astype(int))
+    every_value = float(psnr(x, y, crop_border=0, y_channel=False))
+    return {"max_grey_diff": int(diff.max()), "equal": float((diff == 0).mean()), "psnr": every_value}
 
 
 def bench_vs_ncnn(args) -> dict:
     """srlab and Tencent ncnn on one photo, every run a whole fresh process, in interleaved rounds."""
+    from .cli import UPSCALE_TILE
     from .infer import half_dtype
 
     reason = vs_ncnn_skip_reason()
@@ -531,12 +535,13 @@ def bench_vs_ncnn(args) -> dict:
         print(f"infer --vs-ncnn: skipped: {reason}")
         return {"skipped": reason}
     threads = args.threads or torch.get_num_threads()
+    tile = UPSCALE_TILE if args.tile is None else (args.tile or None)  # 0: the whole image, as in the CLI
     bf16 = args.half or half_dtype(torch.device("cpu"), None) == torch.bfloat16
     if not bf16:
         print("srlab bf16: not run (this CPU has no AMX, so bf16 is not picked; --half runs it anyway)")
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
-        specs = _vs_ncnn_specs(Path(tmp), args.size, args.tile, threads, bf16)
+        specs = _vs_ncnn_specs(Path(tmp), args.size, tile, threads, bf16)
         names = list(specs)
         for r in range(args.repeats):  # rotated, so that no run always follows the same one
             for name in names[r % len(names) :] + names[: r % len(names)]:
@@ -548,6 +553,8 @@ def bench_vs_ncnn(args) -> dict:
                     flush=True,
                 )
         pixels = _pixel_agreement(Path(tmp))
+        # what --half costs in pixels: bf16 against srlab's own fp32
+        pixels_bf16 = _pixel_agreement(Path(tmp), "srlab_bf16/in.png", "srlab_fp32/in.png") if bf16 else None
     best = {
         name: {
             "whole_s": min(r["whole_s"] for r in rs),
@@ -560,7 +567,7 @@ def bench_vs_ncnn(args) -> dict:
     ncnn_opt = {name: rs[-1]["ncnn_opt"] for name, rs in runs.items() if "ncnn_opt" in rs[-1]}
     print(
         f"\nReal-ESRGAN x4plus (the same ncnn files), {args.size} x {args.size} px input, {threads} threads, "
-        f"srlab tile {args.tile}, best of {args.repeats} interleaved rounds (peak: the largest)"
+        f"srlab tile {tile or 'none (whole image)'}, best of {args.repeats} interleaved rounds (peak: the largest)"
     )
     print(vs_ncnn_table(report))
     print(f"ncnn's precision switches as run: {ncnn_opt}")
@@ -568,14 +575,20 @@ def bench_vs_ncnn(args) -> dict:
         f"pixels, srlab fp32 vs ncnn fp32: max difference {pixels['max_grey_diff']} grey levels, "
         f"{pixels['equal']:.2%} equal"
     )
+    if pixels_bf16:
+        print(
+            f"pixels, srlab bf16 vs srlab fp32: max difference {pixels_bf16['max_grey_diff']} grey levels, "
+            f"{pixels_bf16['equal']:.2%} equal, PSNR {pixels_bf16['psnr']:.1f} dB"
+        )
     return {
         "size": args.size,
         "threads": threads,
-        "tile": args.tile,
+        "tile": tile,
         "runs": runs,
         "best": best,
         "ncnn_opt": ncnn_opt,
         "pixels": pixels,
+        "pixels_bf16": pixels_bf16,
         **report,
     }
 
@@ -909,7 +922,7 @@ def main(argv: list[str] | None = None) -> int:
     inf.add_argument("--model", default="rrdbnet", choices=("rrdbnet", "srresnet"))
     inf.add_argument("--blocks", type=int, help="number of blocks (default: the paper's, 23 RRDBs / 16)")
     inf.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024], help="input sizes in pixels")
-    inf.add_argument("--tile", type=int, default=128)
+    inf.add_argument("--tile", type=int, help="tile size (default: 128; with --vs-ncnn 256, srlab upscale's default)")
     inf.add_argument("--overlap", type=int, default=32)
     inf.add_argument("--half", action="store_true", help="fp16 on CUDA, bf16 on CPU")
     inf.add_argument("--device")

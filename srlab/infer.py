@@ -90,6 +90,24 @@ def half_dtype(device: torch.device, half: bool | None) -> torch.dtype | None:
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
+def inference_precision(device: torch.device, half: bool | None) -> tuple[torch.dtype | None, str]:
+    """:func:`half_dtype` and why, in words: what ``srlab upscale`` prints before it starts."""
+    dtype = half_dtype(device, half)
+    name = {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
+    if half is not None:
+        return dtype, f"{name} (--{'half' if half else 'fp32'})"
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        why = f"{torch.cuda.get_device_name(device)} is compute capability {major}.{minor}"
+    else:
+        from .train import cpu_has_amx
+
+        amx, how = cpu_has_amx()
+        why = f"a CPU {'with' if amx else 'without'} AMX tiles, {how}"
+    other = "--fp32 runs fp32" if dtype else f"--half runs {'fp16' if device.type == 'cuda' else 'bf16'}"
+    return dtype, f"{name} (auto: {why}; {other})"
+
+
 def _autocast(device: torch.device, half: bool):
     dtype = half_dtype(device, half)
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
@@ -213,7 +231,7 @@ def _upscale_colour(
         if not y.isfinite().all():  # would be written as black pixels
             raise ValueError(
                 "the model's output holds NaN or inf values: NaN weights (a diverged run), or an overflow in "
-                "half precision (then run without --half / half=True); nothing written"
+                "half precision (then run with --fp32 / half=False); nothing written"
             )
         keep = y[..., (r0 - wr0) * scale : (r1 - wr0) * scale, (c0 - wc0) * scale : (c1 - wc0) * scale]
         out[r0 * scale : r1 * scale, c0 * scale : c1 * scale] = to_image(keep, colour.dtype)

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from srlab.infer import half_dtype, upscale
+from srlab.cli import main
+from srlab.images import read_image, write_image
+from srlab.infer import half_dtype, inference_precision, upscale
 from srlab.models import RRDBNet
 from srlab.presets import make_config
 from srlab.train import Trainer, choose_precision, cpu_has_amx, pick_amp
@@ -200,3 +202,54 @@ def test_upscale_auto_half_runs_bf16_only_where_amx_is(monkeypatch):
     np.testing.assert_array_equal(upscale(image, model, device="cpu", half=None), bf16)
     monkeypatch.setenv("SRLAB_CPU_AMX", "0")
     np.testing.assert_array_equal(upscale(image, model, device="cpu", half=None), fp32)
+
+
+@pytest.mark.parametrize(
+    "gpu, said",
+    [
+        (T4, "fp16 (auto: Tesla T4 is compute capability 7.5; --fp32 runs fp32)"),
+        (GTX1080, "fp32 (auto: NVIDIA GeForce GTX 1080 is compute capability 6.1; --half runs fp16)"),
+    ],
+)
+def test_upscale_says_which_precision_and_why_on_gpus(monkeypatch, gpu, said):
+    simulate_gpu(monkeypatch, gpu)
+    assert inference_precision(CUDA, None)[1] == said
+    assert inference_precision(CUDA, False) == (None, "fp32 (--fp32)")
+
+
+def test_srlab_upscale_picks_bf16_on_amx_by_default_and_fp32_with_the_flag(monkeypatch, tmp_path, capsys):
+    torch.manual_seed(4)
+    model = RRDBNet(num_feat=16, num_block=2).eval()
+    torch.save(model.state_dict(), tmp_path / "w.pth")
+    image = np.random.default_rng(1).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    write_image(tmp_path / "in" / "a.png", image)
+    fp32, bf16 = upscale(image, model, device="cpu"), upscale(image, model, device="cpu", half=True)
+    assert not np.array_equal(fp32, bf16)  # else this test could not tell the two apart
+
+    def cli(amx: str, *flags) -> np.ndarray:
+        monkeypatch.setenv("SRLAB_CPU_AMX", amx)
+        out = tmp_path / f"out_{amx}_{'_'.join(flags)}"
+        argv = [
+            "upscale",
+            str(tmp_path / "in"),
+            "-o",
+            str(out),
+            "--weights",
+            str(tmp_path / "w.pth"),
+            "--device",
+            "cpu",
+        ]
+        assert main(argv + list(flags)) == 0
+        return read_image(out / "a.png")
+
+    np.testing.assert_array_equal(cli("1"), bf16)
+    assert "precision: bf16 (auto: a CPU with AMX tiles, SRLAB_CPU_AMX=1; --fp32 runs fp32)" in capsys.readouterr().out
+    np.testing.assert_array_equal(cli("1", "--fp32"), fp32)
+    assert "precision: fp32 (--fp32)" in capsys.readouterr().out
+    np.testing.assert_array_equal(cli("0"), fp32)
+    assert (
+        "precision: fp32 (auto: a CPU without AMX tiles, SRLAB_CPU_AMX=0; --half runs bf16)" in capsys.readouterr().out
+    )
+    np.testing.assert_array_equal(cli("0", "--half"), bf16)
+    with pytest.raises(SystemExit):
+        main(["upscale", "a.png", "-o", "o", "--weights", "w.pth", "--half", "--fp32"])

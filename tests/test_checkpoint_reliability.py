@@ -348,7 +348,19 @@ def test_safetensors_files_load_for_upscale_and_init(tmp_path, capsys):
     img = np.random.default_rng(1).integers(0, 256, (12, 10, 3), dtype=np.uint8)
     write_image(tmp_path / "in" / "a.png", img)
     assert (
-        main(["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--weights", str(path), "--device", "cpu"])
+        main(
+            [
+                "upscale",
+                str(tmp_path / "in"),
+                "-o",
+                str(tmp_path / "out"),
+                "--weights",
+                str(path),
+                "--device",
+                "cpu",
+                "--fp32",
+            ]
+        )
         == 0
     )
     np.testing.assert_array_equal(read_image(tmp_path / "out" / "a.png"), upscale(img, model, device="cpu"))

@@ -165,6 +165,7 @@ def test_upscale_command_on_a_folder_of_mixed_images(tmp_path, lr_photo, small_m
         "16",
         "--device",
         "cpu",
+        "--fp32",  # compared exactly with upscale()'s fp32 below, on any CPU
     ]
     assert main(argv) == 1  # one input failed
     text = capsys.readouterr()

@@ -17,6 +17,7 @@ from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
 from srlab import bench
+from srlab.images import write_image
 from srlab.infer import upscale
 from srlab.models import RRDBNet
 from srlab.resize import imresize
@@ -160,4 +161,19 @@ def test_the_benchmark_runs_srlab_and_ncnn_on_the_same_pixels(capsys):
     assert result["ncnn_opt"]["ncnn fp32"] == {"fp16_storage": False, "fp16_arithmetic": False, "bf16_storage": False}
     # the same network on the same photo: as tests/test_ncnn_weights.py measures, within one grey level
     assert result["pixels"]["max_grey_diff"] <= 1 and result["pixels"]["equal"] > 0.99
+    # bf16 rounds every weight and activation to 8 mantissa bits: some pixels change, most stay close
+    assert result["pixels_bf16"]["max_grey_diff"] >= 1 and 30 < result["pixels_bf16"]["psnr"] < 80
     assert "target srlab fp32 >= 1.0x ncnn fp32" in capsys.readouterr().out
+
+
+def test_pixel_agreement_of_two_pngs_by_hand(tmp_path):
+    a = np.full((4, 5, 3), 100, np.uint8)
+    b = a.copy()
+    b[0, 0, 0], b[1, 2, 1] = 103, 99  # two values off, by 3 and by 1, of 60
+    write_image(tmp_path / "a.png", a)
+    write_image(tmp_path / "b.png", b)
+    got = bench._pixel_agreement(tmp_path, "a.png", "b.png")
+    assert got["max_grey_diff"] == 3 and got["equal"] == pytest.approx(58 / 60)
+    mse = (9 + 1) / 60 / 255**2
+    assert got["psnr"] == pytest.approx(10 * np.log10(1 / mse))
+    assert got["psnr"] == pytest.approx(peak_signal_noise_ratio(a, b, data_range=255))
