@@ -302,7 +302,11 @@ def _train(args) -> int:
         overrides["vgg_weights"] = None
     check_training_data(args.preset, args.data)
     base = make_config(args.stage, args.preset, **overrides)
-    cfg = make_config(args.stage, args.preset, **overrides, **settings_overrides(args.settings, base))
+    settings = settings_overrides(args.settings, base)
+    twice = sorted(set(overrides) & set(settings))
+    if twice:
+        raise ValueError(f"--set {twice[0]}=... and a flag both set {twice[0]}: give one of them")
+    cfg = make_config(args.stage, args.preset, **overrides, **settings)
     out = args.out or f"runs/{args.preset}/{args.stage}"
     try:
         summary = train(
@@ -414,6 +418,8 @@ def _check_args(args) -> None:
         value = getattr(args, name, None)
         if value is not None and value < minimum:
             raise ValueError(f"--{name.replace('_', '-')} {value}: must be at least {minimum}")
+    if args.command == "upscale" and 0 < args.tile < 8:
+        raise ValueError(f"--tile {args.tile}: must be 0 (the whole image at once) or at least 8 pixels")
     prior = getattr(args, "prior", None)
     if prior is not None and not (math.isfinite(prior) and prior > 0):
         raise ValueError(f"--prior {prior:g}: must be a positive finite number of virtual tied comparisons, e.g. 1")

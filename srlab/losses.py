@@ -185,6 +185,11 @@ WeightsSpec = Union[str, "os.PathLike[str]", None]
 
 def _layer_weights(layer: LayerSpec) -> dict[str, float]:
     """{name: weight} in network order, from a single layer name or a dict; validated."""
+    if layer is None:  # a pixel stage's config, given a perceptual_weight
+        raise ValueError(
+            "a perceptual loss needs a VGG-19 layer, and perceptual_layer is None: set one, e.g. "
+            "--set perceptual_layer=relu5_4 (SRGAN) or conv5_4 (ESRGAN)"
+        )
     weights = {layer: 1.0} if isinstance(layer, str) else dict(layer)
     if not weights:
         raise ValueError("layer must be a VGG-19 layer name or a non-empty {name: weight} dict")

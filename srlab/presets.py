@@ -497,9 +497,17 @@ def settings_overrides(settings: list[str], base: TrainConfig) -> dict:
             if not isinstance(current, dict):
                 raise ValueError(f"--set {key}: {name} is not a dict field")
             changes[name] = {**current, sub: value}
+        elif value is None and not _may_be_none(name):
+            raise ValueError(f"--set {key}=none: {name} cannot be none (now {current!r})")
         else:
             changes[name] = _check_type(name, value, _default_of(name, current))
     return changes
+
+
+def _may_be_none(name: str) -> bool:
+    """Whether TrainConfig's field ``name`` takes None: its default is None or its type says so."""
+    f = _FIELDS[name]
+    return f.default is None or "None" in str(f.type) or "Optional" in str(f.type)
 
 
 def _default_of(name: str, current):

@@ -283,3 +283,31 @@ def test_report_refuses_a_prior_that_is_not_positive_and_finite(tmp_path, capsys
 def test_bradley_terry_refuses_a_negative_or_non_finite_prior(prior):
     with pytest.raises(ValueError, match="prior"):
         preference.bradley_terry([vote("A", "B", "left"), vote("B", "A", "left")], prior=prior)
+
+
+def test_upscale_refuses_a_tile_under_eight_in_its_own_words(tmp_path, weights, capsys):
+    """1-7 passed the CLI check and failed later, with a message about the Python API's None."""
+    argv = ["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--weights", str(weights)]
+    assert main([*argv, "--tile", "4"]) == 2
+    _one_line_error(capsys, "--tile 4: must be 0 (the whole image at once) or at least 8 pixels")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("flag", "setting"), [("--steps", "steps=3"), ("--batch-size", "batch_size=2")])
+def test_train_refuses_a_flag_and_a_set_of_the_same_field(tmp_path, capsys, flag, setting):
+    """Both used to reach make_config as the same keyword twice: a TypeError traceback."""
+    argv = ["train", "srresnet", "--preset", "smoke", "--out", str(tmp_path / "run"), flag, "2", "--set", setting]
+    assert main(argv) == 2
+    name = setting.split("=")[0]
+    _one_line_error(capsys, f"--set {name}=... and a flag both set {name}: give one of them")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("setting", "now"), [("milestones=none", "()"), ("steps=none", "6"), ("lr_gamma=none", "0.5")])
+def test_train_refuses_none_for_a_field_that_cannot_be_none(tmp_path, capsys, setting, now):
+    """milestones=none was accepted, then failed inside the first training step."""
+    argv = ["train", "srresnet", "--preset", "smoke", "--out", str(tmp_path / "run"), "--set", setting]
+    assert main(argv) == 2
+    name = setting.split("=")[0]
+    _one_line_error(capsys, f"--set {setting}: {name} cannot be none (now {now})")
+    assert not (tmp_path / "run").exists()

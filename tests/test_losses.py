@@ -409,3 +409,17 @@ def test_total_variation_by_hand():
 def test_public_names_exported():
     for name in losses.__all__:
         assert hasattr(losses, name)
+
+
+def test_a_perceptual_weight_on_a_pixel_stage_says_which_setting_is_missing(tmp_path):
+    """`--set perceptual_weight=0.1` on SRResNet (whose perceptual_layer is None) failed with a
+    bare TypeError from deep inside the first training step."""
+    from srlab.presets import make_config
+    from srlab.train import train
+
+    message = r"perceptual_layer is None: set one, e.g. --set perceptual_layer=relu5_4"
+    with pytest.raises(ValueError, match=message):
+        PerceptualLoss(layer=None, weights=None)
+    cfg = make_config("srresnet", "smoke", perceptual_weight=0.1, vgg_weights=None, amp="off")
+    with pytest.raises(ValueError, match=message):
+        train(cfg, tmp_path / "run", progress=False)
