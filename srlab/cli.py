@@ -217,17 +217,31 @@ def _evaluate(args) -> int:
         run = lambda: evaluate_folder(args.hr, args.lr, scale=scale, upscaler=upscaler, metrics=metrics)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        report = run()
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
+        try:
+            report = run()
+        finally:  # also when no image was usable: the warnings say why each one was skipped
+            for w in caught:
+                print(f"warning: {w.message}", file=sys.stderr)
     if args.sr is None:
         report.update(hr_dir=args.hr, lr_dir=args.lr)
     print(format_table(report))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        # strict JSON: a score of inf (an exact reproduction: PSNR) or nan is written as null
+        Path(args.json).write_text(json.dumps(_finite_or_null(report), indent=2, allow_nan=False))
         print(f"wrote {args.json}")
     return 0
+
+
+def _finite_or_null(value):
+    """``value`` with every non-finite float inside it replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
 
 
 def _evaluate_upscaler(model: str, scale: int):

@@ -264,7 +264,11 @@ def evaluate_folder(
             skipped.append({"name": hr_path.name, "reason": str(err)})
             continue
         sr = upscale(lr, scale)
-        row = {"name": hr_path.name, **score_pair(sr, hr, scale, metrics)}
+        try:
+            row = {"name": hr_path.name, **score_pair(sr, hr, scale, metrics)}
+        except ValueError as err:  # too small to score after the border crop (SSIM needs 11 x 11)
+            skipped.append({"name": hr_path.name, "reason": str(err)})
+            continue
         if "niqe" in metrics:
             row["niqe"] = per_image.niqe(hr_path.name, sr, scale)
         if lpips_distance is not None:

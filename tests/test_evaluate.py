@@ -354,3 +354,40 @@ def test_lpips_gets_rgb_in_unit_range_cropped_by_the_scale(photos, monkeypatch):
     assert shape == (1, 3, 504, 504) and 0 <= low < high <= 1 and normalize
     assert list(report["mean"]) == ["lpips"]
     assert report["mean"]["lpips"] == pytest.approx(np.mean(list(rows.values())), abs=1e-12)
+
+
+def test_an_image_too_small_to_score_is_skipped_and_the_rest_evaluated(tmp_path):
+    """A 16 px HR is 8 px after the x4 border crop, under SSIM's 11 x 11 window: it used to
+    abort the whole run with no file named."""
+    hr = data.astronaut()[:120, :120]
+    write_image(tmp_path / "a_big.png", hr)
+    write_image(tmp_path / "b_thumb.png", hr[:16, :16])
+    with pytest.warns(UserWarning, match="b_thumb.png"):
+        report = evaluate_folder(tmp_path, scale=4, progress=False)
+    assert [r["name"] for r in report["images"]] == ["a_big.png"]
+    assert report["skipped"] == [
+        {"name": "b_thumb.png", "reason": "SSIM needs at least 11x11 pixels after cropping, got (8, 8)"}
+    ]
+    sr = upscale_classical(imresize(hr, 1 / 4), 4, "bicubic")
+    expected = peak_signal_noise_ratio(rgb2ycbcr(hr)[4:-4, 4:-4, 0], rgb2ycbcr(sr)[4:-4, 4:-4, 0], data_range=255)
+    assert report["images"][0]["psnr_y"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_cli_prints_why_each_image_was_skipped_when_none_is_usable(tmp_path, capsys):
+    write_image(tmp_path / "hr" / "a.png", data.astronaut()[:64, :64])
+    write_image(tmp_path / "lr" / "a.png", data.astronaut()[:10, :10])  # not 64 / 4
+    assert main(["evaluate", "--hr", str(tmp_path / "hr"), "--lr", str(tmp_path / "lr")]) == 2
+    err = capsys.readouterr().err
+    assert "warning: skipped 1 of 1 images: a.png (LR a.png is (10, 10, 3), expected (16, 16, 3)" in err
+    assert "error: no usable image pair" in err
+
+
+def test_cli_json_is_strict_json_with_null_for_an_infinite_psnr(tmp_path, capsys):
+    """At --scale 1 bicubic reproduces the HR exactly: PSNR is inf, which json.dumps wrote as
+    the non-standard `Infinity`."""
+    write_image(tmp_path / "hr" / "a.png", data.astronaut()[:64, :64])
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--hr", str(tmp_path / "hr"), "--scale", "1", "--json", str(out)]) == 0
+    strict = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert strict["images"][0]["psnr_y"] is None and strict["mean"]["psnr_y"] is None
+    assert strict["images"][0]["ssim_y"] == pytest.approx(1.0)
