@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -364,8 +365,11 @@ def extract_patches(
             sub-images go to ``lr_*.npy`` shards.
         images_per_shard: images per shard; a finished shard is never redone, so an
             interrupted run resumes where it stopped.
-    Unreadable images and images smaller than ``size`` are skipped and named in one warning.
-    Returns ``out_dir``.
+    Unreadable images and images smaller than ``size`` are skipped and named in one warning;
+    when no image gives a patch it is an error. Each shard records the settings and images it
+    was cut with: a rerun into a folder holding a store made otherwise (another size, stride,
+    scale, LR folder or not, or image list) is refused, naming the setting; shards of srlab versions that
+    recorded none are cut again. Returns ``out_dir``.
     """
     import warnings
     from multiprocessing import get_context
@@ -378,6 +382,15 @@ def extract_patches(
         raise ValueError(f"size={size} and stride={stride} must be multiples of scale={scale}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with_lr = bool(lr_dir)  # pair_images treats "" as no LR folder too
+    # not the folders' paths: a store moved with its images (another machine, a Drive copy) resumes
+    settings = {
+        "with_lr": with_lr,
+        "size": size,
+        "stride": stride,
+        "scale": scale,
+        "images_per_shard": images_per_shard,
+    }
     jobs, skipped = [], []
     for hr_path, lr_path in pair_images(hr_dir, lr_dir or None):
         hw = _image_size(hr_path)
@@ -399,19 +412,55 @@ def extract_patches(
     if not jobs:
         raise ValueError(f"no usable image in {hr_dir} (need at least {size}x{size}): {'; '.join(skipped)}")
     shards = [jobs[i : i + images_per_shard] for i in range(0, len(jobs), images_per_shard)]
+    # every finished shard is checked before anything is written: a refused rerun changes nothing
+    done = [_finished_shard(out_dir, k, settings, shard_jobs) for k, shard_jobs in enumerate(shards)]
+    metas = []
     bar = tqdm(total=len(jobs), desc="patches", unit="img", disable=not progress)
     with get_context("spawn").Pool(workers) if workers > 1 else _InlinePool() as pool:
         for k, shard_jobs in enumerate(shards):
-            meta_path = out_dir / f"shard_{k:05d}.json"
-            if meta_path.exists():  # finished in an earlier run
+            meta = done[k]
+            if meta is None:
+                meta = _write_shard(pool, shard_jobs, out_dir, k, size, scale, with_lr, bar, settings)
+            else:  # finished in an earlier run
                 bar.update(len(shard_jobs))
-                continue
-            skipped += _write_shard(pool, shard_jobs, out_dir, k, size, scale, lr_dir is not None, bar)
+            skipped += meta["skipped"]
+            metas.append(meta)
     bar.close()
-    _write_index(out_dir, len(shards), size, scale, lr_dir is not None)
+    if not sum(m["count"] for m in metas):
+        (out_dir / STORE_INDEX).unlink(missing_ok=True)  # an old index would describe the shards just redone
+        raise ValueError(
+            f"no usable image in {hr_dir}: no image could be cut, {len(skipped)} skipped: {'; '.join(skipped)}"
+        )
+    _write_index(out_dir, metas, size, scale, with_lr)
     if skipped:
         warnings.warn(f"skipped {len(skipped)} images: {'; '.join(skipped)}", stacklevel=2)
     return out_dir
+
+
+def _sources(jobs) -> list[list]:
+    """The [HR name, LR name or None] of each image of a shard, as its JSON records them."""
+    return [[Path(hr).name, Path(lr).name if lr else None] for hr, lr, *_ in jobs]
+
+
+def _finished_shard(out_dir: Path, k: int, settings: dict, jobs) -> dict | None:
+    """Shard k's JSON when an earlier run finished it with these settings and images; None when
+    it is to be cut (again). A shard made with other settings is a ValueError."""
+    try:
+        meta = json.loads((out_dir / f"shard_{k:05d}.json").read_text())
+    except (OSError, ValueError):  # not there, or not a JSON file: cut it
+        return None
+    old = meta.get("settings") if isinstance(meta, dict) else None
+    if old is None or not meta.get("count"):
+        return None  # an older srlab recorded no settings; an empty shard may decode now (files fixed)
+    differ = [f"{key}={old.get(key)!r} (now {value!r})" for key, value in settings.items() if old.get(key) != value]
+    if not differ and meta.get("sources") != _sources(jobs):
+        differ = [f"the images of shard {k} (images were added, removed or renamed)"]
+    if differ:
+        raise ValueError(
+            f"{out_dir} holds a patch store made with other settings: {'; '.join(differ)}: "
+            "use another out_dir, or delete this one to cut the patches again"
+        )
+    return meta
 
 
 class _InlinePool:
@@ -427,9 +476,9 @@ class _InlinePool:
         return map(fn, jobs)
 
 
-def _write_shard(pool, jobs, out_dir: Path, k: int, size: int, scale: int, with_lr: bool, bar) -> list[str]:
+def _write_shard(pool, jobs, out_dir: Path, k: int, size: int, scale: int, with_lr: bool, bar, settings) -> dict:
     """Fill shard k through a memory map (the whole shard never sits in RAM), then commit it
-    by writing its JSON last: a shard without JSON is incomplete and gets redone."""
+    by writing its JSON last: a shard without JSON is incomplete and gets redone. Returns the JSON."""
     n = sum(len(j[3]) * len(j[4]) for j in jobs)
     hr_tmp = out_dir / f"shard_{k:05d}.npy.tmp"
     hr_mm = np.lib.format.open_memmap(hr_tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
@@ -451,11 +500,20 @@ def _write_shard(pool, jobs, out_dir: Path, k: int, size: int, scale: int, with_
     _shrink_npy(hr_tmp, filled, out_dir / f"shard_{k:05d}.npy")
     if with_lr:
         _shrink_npy(lr_tmp, filled, out_dir / f"lr_{k:05d}.npy")
-    meta = {"count": filled, "patches": entries}
-    tmp = out_dir / f"shard_{k:05d}.json.tmp"
-    tmp.write_text(json.dumps(meta))
-    os.replace(tmp, out_dir / f"shard_{k:05d}.json")
-    return skipped
+    meta = {"count": filled, "patches": entries, "settings": settings, "sources": _sources(jobs), "skipped": skipped}
+    _write_json(out_dir / f"shard_{k:05d}.json", meta)
+    return meta
+
+
+def _write_json(path: Path, obj, indent=None) -> None:
+    """Write through a temporary file renamed into place: a run killed mid-write leaves the old
+    file (or none), never half of one."""
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # two writers never share one
+    try:
+        tmp.write_text(json.dumps(obj, indent=indent))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _shrink_npy(tmp: Path, count: int, final: Path) -> None:
@@ -480,13 +538,11 @@ def _shrink_npy(tmp: Path, count: int, final: Path) -> None:
         os.replace(tmp, final)
 
 
-def _write_index(out_dir: Path, n_shards: int, size: int, scale: int, with_lr: bool) -> None:
-    shards = []
-    for k in range(n_shards):
-        meta = json.loads((out_dir / f"shard_{k:05d}.json").read_text())
-        shards.append(
-            {"file": f"shard_{k:05d}.npy", "lr_file": f"lr_{k:05d}.npy" if with_lr else None, "count": meta["count"]}
-        )
+def _write_index(out_dir: Path, metas: list[dict], size: int, scale: int, with_lr: bool) -> None:
+    shards = [
+        {"file": f"shard_{k:05d}.npy", "lr_file": f"lr_{k:05d}.npy" if with_lr else None, "count": meta["count"]}
+        for k, meta in enumerate(metas)
+    ]
     index = {
         "size": size,
         "scale": scale,
@@ -494,7 +550,7 @@ def _write_index(out_dir: Path, n_shards: int, size: int, scale: int, with_lr: b
         "shards": shards,
         "count": sum(s["count"] for s in shards),
     }
-    (out_dir / STORE_INDEX).write_text(json.dumps(index, indent=1))
+    _write_json(out_dir / STORE_INDEX, index, indent=1)
 
 
 class PatchStore:
@@ -509,10 +565,21 @@ class PatchStore:
                 f"no patch store at {self.path} (missing {STORE_INDEX}): "
                 "run srlab.data.extract_patches first (notebook 01)"
             )
-        index = json.loads(index_path.read_text())
-        self.size, self.scale, self.has_lr = index["size"], index["scale"], index["has_lr"]
-        self.shards = index["shards"]
-        self.offsets = np.cumsum([0] + [s["count"] for s in self.shards])
+        try:
+            index = json.loads(index_path.read_text())
+            self.size, self.scale, self.has_lr = index["size"], index["scale"], index["has_lr"]
+            self.shards = index["shards"]
+            self.offsets = np.cumsum([0] + [s["count"] for s in self.shards])
+        except (ValueError, KeyError, TypeError, IndexError) as err:  # cut short, or not a store's index
+            raise ValueError(
+                f"{index_path} is damaged ({type(err).__name__}: {err}): rerun srlab.data.extract_patches "
+                f"into {self.path} (its finished shards are kept)"
+            ) from None
+        if not len(self):
+            raise ValueError(
+                f"the patch store at {self.path} holds no patch: rerun srlab.data.extract_patches on a folder "
+                "of readable images"
+            )
         self._maps: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:

@@ -233,23 +233,46 @@ def _check_size(path: Path, size: tuple[int, int] | None) -> None:
 
 def _looks_truncated(data: bytes) -> bool:
     """PNG and JPEG files end with a marker; a download cut short lacks it."""
+    # both may carry trailing bytes after their marker (padding added by a tool or a transfer)
     if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return b"IEND" not in data[-16:]
-    if data[:2] == b"\xff\xd8":  # JPEG may carry trailing bytes after its marker
+        return b"IEND" not in data[-1024:]
+    if data[:2] == b"\xff\xd8":
         return b"\xff\xd9" not in data[-1024:]
     return False
 
 
+_DEEP_FORMATS = (".png", ".tif", ".tiff")  # the formats OpenCV writes 16 bits per channel to
+
+
 def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
-    """Write an (H, W[, 3|4]) uint8/uint16 RGB[A] array; the folder is created if needed."""
+    """Write an (H, W[, 3|4]) uint8/uint16 RGB[A] array; the folder is created if needed.
+
+    uint16 needs a 16-bit format (.png, .tif, .tiff); other arrays, or an extension OpenCV has no
+    writer for, are a ValueError (OpenCV would clip uint16 to 255 in a JPEG without a word)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     img = np.asarray(img)
+    suffix = (path.suffix or ".png").lower()
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(
+            f"write_image takes uint8 or uint16 arrays, got {img.dtype}: scale a float image in [0, 1] "
+            "first, e.g. (img * 255).round().astype(np.uint8) (to_image does it for tensors)"
+        )
+    if img.dtype == np.uint16 and suffix not in _DEEP_FORMATS:
+        raise ValueError(
+            f"{path}: {suffix} cannot hold 16-bit pixels: write .png or .tiff, "
+            "or reduce the image to 8 bits first ((img / 257).round().astype(np.uint8))"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
     if img.ndim == 3 and img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
     elif img.ndim == 3 and img.shape[2] == 4:
         img = cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA)
-    ok, buf = cv2.imencode(path.suffix or ".png", img)
+    try:
+        ok, buf = cv2.imencode(suffix, img)
+    except cv2.error as err:  # no writer for the extension, a channel count the format lacks, ...
+        raise ValueError(
+            f"cannot write {path} ({str(err).strip().splitlines()[-1]}): use one of {', '.join(IMAGE_EXTENSIONS)}"
+        ) from None
     if not ok:
         raise ValueError(f"could not encode an image of shape {img.shape} and type {img.dtype} as {path.suffix}")
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # two writers never share one
