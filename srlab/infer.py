@@ -276,6 +276,7 @@ def upscale_files(
     files = collect_inputs(inputs)
     if not files:
         raise FileNotFoundError(f"no images found in {', '.join(map(str, inputs))}")
+    files = _without_own_outputs(files, out_dir, suffix)
     bar = tqdm(files, desc="upscale", unit="img", disable=not progress)
     for index, path in enumerate(bar):
         bar.set_postfix_str(path.name)
@@ -298,12 +299,26 @@ def upscale_files(
         result = upscale(image, model, **kwargs)
         try:
             write_image(dest, result)
-        except OSError as err:
-            dest.with_name(dest.name + ".tmp").unlink(missing_ok=True)  # what write_image was writing
+        except OSError as err:  # write_image has removed its partial file
             bar.close()
             raise write_error(err, dest, _where_it_stopped(report, files[index + 1 :])) from None
         report["written"].append(dest)
     return report
+
+
+def _without_own_outputs(files: list[Path], out_dir: Path, suffix: str) -> list[Path]:
+    """``files`` less those that are another file's output here (``cat_x4.png`` beside ``cat.png``
+    with ``-o`` the input folder and ``--suffix _x4``): run again, they would be upscaled again."""
+    outputs = {(out_dir / f"{p.stem}{suffix}{p.suffix}").resolve() for p in files}
+    own = [
+        p
+        for p in files
+        if p.resolve() in outputs and (out_dir / f"{p.stem}{suffix}{p.suffix}").resolve() != p.resolve()
+    ]
+    if own:
+        names = ", ".join(p.name for p in own[:5]) + (", ..." if len(own) > 5 else "")
+        tqdm.write(f"left out {len(own)} file(s) that are this command's own outputs: {names}")
+    return [p for p in files if p not in own]
 
 
 def _where_it_stopped(report: dict, left: list[Path]) -> str:

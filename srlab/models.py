@@ -342,7 +342,9 @@ class RRDBNet(nn.Module):
             # pixel_unshuffle needs sizes divisible by u; reflect like spandrel does.
             pad_h, pad_w = (-h) % u, (-w) % u
             if pad_h or pad_w:
-                x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")  # (N, C, h', w')
+                # reflect needs more rows/columns than it adds; a tile 1-3 px wide has not
+                mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+                x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)  # (N, C, h', w')
             x = F.pixel_unshuffle(x, u)  # (N, C*u*u, h'/u, w'/u)
         feat = self.conv_first(x)  # (N, F, h/u, w/u)
         # Long skip around the whole trunk, as in the shallower SRResNet.

@@ -286,6 +286,8 @@ def rrdbnet_from_state_dict(state: dict[str, torch.Tensor]) -> RRDBNet:
         raise ValueError(f"this RRDBNet state dict has no {', '.join(missing)}: cut off, or saved from part of a model")
     first, last = state["conv_first.weight"], state["conv_last.weight"]
     out_ch, folded_in = last.shape[0], first.shape[1]
+    if out_ch != 3:  # upscale() feeds every image to the model as RGB
+        raise ValueError(f"this RRDBNet has {out_ch} colour channel(s): srlab upscales with RGB (3-channel) models")
     scale = {1: 4, 4: 2, 16: 1}.get(folded_in // out_ch)  # pixel_unshuffle folds 4x or 16x channels
     if scale is None or folded_in % out_ch:
         raise ValueError(

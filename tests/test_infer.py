@@ -209,3 +209,33 @@ def test_upscale_command_reports_missing_weights_and_inputs(tmp_path, capsys):
         == 2
     )
     assert "no such file or folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scale", [2, 1])
+def test_unshuffling_rrdbnets_take_tiles_and_images_narrower_than_their_fold(scale):
+    """x2 / x1 RRDBNet fold the input by 2 / 4; a window 1-3 px wide (tile 16, no overlap, on
+    33 px) could not be reflect-padded to that and crashed. It is replicate-padded instead."""
+    torch.manual_seed(0)
+    model = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, scale=scale).eval()
+    image = np.random.default_rng(0).integers(0, 256, (20, 33, 3), dtype=np.uint8)
+    assert upscale(image, model, tile=16, tile_overlap=0, device="cpu").shape == (20 * scale, 33 * scale, 3)
+    tiny = image[:1, :2].astype(np.float32) / 255  # float in, float out: compared before rounding
+    x = torch.from_numpy(tiny).permute(2, 0, 1)[None]
+    fold = {2: 2, 1: 4}[scale]
+    padded = torch.nn.functional.pad(x, (0, fold - 2, 0, fold - 1), mode="replicate")
+    with torch.no_grad():
+        by_hand = model(padded)[0, :, :scale, : 2 * scale].clamp(0, 1).permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(upscale(tiny, model, device="cpu"), by_hand, atol=1e-5)
+
+
+def test_a_rerun_into_the_input_folder_does_not_upscale_its_own_outputs(tmp_path, capsys):
+    """-o = the input folder with --suffix _x4: the second run took cat_x4.png for an input."""
+    torch.save(RRDBNet(num_feat=8, num_block=1, num_grow_ch=4).state_dict(), tmp_path / "m.pth")
+    write_image(tmp_path / "photos" / "cat.png", np.zeros((8, 8, 3), np.uint8))
+    argv = ["upscale", str(tmp_path / "photos"), "-o", str(tmp_path / "photos"), "--weights", str(tmp_path / "m.pth")]
+    for _ in range(2):
+        assert main([*argv, "--suffix", "_x4", "--fp32"]) == 0
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["cat.png", "cat_x4.png"]
+    out = capsys.readouterr()
+    assert "left out 1 file(s) that are this command's own outputs: cat_x4.png" in out.out + out.err
+    assert "0 written to" in out.out and "1 skipped (exist)" in out.out

@@ -214,3 +214,15 @@ def test_the_published_table_is_well_formed():
     ncnn = {name: entry["ncnn"] for name, entry in PRETRAINED.items() if "ncnn" in entry}
     expect = {"realesrgan-x4plus": "REALESRGAN_X4PLUS_UP4X", "realesrgan-x4plus-anime": "REALESRGAN_X4PLUSANIME_UP4X"}
     assert ncnn == expect
+
+
+def test_a_one_channel_rrdbnet_is_refused_when_loaded(tmp_path):
+    """It loaded, then failed inside torch on every image: upscale() feeds RGB."""
+    from srlab.checkpoint import load_generator
+    from srlab.models import RRDBNet
+
+    torch.save(
+        RRDBNet(num_in_ch=1, num_out_ch=1, num_feat=8, num_block=1, num_grow_ch=4).state_dict(), tmp_path / "g.pth"
+    )
+    with pytest.raises(ValueError, match=r"has 1 colour channel\(s\): srlab upscales with RGB \(3-channel\) models"):
+        load_generator(tmp_path / "g.pth")
