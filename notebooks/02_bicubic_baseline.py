@@ -192,7 +192,7 @@ base = make_config("srresnet", PRESET, init_from=None, **overrides)  # the srres
 cfg = dataclasses.replace(base, generator={"name": "srcnn"})  # with SRCNN as its generator
 print(f"SRCNN: {cfg.steps} steps, batch {cfg.batch_size}, HR patches {cfg.hr_size} px, {cfg.pixel_loss} loss, "
       f"lr {cfg.lr_g}")
-srcnn_summary = train(cfg, RUNS / PRESET / "srcnn", progress=True)
+srcnn_summary = train(cfg, RUNS / PRESET / "srcnn", resume=True, progress=True)
 print(srcnn_summary)
 
 # bicubic on the crop validation scores (the central val_crop square of coffee), the reference for best_psnr
@@ -243,7 +243,7 @@ plt.show()
 
 # %%
 cfg = dataclasses.replace(base, generator={"name": "autoencoder"})
-autoencoder_summary = train(cfg, RUNS / PRESET / "autoencoder", progress=True)
+autoencoder_summary = train(cfg, RUNS / PRESET / "autoencoder", resume=True, progress=True)
 print(autoencoder_summary)
 best = autoencoder_summary["best_psnr"]
 print(nb.psnr_versus("autoencoder, best validation PSNR-Y", best, "bicubic", BICUBIC_VAL))

@@ -56,7 +56,7 @@ RUNS = nb.runs_dir()         # every notebook keeps its runs under RUNS / PRESET
 DATA_DIR = nb.data_dir()     # downloads and patch stores (local disk; Colab: /content/data)
 STEPS = None                 # None = the preset's length (colab 100k, cpu 1000, quick 1600, smoke 6)
 BATCH_SIZE = None            # None = the preset's batch size
-RESUME = True                # continue from last.pt when this run folder already has one
+RESUME = True                # continue from last.pt when this run folder already has one; False starts over
 TIME_BUDGET = nb.time_budget(PRESET)  # colab: pause each training run after 50 min with a checkpoint; rerun to go on
 
 # %% [markdown]
@@ -175,7 +175,8 @@ print(f"{cfg.steps} steps, batch {cfg.batch_size} of {cfg.hr_size}px HR patches,
 # **Resume**: with `resume=True` the run continues from `last.pt` (weights, optimiser, learning
 # rate schedule, random state: N steps + resume + N steps gives the same weights as 2N steps).
 # On Colab, after a disconnect, reconnect, mount Drive again and rerun the notebook; a
-# finished run is not trained again. Set `RESUME = False` to start over. The same from a
+# finished run is not trained again. Set `RESUME = False` to start over (`overwrite=True`: the old
+# checkpoints and history are replaced). The same from a
 # terminal: `python -m srlab train srresnet --preset colab --out runs/colab/srresnet --resume`.
 #
 # **Time budget**: `TIME_BUDGET` (50 minutes with `colab`, none otherwise; `SRLAB_TIME_BUDGET`
@@ -194,7 +195,7 @@ from srlab.train import train
 
 print(colab_duration("srresnet"))
 OUT = RUNS / PRESET / "srresnet"
-summary = train(cfg, OUT, resume=RESUME, time_budget=TIME_BUDGET)
+summary = train(cfg, OUT, resume=RESUME, overwrite=not RESUME, time_budget=TIME_BUDGET)
 print(summary)
 print("run folder:", sorted(p.name for p in OUT.iterdir()))
 

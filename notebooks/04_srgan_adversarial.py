@@ -57,7 +57,7 @@ RUNS = nb.runs_dir()         # every notebook keeps its runs under RUNS / PRESET
 DATA_DIR = nb.data_dir()     # downloads and patch stores (local disk; Colab: /content/data)
 STEPS = None                 # None = the preset's length (colab 36k, cpu 400, quick 1200, smoke 6)
 ADV_WEIGHT = None            # None = the preset's adversarial weight (paper 1e-3; seed preset 5e-2)
-RESUME = True                # continue from last.pt when a run folder already has one
+RESUME = True                # continue from last.pt when a run folder already has one; False starts over
 TIME_BUDGET = nb.time_budget(PRESET)  # colab: pause each training run after 50 min with a checkpoint; rerun to go on
 COLLAPSE_STEPS = None        # length of the collapse demonstration; None = a short run for the preset
 
@@ -256,7 +256,7 @@ print(colab_duration("srgan"))  # on a free Colab T4: this run and the collapse 
 OUT = RUNS / PRESET / "srgan"
 print(f"{cfg.steps} steps, batch {cfg.batch_size} of {cfg.hr_size}px, adversarial weight "
       f"{cfg.adversarial_weight}, lr G {cfg.lr_g} / D {cfg.lr_d}")
-summary = train(cfg, OUT, resume=RESUME, time_budget=TIME_BUDGET)
+summary = train(cfg, OUT, resume=RESUME, overwrite=not RESUME, time_budget=TIME_BUDGET)
 print(summary)
 
 # %% [markdown]
@@ -449,7 +449,7 @@ print(f"collapse demo: {collapse_cfg.steps} steps, adversarial weight {collapse_
       f"lr D {collapse_cfg.lr_d}, detector: loss_d below {collapse_cfg.collapse_threshold} "
       f"for {collapse_cfg.collapse_patience} steps")
 COLLAPSE_OUT = RUNS / PRESET / "srgan_collapse"
-train(collapse_cfg, COLLAPSE_OUT, resume=RESUME, time_budget=TIME_BUDGET)
+train(collapse_cfg, COLLAPSE_OUT, resume=RESUME, overwrite=not RESUME, time_budget=TIME_BUDGET)
 collapse_history = read_history(COLLAPSE_OUT / "history.jsonl")
 events = [r["step"] for r in collapse_history if r.get("event") == "discriminator_collapse"]
 print("discriminator_collapse events at steps:", events or "none (D did not collapse in this run)")

@@ -240,7 +240,9 @@ def schedules(stage, cfg):
 print({k: getattr(cfg_rrdb, k) for k in ("steps", "hr_size", "batch_size", "pixel_loss", "ema_decay")})
 print(schedules("rrdb", cfg_rrdb))
 print(colab_duration("rrdb"))  # on a free Colab T4: one 50-minute budget for RRDB, a second for ESRGAN
-rrdb_summary = train(cfg_rrdb, RUNS / PRESET / "rrdb", resume=RESUME, time_budget=TIME_BUDGET)
+rrdb_summary = train(
+    cfg_rrdb, RUNS / PRESET / "rrdb", resume=RESUME, overwrite=not RESUME, time_budget=TIME_BUDGET
+)
 print(rrdb_summary)
 
 # %%
@@ -354,7 +356,9 @@ print({k: getattr(cfg_esrgan, k) for k in ("steps", "pixel_weight", "perceptual"
                                            "discriminator", "init_from", "ema_decay")})
 print(schedules("esrgan", cfg_esrgan))
 print(colab_duration("esrgan"))
-esrgan_summary = train(cfg_esrgan, RUNS / PRESET / "esrgan", resume=RESUME, time_budget=TIME_BUDGET)
+esrgan_summary = train(
+    cfg_esrgan, RUNS / PRESET / "esrgan", resume=RESUME, overwrite=not RESUME, time_budget=TIME_BUDGET
+)
 print(esrgan_summary)
 
 # %%

@@ -72,6 +72,11 @@ def _prepare(img, ref, scale, crop_border, y_channel, data_range):
         raise ValueError(f"image and reference differ in shape: {img.shape} vs {ref.shape}")
     if img.ndim not in (2, 3):
         raise ValueError(f"expected an (H, W) or (H, W, C) image, got shape {img.shape}")
+    if data_range is None and _default_range(img.dtype) != _default_range(ref.dtype):
+        raise ValueError(
+            f"image is {img.dtype} and reference {ref.dtype}: their white differs "
+            f"({_default_range(img.dtype):g} vs {_default_range(ref.dtype):g}); convert one, or pass data_range"
+        )
     data_range = data_range or _default_range(ref.dtype)
     crop = scale if crop_border is None else crop_border
     out = []

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from skimage import data
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -98,3 +99,15 @@ def test_batched_torch_metrics_agree_with_numpy(pair, photo):
         assert s[i].item() == pytest.approx(ssim(srs[i], hrs[i], crop_border=4), abs=1e-4)
     rgb = batch_psnr(t_sr, t_hr, crop_border=4, y_channel=False)
     assert rgb[0].item() == pytest.approx(psnr(sr, hr, crop_border=4, y_channel=False), abs=0.01)
+
+
+def test_an_image_and_a_reference_of_different_ranges_are_refused():
+    """A float SR in [0, 1] against a uint8 HR was scored against white = 255: 6.6 dB, silently."""
+    hr = data.astronaut()[:64, :64]
+    sr = imresize(imresize(hr, 0.25), 4)
+    for metric in (psnr, ssim):
+        with pytest.raises(ValueError, match=r"image is float64 and reference uint8: their white differs \(1 vs 255\)"):
+            metric(sr / 255.0, hr)
+    # the same values in one range score the same; float32 against float64 is one range
+    assert psnr(sr / 255.0, hr / 255.0) == pytest.approx(psnr(sr, hr))
+    assert psnr((sr / 255.0).astype(np.float32), hr / 255.0) == pytest.approx(psnr(sr, hr), abs=1e-4)
