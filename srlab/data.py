@@ -84,8 +84,8 @@ def embedded_images(names: tuple[str, ...] = EMBEDDED_IMAGES) -> dict[str, np.nd
 
 def to_rgb8(img: np.ndarray) -> np.ndarray:
     """Any srlab image -> (H, W, 3) uint8 RGB: gray repeated, alpha dropped, 16 bit / 257."""
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = img[..., :3]
+    if img.ndim == 3 and img.shape[2] in (2, 4):
+        img = img[..., :-1]
     if img.dtype == np.uint16:
         img = (img.astype(np.float64) / 257).round().astype(np.uint8)
     elif img.dtype != np.uint8:

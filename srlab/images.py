@@ -177,7 +177,8 @@ _ORIENT = {
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as (H, W) or (H, W, 3|4) RGB[A], uint8 or uint16, EXIF orientation applied.
+    """Read an image file as (H, W) gray, (H, W, 2) gray + alpha or (H, W, 3|4) RGB[A], uint8 or
+    uint16, EXIF orientation applied.
 
     Raises ImageReadError for files OpenCV cannot decode, including truncated ones
     (libpng and libjpeg only warn about those, so the file is checked first), and for
@@ -203,6 +204,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(f"{path}: not a readable image (corrupt or unsupported format)")
     if img.dtype not in (np.uint8, np.uint16):
         raise ImageReadError(f"{path}: unsupported pixel type {img.dtype} (expected 8 or 16 bit)")
+    if img.ndim == 3 and img.shape[2] == 4 and _png_colour_type(raw) == 4:
+        img = img[..., [0, 3]]  # gray + alpha: OpenCV expands it to BGRA with B = G = R
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     elif img.ndim == 3 and img.shape[2] == 3:
@@ -231,6 +234,11 @@ def _check_size(path: Path, size: tuple[int, int] | None) -> None:
         )
 
 
+def _png_colour_type(data: bytes) -> int | None:
+    """A PNG's colour type from its IHDR chunk (0 gray, 2 RGB, 3 palette, 4 gray + alpha, 6 RGBA)."""
+    return data[25] if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" else None
+
+
 def _looks_truncated(data: bytes) -> bool:
     """PNG and JPEG files end with a marker; a download cut short lacks it."""
     # both may carry trailing bytes after their marker (padding added by a tool or a transfer)
@@ -245,7 +253,8 @@ _DEEP_FORMATS = (".png", ".tif", ".tiff")  # the formats OpenCV writes 16 bits p
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
-    """Write an (H, W[, 3|4]) uint8/uint16 RGB[A] array; the folder is created if needed.
+    """Write an (H, W[, 2|3|4]) uint8/uint16 gray[+alpha] or RGB[A] array; the folder is created
+    if needed (16-bit gray + alpha, and gray + alpha to formats other than PNG, as RGBA).
 
     uint16 needs a 16-bit format (.png, .tif, .tiff); other arrays, or an extension OpenCV has no
     writer for, are a ValueError (OpenCV would clip uint16 to 255 in a JPEG without a word)."""
@@ -263,6 +272,11 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
             "or reduce the image to 8 bits first ((img / 257).round().astype(np.uint8))"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
+    if img.ndim == 3 and img.shape[2] == 2:
+        buf = _gray_alpha_bytes(img, suffix)
+        if buf is not None:
+            return _commit(path, buf)
+        img = img[..., [0, 0, 0, 1]]  # as RGBA with equal colours: OpenCV writes no 2-channel image
     if img.ndim == 3 and img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
     elif img.ndim == 3 and img.shape[2] == 4:
@@ -275,9 +289,25 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
         ) from None
     if not ok:
         raise ValueError(f"could not encode an image of shape {img.shape} and type {img.dtype} as {path.suffix}")
+    return _commit(path, buf.tobytes())
+
+
+def _gray_alpha_bytes(img: np.ndarray, suffix: str) -> bytes | None:
+    """An (H, W, 2) uint8 gray + alpha image as an LA PNG, written by Pillow (OpenCV cannot);
+    None for other formats and 16 bits (Pillow writes no 16-bit LA), which go out as RGBA."""
+    from PIL import Image
+
+    if suffix != ".png" or img.dtype != np.uint8:
+        return None
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img), mode="LA").save(out, format="PNG")
+    return out.getvalue()
+
+
+def _commit(path: Path, data: bytes) -> Path:
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # two writers never share one
     try:
-        buf.tofile(tmp)
+        tmp.write_bytes(data)
         os.replace(tmp, path)  # never leave a half-written image behind
     finally:
         tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no temporary file
@@ -285,7 +315,10 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
 
 
 def drop_alpha(img: np.ndarray) -> np.ndarray:
-    """RGBA -> RGB by dropping alpha (metrics compare colour only); other images unchanged."""
+    """RGBA -> RGB, gray + alpha -> gray, by dropping alpha (metrics compare colour only); other
+    images unchanged."""
+    if img.ndim == 3 and img.shape[2] == 2:
+        return img[..., 0]
     return img[..., :3] if img.ndim == 3 and img.shape[2] == 4 else img
 
 

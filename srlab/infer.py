@@ -66,8 +66,8 @@ def _round_up(n: int, multiple: int) -> int:
 
 
 def _check_image(image: np.ndarray) -> None:
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-        raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {image.shape}")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
+        raise ValueError(f"expected an (H, W) or (H, W, 1|2|3|4) image, got shape {image.shape}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"empty image of shape {image.shape}")
     if image.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
@@ -197,11 +197,13 @@ def upscale(
 
     squeeze = image.ndim == 3 and image.shape[2] == 1
     plane = image[..., 0] if squeeze else image
-    colour = plane[..., :3] if plane.ndim == 3 else plane  # (H, W, 3) or (H, W)
+    alpha = plane.ndim == 3 and plane.shape[2] in (2, 4)  # gray + alpha, RGBA
+    colour = plane[..., :-1] if alpha else plane
+    colour = colour[..., 0] if colour.ndim == 3 and colour.shape[2] == 1 else colour  # (H, W, 3) or (H, W)
     with _cpu_weights(model, device, half):
         sr = _upscale_colour(colour, model, scale, tile, tile_overlap, device, half, progress)
-    if plane.ndim == 3 and plane.shape[2] == 4:  # alpha: bicubic, kept apart from the model
-        sr = np.concatenate([sr, imresize(plane[..., 3], scale)[..., None]], axis=2)
+    if alpha:  # bicubic, kept apart from the model
+        sr = np.concatenate([sr.reshape(sr.shape[:2] + (-1,)), imresize(plane[..., -1], scale)[..., None]], axis=2)
     return sr[..., None] if squeeze else sr
 
 

@@ -126,7 +126,7 @@ def test_half_precision_stays_close_to_fp32(lr_photo, small_model):
 
 def test_bad_arguments_are_explained(small_model):
     with pytest.raises(ValueError, match="image"):
-        upscale(np.zeros((4, 4, 2), np.uint8), small_model)
+        upscale(np.zeros((4, 4, 5), np.uint8), small_model)
     with pytest.raises(ValueError, match="pixel type"):
         upscale(np.zeros((4, 4, 3), np.int32), small_model)
     with pytest.raises(ValueError, match="tile must be"):
@@ -239,3 +239,36 @@ def test_a_rerun_into_the_input_folder_does_not_upscale_its_own_outputs(tmp_path
     out = capsys.readouterr()
     assert "left out 1 file(s) that are this command's own outputs: cat_x4.png" in out.out + out.err
     assert "0 written to" in out.out and "1 skipped (exist)" in out.out
+
+
+def test_a_gray_and_alpha_png_comes_back_gray_and_alpha(tmp_path):
+    """OpenCV reads an LA PNG as BGRA: it went through the model as colour and came back RGBA,
+    with unequal channels. Now gray + alpha stays that: gray by the gray path, alpha bicubic."""
+    from PIL import Image
+
+    torch.manual_seed(0)
+    model = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4).eval()
+    with torch.no_grad():
+        model.conv_last.bias.copy_(torch.tensor([0.5, 0.4, 0.6]))  # R, G and B outputs differ
+    torch.save(model.state_dict(), tmp_path / "m.pth")
+    la = np.random.default_rng(0).integers(0, 256, (16, 12, 2), dtype=np.uint8)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(la, "LA").save(tmp_path / "in" / "icon.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "in" / "icon.png"), la)
+    argv = ["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--weights", str(tmp_path / "m.pth")]
+    assert main([*argv, "--fp32"]) == 0
+    out = Image.open(tmp_path / "out" / "icon.png")
+    assert out.mode == "LA"
+    got = np.asarray(out)
+    np.testing.assert_array_equal(got[..., 0], upscale(la[..., 0], model, device="cpu"))
+    np.testing.assert_array_equal(got[..., 1], imresize(la[..., 1], 4))
+
+
+def test_sixteen_bit_gray_and_alpha_is_written_as_rgba_with_equal_colours(tmp_path):
+    """Neither OpenCV nor Pillow writes a 16-bit LA PNG: the pixels are kept, as RGBA."""
+    la = np.random.default_rng(1).integers(0, 65536, (6, 5, 2), dtype=np.uint16)
+    back = read_image(write_image(tmp_path / "a.png", la))
+    assert back.dtype == np.uint16 and back.shape == (6, 5, 4)
+    for channel in range(3):
+        np.testing.assert_array_equal(back[..., channel], la[..., 0])
+    np.testing.assert_array_equal(back[..., 3], la[..., 1])
