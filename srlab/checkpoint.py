@@ -29,6 +29,7 @@ import dataclasses
 import errno
 import os
 import random
+import re
 import shutil
 import uuid
 import warnings
@@ -44,6 +45,7 @@ from .models import build_generator
 
 __all__ = [
     "atomic_save",
+    "remove_partial_saves",
     "WriteError",
     "write_error",
     "disk_full",
@@ -67,20 +69,50 @@ __all__ = [
 
 def atomic_save(obj, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename: a run cut off mid-write
-    keeps the old file, and two writers never share a temporary name. A failed write (a full
-    disk) removes the temporary file, keeps the old one and is a :class:`WriteError` naming ``path``."""
+    keeps the old file, and two writers never share a temporary name. The data is fsynced before
+    the rename (else an OS crash can keep the rename and lose the data: an empty file), the folder
+    after it. A failed write (a full disk) removes the temporary file, keeps the old one and is a
+    :class:`WriteError` naming ``path``. A process killed mid-write leaves its temporary file:
+    :func:`remove_partial_saves` clears those."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as f:  # a file object: a full disk is then OSError(ENOSPC), not torch's RuntimeError
             torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as err:
         kept = f" and {path.name} is as it was" if path.exists() else ""
         raise write_error(err, path, f"; the partial file was removed{kept}") from None
     finally:
         tmp.unlink(missing_ok=True)
+    _fsync_folder(path.parent)
     return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable, where the OS and filesystem allow (not Windows, nor some FUSE mounts)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_partial_saves(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary ``*.pt.XXXXXXXX.tmp`` files that saves cut off by a killed process left
+    in ``folder`` (each the size of a checkpoint); returns them. Only for a folder whose run lock
+    is held: a live run's save in progress would go too."""
+    removed = [p for p in Path(folder).glob("*.pt.*.tmp") if re.fullmatch(r".+\.pt\.[0-9a-f]{8}\.tmp", p.name)]
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed
 
 
 class WriteError(OSError, ValueError):
@@ -237,7 +269,8 @@ def restore_training(trainer, ckpt: dict, source: str = "the checkpoint") -> Non
         weights.load_state(trainer.adversary.net, ckpt["discriminator"] or {}, f"{source}: the discriminator's weights")
         trainer.adversary.opt.load_state_dict(ckpt["opt_d"])
     trainer.opt_g.load_state_dict(ckpt["opt_g"])
-    trainer.scaler.load_state_dict(ckpt["scaler"])
+    if ckpt["scaler"] and trainer.scaler.is_enabled():  # else saved or resumed without fp16 (a CPU, an A100)
+        trainer.scaler.load_state_dict(ckpt["scaler"])
     trainer.step, trainer.best_psnr = ckpt["step"], ckpt["best_psnr"]
     trainer.bad_validations = ckpt["bad_validations"]
     set_rng_state(ckpt["rng"])

@@ -6,7 +6,9 @@ folder, holds the owner's PID, host and start time, and the owner refreshes its 
 time every :data:`HEARTBEAT` seconds. A lock left behind by a run that is gone (killed, a
 crashed machine) is taken over with a note: on this host when its PID is dead; from another
 host (a Colab session that ended, its run folder on Google Drive), whose PID cannot be checked,
-once it has not been refreshed for :data:`STALE_AFTER` seconds.
+once it has not been refreshed for :data:`STALE_AFTER` seconds. An empty or unreadable lock
+is, for a moment, what every run leaves between creating it and writing to it (longer on a slow
+network disk): it is live until it has gone :data:`UNREADABLE_GRACE` seconds without a refresh.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["LOCK_NAME", "HEARTBEAT", "STALE_AFTER", "RunLocked", "run_lock"]
+__all__ = ["LOCK_NAME", "HEARTBEAT", "STALE_AFTER", "UNREADABLE_GRACE", "RunLocked", "run_lock"]
 
 LOCK_NAME = "train.lock"
 HEARTBEAT = 30.0  # seconds between two refreshes of a held lock
 STALE_AFTER = 300.0  # a lock of another host not refreshed for this long is taken over
+UNREADABLE_GRACE = 2 * HEARTBEAT  # an empty or unreadable lock not refreshed for this long is taken over
 
 
 class RunLocked(FileExistsError):
@@ -82,8 +85,14 @@ def _read(path: Path) -> dict | None:
 
 def _stale(owner: dict | None, path: Path) -> str | None:
     """Why the lock ``path`` (holding ``owner``) belongs to no live run, or None when it may."""
-    if owner is None or not isinstance(owner.get("pid"), int):
-        return "it does not say who holds it (cut off when written?)"
+    try:
+        age = time.time() - path.stat().st_mtime
+    except OSError:  # removed meanwhile
+        return "it was just removed"
+    if not _says_who(owner):  # its owner may still be writing it (see the module's docstring)
+        if age > UNREADABLE_GRACE:
+            return f"it does not say who holds it, and was not refreshed for {age:.0f} s (cut off when written?)"
+        return None
     pid, host = owner["pid"], owner.get("host")
     if host == socket.gethostname():
         alive = _alive(pid)
@@ -91,11 +100,11 @@ def _stale(owner: dict | None, path: Path) -> str | None:
             return f"process {pid} on this host has ended"
         if alive:
             return None
-    try:
-        age = time.time() - path.stat().st_mtime
-    except OSError:  # removed meanwhile
-        return "it was just removed"
     return f"not refreshed for {age / 60:.0f} min" if age > STALE_AFTER else None
+
+
+def _says_who(owner: dict | None) -> bool:
+    return owner is not None and isinstance(owner.get("pid"), int)
 
 
 def _alive(pid: int) -> bool | None:
@@ -115,7 +124,13 @@ def _alive(pid: int) -> bool | None:
         return True
 
 
-def _held_message(owner: dict, path: Path) -> str:
+def _held_message(owner: dict | None, path: Path) -> str:
+    if not _says_who(owner):
+        return (
+            f"{path.parent} is being taken by another training run: its lock file {path} is still empty or "
+            f"unreadable, as while that run writes it. Wait for it to end or use another --out; if no run is "
+            f"starting there, delete {path} (it is taken over after {UNREADABLE_GRACE:.0f} s without a refresh)"
+        )
     return (
         f"{path.parent} is in use by another training run (process {owner['pid']} on {owner.get('host')}, "
         f"since {owner.get('started')}; lock file {path}). Wait for it to end or use another --out; "

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+import shutil
 import time
 import warnings
 from collections import defaultdict
@@ -51,6 +52,7 @@ from .checkpoint import (
     load_generator,
     nonfinite,
     read_checkpoint,
+    remove_partial_saves,
     restore_training,
     resume_changes,
     training_state,
@@ -515,8 +517,12 @@ class Trainer:
         else:
             self.bad_validations += 1
         self.save("last.pt")
+        return self.patience_exhausted()
+
+    def patience_exhausted(self) -> bool:
+        """Early stopping's verdict: ``early_stop_patience`` validations in a row without a better PSNR.
+        Only for pixel stages: GAN stages trade PSNR for texture on purpose."""
         patience = self.cfg.early_stop_patience
-        # Early stopping only for pixel stages: GAN stages trade PSNR for texture on purpose.
         return bool(patience) and self.adversary is None and self.bad_validations >= patience
 
     # ------------------------------------------------------------ checkpoints
@@ -638,11 +644,11 @@ class Trainer:
         """Stop between two scheduled validations (``stop_at``, the time budget): validate, log,
         save the sample figure and ``last.pt``, but leave the best score and early stopping
         alone, so the resumed run makes exactly the decisions an uninterrupted one makes. Only
-        when there is no ``best.pt`` yet is one written (the next notebook needs a model); the
+        when this run has no ``best.pt`` yet is one written (the next notebook needs a model); the
         next scheduled validation replaces it, as the best score is still unset."""
         self.log({"step": self.step, **self.validate(), "event": why})
         self.save_samples()
-        if not (self.out_dir / "best.pt").exists():
+        if "best.pt" not in self.saved:  # this run's (begin() counts a resumed one's), not one another run left
             self.save("best.pt")
         self.save("last.pt")
 
@@ -651,6 +657,14 @@ class Trainer:
         when ``time_budget`` seconds of this call's loop have passed (a Colab session's length).
         A pause leaves ``last.pt`` to resume from. Returns a summary dict."""
         cfg = self.cfg
+        if self.patience_exhausted():  # resumed after early stopping: an uninterrupted run would not go on
+            bad = f"{self.bad_validations} validation{'s' * (self.bad_validations != 1)}"
+            self.say(
+                f"{cfg.stage}: stopped early at step {self.step} ({bad} without a better PSNR, "
+                f"early_stop_patience={cfg.early_stop_patience}); not trained again. A higher "
+                f"--set early_stop_patience=N with --resume trains on"
+            )
+            return self.summary("early_stop")
         end = min(cfg.steps, stop_at or cfg.steps)
         self.start_wandb()
         reason, last_log, t0 = "finished", self.step, time.perf_counter()
@@ -695,12 +709,16 @@ class Trainer:
             if self.wandb_run is not None:
                 self.wandb_run.finish()
                 self.wandb_run = None
+        return self.summary(reason, clock.fraction())
+
+    def summary(self, reason: str, data_wait: float = 0.0) -> dict:
+        """What :meth:`fit` returns; ``data_wait``: the fraction of its loop time spent waiting for batches."""
         return {
             "step": self.step,
             "best_psnr": self.best_psnr,
             "stopped": reason,
             "out_dir": str(self.out_dir),
-            "data_wait": round(clock.fraction(), 4),  # of this call's loop time, spent waiting for batches
+            "data_wait": round(data_wait, 4),
         }
 
 
@@ -755,6 +773,8 @@ def train(
             distributed.process_group(device) as (trainer_class, device),
         ):
             trainer = trainer_class(cfg, out_dir, device=device, progress=progress)
+            if main:  # under the lock (a live run's files stay), once built (a bad config deletes nothing)
+                tidy_run_folder(trainer, fresh=overwrite and not resuming)
             trainer.begin(resume, init)
             summary = trainer.fit(stop_at=stop_at, time_budget=budget)
             if summary["stopped"] == "time_budget":
@@ -772,8 +792,24 @@ def train(
         ) from None
 
 
+def tidy_run_folder(trainer: Trainer, fresh: bool) -> None:
+    """Remove what saves cut off by a killed process left (``*.pt.XXXXXXXX.tmp``); with ``fresh``
+    (``overwrite``) also the previous run's checkpoints, history and samples, so that a new run
+    stopped before its first checkpoint leaves nothing of the old one to resume or to use as its model."""
+    out_dir = trainer.out_dir
+    removed = remove_partial_saves(out_dir)
+    if removed:
+        trainer.say(f"removed {', '.join(p.name for p in removed)} from {out_dir}: left by saves that were cut off")
+    if fresh:
+        for name in ("last.pt", "best.pt", "history.jsonl"):
+            (out_dir / name).unlink(missing_ok=True)
+        if (out_dir / "samples").is_dir():
+            shutil.rmtree(out_dir / "samples")
+
+
 def parse_duration(value: float | str | None) -> float | None:
-    """Seconds from ``3000``, ``"3000"``, ``"90s"``, ``"50m"``, ``"2h"`` or ``"1h30m"``; None stays None."""
+    """Seconds from ``3000``, ``"3000"``, ``"90s"``, ``"50m"``, ``"2h"`` or ``"1h30m"``; None stays None.
+    A bare number after a unit (``"1h30"``: minutes or seconds?) is a ValueError."""
     if value is None or isinstance(value, (int, float)):
         seconds = value
     else:
@@ -781,6 +817,11 @@ def parse_duration(value: float | str | None) -> float | None:
         parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text)
         if not text or parts is None:
             raise ValueError(f"time budget {value!r}: expected seconds or a duration like 50m, 2h, 1h30m, 90s")
+        if parts.group(3) and (parts.group(1) or parts.group(2)) and not text.endswith("s"):  # "1h30"
+            raise ValueError(
+                f"time budget {value!r}: a number after a unit needs its own unit (minutes or seconds?): "
+                f"write 1h30m, 90m or 5400 (seconds) for an hour and a half"
+            )
         h, m, sec = (float(g) if g else 0.0 for g in parts.groups())
         seconds = 3600 * h + 60 * m + sec
     if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
