@@ -135,3 +135,17 @@ def test_readme_preset_dumps_are_what_the_command_prints(stage):
     head = f"<details><summary><code>python -m srlab presets {stage}</code></summary>\n\n"
     start = README.index(head) + len(head)
     assert README[start : README.index("\n\n</details>", start)] == presets_table(stage).strip()
+
+
+def test_every_training_call_in_a_notebook_resumes_so_a_rerun_does_not_fail():
+    """train() refuses a run folder that holds a run unless told to resume or overwrite: a
+    notebook run twice (Colab: after a disconnect, or just again) must say which."""
+    import ast
+
+    calls = []
+    for path in sorted((REPO / "notebooks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "train":
+                calls.append((path.name, node.lineno, {k.arg for k in node.keywords}))
+    assert len(calls) >= 7  # 02: SRCNN, autoencoder; 03; 04: SRGAN, collapse; 05: RRDB, ESRGAN
+    assert [(name, line) for name, line, keywords in calls if "resume" not in keywords] == []
