@@ -13,7 +13,7 @@ discriminator       D's state dict, or None (pixel stages)
 opt_g, opt_d        Adam states (the learning rate follows from the step)
 scaler              the fp16 gradient scaler
 step, best_psnr     progress; bad_validations: for early stopping
-rng                 torch, numpy and Python random states (exact resume)
+rng                 torch, numpy and Python random states, and the GPU's on a GPU (exact resume)
 config              the run's :class:`srlab.presets.TrainConfig` as a dict
 ==================  =====================================================================
 
@@ -198,7 +198,7 @@ def training_state(trainer) -> dict:
         "step": trainer.step,
         "best_psnr": trainer.best_psnr,
         "bad_validations": trainer.bad_validations,
-        "rng": rng_state(),
+        "rng": rng_state(trainer.device),
         "config": dataclasses.asdict(trainer.cfg),
     }
 
@@ -273,7 +273,7 @@ def restore_training(trainer, ckpt: dict, source: str = "the checkpoint") -> Non
         trainer.scaler.load_state_dict(ckpt["scaler"])
     trainer.step, trainer.best_psnr = ckpt["step"], ckpt["best_psnr"]
     trainer.bad_validations = ckpt["bad_validations"]
-    set_rng_state(ckpt["rng"])
+    set_rng_state(ckpt["rng"], trainer.device)
 
 
 def generator_weights(ckpt: dict, ema: bool = True) -> dict:
@@ -284,19 +284,26 @@ def generator_weights(ckpt: dict, ema: bool = True) -> dict:
 # ---------------------------------------------------------------- random states (exact resume)
 
 
-def rng_state() -> dict:
-    """The torch, numpy and Python random states, as tensors and strings (weights_only-safe)."""
+def rng_state(device: torch.device | None = None) -> dict:
+    """The torch, numpy and Python random states, as tensors and strings (weights_only-safe), and
+    on a GPU that device's own generator (WGAN-GP's interpolation draws from it)."""
     np_state = np.random.get_state()
+    cuda = device is not None and torch.device(device).type == "cuda"
     return {
         "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if cuda else None,
         "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
         "numpy_pos": int(np_state[2]),
         "python": repr(random.getstate()),
     }
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
+    """Put back :func:`rng_state`'s states; the GPU one onto ``device`` (each DDP rank its own
+    GPU: all ranks draw alike from the same seed), when both runs are on a GPU."""
     torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and device is not None and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
     np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
     random.setstate(ast.literal_eval(state["python"]))
 

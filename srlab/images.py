@@ -275,7 +275,7 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
     if img.ndim == 3 and img.shape[2] == 2:
         buf = _gray_alpha_bytes(img, suffix)
         if buf is not None:
-            return _commit(path, buf)
+            return _commit(path, lambda tmp: Path(tmp).write_bytes(buf))
         img = img[..., [0, 0, 0, 1]]  # as RGBA with equal colours: OpenCV writes no 2-channel image
     if img.ndim == 3 and img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
@@ -289,7 +289,7 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
         ) from None
     if not ok:
         raise ValueError(f"could not encode an image of shape {img.shape} and type {img.dtype} as {path.suffix}")
-    return _commit(path, buf.tobytes())
+    return _commit(path, buf.tofile)
 
 
 def _gray_alpha_bytes(img: np.ndarray, suffix: str) -> bytes | None:
@@ -304,10 +304,11 @@ def _gray_alpha_bytes(img: np.ndarray, suffix: str) -> bytes | None:
     return out.getvalue()
 
 
-def _commit(path: Path, data: bytes) -> Path:
+def _commit(path: Path, write) -> Path:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it into place."""
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # two writers never share one
     try:
-        tmp.write_bytes(data)
+        write(tmp)
         os.replace(tmp, path)  # never leave a half-written image behind
     finally:
         tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no temporary file

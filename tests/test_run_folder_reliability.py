@@ -231,3 +231,26 @@ def test_temporary_files_of_cut_off_saves_are_removed_when_the_next_run_takes_th
     lock.unlink()
     assert train(smoke(steps=6), out, progress=False, resume=True)["step"] == 6
     assert listing(out) == ["best.pt", "history.jsonl", "last.pt", "last.pt.bak", "notes.tmp", "samples"]
+
+
+def test_the_gpu_generator_is_saved_and_put_back_on_a_gpu(monkeypatch):
+    """WGAN-GP's interpolation weights are drawn on the GPU; its generator was not in the
+    checkpoint, so a resumed GPU run drew other weights than an uninterrupted one. Simulated:
+    torch.cuda's state getter and setter are patched (no GPU here)."""
+    import torch
+
+    from srlab.checkpoint import rng_state, set_rng_state
+
+    gpu = torch.device("cuda", 0)
+    saved_state = torch.arange(16, dtype=torch.uint8)
+    put_back = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": saved_state.clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": put_back.append((state, device)))
+    state = rng_state(gpu)
+    assert torch.equal(state["cuda"], saved_state)
+    set_rng_state(state, gpu)
+    assert len(put_back) == 1 and torch.equal(put_back[0][0], saved_state) and put_back[0][1] == gpu
+    set_rng_state(state, torch.device("cpu"))  # resumed on a CPU: nothing to put it on
+    old = {k: v for k, v in rng_state().items() if k != "cuda"}  # a checkpoint from before
+    set_rng_state(old, gpu)
+    assert len(put_back) == 1 and rng_state()["cuda"] is None
