@@ -427,8 +427,12 @@ class ConvAutoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         up = _bicubic(x, self.scale)  # (N, C, h*s, w*s)
-        code = self.encoder(up)  # (N, 2F, h*s/4, w*s/4): a bottleneck 4x smaller per side
-        return self.decoder(code) + up  # (N, C, h*s, w*s): learns a correction of bicubic
+        H, W = up.shape[-2:]
+        # the two stride-2 layers come back to a multiple of 4: pad to one, crop back after
+        pad_h, pad_w = (-H) % 4, (-W) % 4
+        padded = F.pad(up, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else up
+        code = self.encoder(padded)  # (N, 2F, H'/4, W'/4): a bottleneck 4x smaller per side
+        return self.decoder(code)[..., :H, :W] + up  # (N, C, h*s, w*s): learns a correction of bicubic
 
 
 # ---------------------------------------------------------------------------

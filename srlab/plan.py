@@ -74,6 +74,11 @@ def _meta_trainer(cfg: TrainConfig) -> Trainer:
 def step_flops(cfg: TrainConfig) -> int:
     """FLOPs of one training step of ``cfg`` (batch ``cfg.batch_size``): the generator step and the
     discriminator step of :meth:`srlab.train.Trainer.train_step` itself, counted on the meta device."""
+    if cfg.adversarial == "wgan-gp":  # autograd.grad of the gradient penalty fails inside FlopCounterMode
+        raise ValueError(
+            "step_flops cannot count a wgan-gp step: torch's FLOP counter cannot run the gradient "
+            "penalty's autograd.grad (and a step with n_critic > 1 is mostly critic steps); count bce instead"
+        )
     trainer = _meta_trainer(cfg)
     lr_size = cfg.hr_size // cfg.scale
     lr = torch.empty(cfg.batch_size, 3, lr_size, lr_size, device="meta")

@@ -48,6 +48,9 @@ def balanced_schedule(methods: list[str], images: list[str], repeats: int = 1, s
     """
     if len(set(methods)) < 2:
         raise ValueError(f"a comparison needs at least two methods, got {methods}")
+    if len(set(methods)) != len(methods):  # else a method would be shown against itself
+        twice = sorted({m for m in methods if methods.count(m) > 1})
+        raise ValueError(f"methods named more than once: {', '.join(twice)}")
     rng = np.random.default_rng(seed)
     k = len(methods)
     pos = {m: i for i, m in enumerate(rng.permutation(methods).tolist())}
@@ -174,7 +177,7 @@ class BlindStudy:
             )
         left = []
         for t in trials:
-            key = (t.image, frozenset((t.left, t.right)))
+            key = (one_line(t.image), frozenset((one_line(t.left), one_line(t.right))))  # as saved
             if done[key] > 0:
                 done[key] -= 1
             else:
@@ -295,7 +298,8 @@ def simulate_votes(
         elif noise == 0:
             choice = "left" if diff > 0 else "right"
         else:
-            choice = "left" if rng.random() < 1 / (1 + math.exp(-diff / noise)) else "right"
+            p_left = 0.5 * (1 + math.tanh(diff / (2 * noise)))  # the logistic, without exp's overflow
+            choice = "left" if rng.random() < p_left else "right"
         if study.ratings:
             for side, buttons in study.rating_buttons.items():
                 buttons.value = str(int(np.clip(round(3 + q[side] + rng.normal(0, noise)), 1, 5)))

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import csv
 import os
+import uuid
 import warnings
 from collections.abc import Iterable
-from dataclasses import astuple, dataclass
-from datetime import datetime
+from dataclasses import astuple, dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 __all__ = [
@@ -120,9 +121,16 @@ def append_vote(path: str | Path, vote: Vote) -> None:
         writer = csv.writer(f, lineterminator="\n")
         if new:
             writer.writerow(COLUMNS)
-        writer.writerow([neutralise(one_line(v)) for v in vote.row()])
+        writer.writerow(_cells(vote))
         f.flush()
         os.fsync(f.fileno())
+
+
+def _cells(vote: Vote) -> list[str]:
+    """The CSV cells of ``vote``; a vote without a time gets now's (read_votes skips a row without one)."""
+    if not vote.time:
+        vote = replace(vote, time=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return [neutralise(one_line(v)) for v in vote.row()]
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -132,11 +140,21 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def write_votes(path: str | Path, votes: Iterable[Vote]) -> Path:
-    """Write ``votes`` to a new CSV (e.g. a class's pooled votes), replacing ``path``."""
+    """Write ``votes`` to a new CSV (e.g. a class's pooled votes), replacing ``path`` at once: the
+    rows go to a temporary file that is renamed onto it, so a cut-off write leaves the old file."""
     path = Path(path)
-    path.unlink(missing_ok=True)
-    for vote in votes:
-        append_vote(path, vote)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(COLUMNS)
+            writer.writerows(_cells(vote) for vote in votes)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -523,3 +523,24 @@ def test_bicubic_residual_starts_as_matlab_bicubic_and_keeps_the_state_dict(cls)
     with torch.no_grad():
         out = residual.eval()(x)[0].permute(1, 2, 0).double().numpy()
     np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(("scale", "lr_size"), [(2, 25), (3, 25), (4, 25), (2, 13)])
+def test_the_autoencoder_gives_h_times_s_for_any_size(scale, lr_size):
+    """Two stride-2 layers and two transposed ones come back to a multiple of 4: at scale 2 or 3
+    on 25 px (50, 75 px) the decoder's output did not match the bicubic image (RuntimeError)."""
+    from srlab.models import ConvAutoencoder, _bicubic
+
+    torch.manual_seed(0)
+    model = ConvAutoencoder(num_feat=8, scale=scale).eval()
+    nn.init.normal_(model.decoder[-1].weight, std=0.1)  # not the zero start: the decoder counts
+    x = torch.rand(1, 3, lr_size, lr_size + 1)
+    H, W = lr_size * scale, (lr_size + 1) * scale
+    with torch.no_grad():
+        y = model(x)
+        # by hand: replicate-pad the bicubic image to a multiple of 4, run it through, crop, add
+        up = _bicubic(x, scale)
+        padded = torch.nn.functional.pad(up, (0, (-W) % 4, 0, (-H) % 4), mode="replicate")
+        expected = model.decoder(model.encoder(padded))[..., :H, :W] + up
+    assert y.shape == (1, 3, H, W)
+    torch.testing.assert_close(y, expected)

@@ -87,3 +87,9 @@ def test_the_checkpoint_size_estimate_matches_a_saved_last_pt(tmp_path):
     size = trainer.save("last.pt").stat().st_size
     assert checkpoint_bytes(cfg) == pytest.approx(size, rel=0.05)
     assert checkpoint_bytes(make_config("esrgan", "colab")) == pytest.approx(440e6, rel=0.02)  # the 440 MB
+
+
+def test_a_wgan_gp_step_is_refused_with_the_reason_not_a_torch_error():
+    cfg = make_config("srgan", "smoke", adversarial="wgan-gp")
+    with pytest.raises(ValueError, match="step_flops cannot count a wgan-gp step"):
+        step_flops(cfg)

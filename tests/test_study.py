@@ -196,3 +196,28 @@ def test_only_a_simulated_rater_id_may_simulate_and_its_results_say_so(images, t
     assert all(v.rater == "simulated-sharpness" for v in read_votes(tmp_path / "sim.csv"))
     assert "Simulated votes (all)" in s.status.value and "simulated rater rank" in s.status.value
     assert len(votes) == 12
+
+
+def test_a_method_named_twice_is_refused_not_shown_against_itself():
+    with pytest.raises(ValueError, match="methods named more than once: HR"):
+        study.balanced_schedule(["HR", "esrgan", "HR"], ["baboon"], seed=0)
+
+
+def test_a_study_resumes_as_finished_when_names_hold_spaces_that_the_file_folds(tmp_path):
+    """Votes store one_line(name) ("my  photo" -> "my photo"); resume matched the raw names, so
+    such comparisons were shown again on every resume."""
+    rng = np.random.default_rng(0)
+    images = {"my  photo": {m: rng.random((64, 64, 3)).astype(np.float32) for m in ("HR", "bicubic", "esrgan")}}
+    first = study.BlindStudy(images, tmp_path / "v.csv", "simulated", crop=32, seed=0)
+    study.simulate_votes(first, {"HR": 1, "bicubic": 0, "esrgan": 0.5}, seed=0)
+    again = study.BlindStudy(images, tmp_path / "v.csv", "simulated", crop=32, seed=0)
+    assert (again.done_before, len(again.trials)) == (3, 0)
+
+
+def test_a_nearly_certain_simulated_rater_does_not_overflow(tmp_path):
+    """exp(-diff / noise) overflowed (OverflowError) once diff / noise passed about 709."""
+    rng = np.random.default_rng(0)
+    images = {"a": {m: rng.random((64, 64, 3)).astype(np.float32) for m in ("HR", "bicubic")}}
+    s = study.BlindStudy(images, tmp_path / "v.csv", "simulated", crop=32, seed=0)
+    votes = study.simulate_votes(s, {"HR": 1.0, "bicubic": 0.0}, noise=1e-3, seed=0)
+    assert [v.winner for v in votes] == ["HR"]  # P(HR) = 1 - 1e-434: certain

@@ -97,3 +97,40 @@ def test_a_simulated_rater_is_known_by_its_id():
     assert is_simulated("simulated") and is_simulated("Simulated-sharpness")
     assert is_simulated(vote("A", "B", "left", rater="simulated"))
     assert not is_simulated("ann") and not is_simulated("sim") and not is_simulated(vote("A", "B", "left"))
+
+
+def test_a_vote_without_a_time_is_stamped_and_read_back(tmp_path):
+    """Vote's time defaults to "", which read_votes skips as a bad row: the vote was lost."""
+    from datetime import datetime, timezone
+
+    append_vote(tmp_path / "v.csv", Vote("ann", "baboon.png", "0:0:64", "esrgan", "bicubic", "left"))
+    (back,) = read_votes(tmp_path / "v.csv")
+    assert (back.rater, back.winner) == ("ann", "esrgan")
+    age = datetime.now(timezone.utc) - datetime.fromisoformat(back.time)
+    assert abs(age.total_seconds()) < 60
+
+
+def test_write_votes_replaces_the_file_at_once_and_writes_a_header_for_no_votes(tmp_path, monkeypatch):
+    """It deleted the file, then appended row by row: a write cut off midway lost the old votes."""
+    from srlab import votes as votes_module
+
+    path = tmp_path / "pooled.csv"
+    old = [vote("a", "b", "left", rater=f"r{k}") for k in range(5)]
+    write_votes(path, old)
+    calls = {"n": 0}
+    real = votes_module._cells
+
+    def cut_off(v):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(v)
+
+    monkeypatch.setattr(votes_module, "_cells", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        write_votes(path, old + [vote("a", "b", "right", rater="r9")])
+    assert [v.rater for v in read_votes(path)] == [f"r{k}" for k in range(5)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pooled.csv"]  # no temporary file left
+    monkeypatch.undo()
+    empty = write_votes(tmp_path / "empty.csv", [])
+    assert empty.read_text().splitlines() == [",".join(COLUMNS)] and read_votes(empty) == []
