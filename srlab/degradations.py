@@ -135,13 +135,17 @@ def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     Integer images are blurred in float and rounded once, not in fixed point as OpenCV's
     uint8 path would, so the result is the exact Gaussian rounded.
     """
+    img = np.asarray(img)
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}")
+    if sigma == 0:  # a zero-width Gaussian; OpenCV would pick its own sigma for a 3x3 kernel
+        return img.copy()
     radius = max(1, math.ceil(3 * sigma))
     ksize = 2 * radius + 1
-    img = np.asarray(img)
     # Blur the raw values in float64 (blurring is linear, so no need to rescale to [0, 1]).
     out = cv2.GaussianBlur(
         img.astype(np.float64), (ksize, ksize), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT
-    )
+    ).reshape(img.shape)  # OpenCV drops a single channel's axis
     if np.issubdtype(img.dtype, np.integer):
         info = np.iinfo(img.dtype)
         return np.clip(np.rint(out), info.min, info.max).astype(img.dtype)
@@ -204,7 +208,7 @@ def usm_sharpen(img: np.ndarray, weight: float = 0.5, radius: int = 50, threshol
     def blur(a: np.ndarray) -> np.ndarray:
         # sigma 0: OpenCV derives it from the width. Reflect-101, the border of BasicSR's
         # torch filter2D (F.pad mode="reflect").
-        return cv2.GaussianBlur(a, (width, width), 0, borderType=cv2.BORDER_REFLECT_101)
+        return cv2.GaussianBlur(a, (width, width), 0, borderType=cv2.BORDER_REFLECT_101).reshape(a.shape)
 
     residual = x - blur(x)
     soft_mask = blur((np.abs(residual) * 255 > threshold).astype(np.float64))
@@ -393,7 +397,7 @@ def add_poisson_noise(img: np.ndarray, scale: float, gray: bool = False, rng=Non
     rng = _rng(rng)
     x = _to_float(img)
     peak = 255.0
-    if gray and x.ndim == 3:
+    if gray and x.ndim == 3 and x.shape[2] >= 3:
         base = (x[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
     else:
         base = x
@@ -410,6 +414,8 @@ def jpeg_compress(img: np.ndarray, quality: float) -> np.ndarray:
     around the codec: the colour transform and 4:2:0 chroma subsampling then act on the
     right channels. Float images are quantised to 8 bits first, as a real file would be.
     """
+    if np.ndim(img) == 3 and np.shape(img)[2] not in (1, 3):
+        raise ValueError(f"JPEG holds gray or RGB images, got {np.shape(img)[2]} channels (drop alpha first)")
     x = _to_float(img)
     u8 = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
     colour = u8.ndim == 3 and u8.shape[2] == 3

@@ -36,8 +36,13 @@ __all__ = [
 
 
 def _as_display(img: np.ndarray) -> np.ndarray:
-    """Any srlab image -> float array in [0, 1] that imshow draws correctly."""
-    img = np.asarray(img)
+    """Any srlab image -> float array in [0, 1] that imshow draws correctly (alpha dropped: gray +
+    alpha as gray, RGBA as RGB; one channel as gray)."""
+    from .images import drop_alpha
+
+    img = drop_alpha(np.asarray(img))
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
     if np.issubdtype(img.dtype, np.integer):
         img = img.astype(np.float32) / np.iinfo(img.dtype).max
     return np.clip(img, 0, 1)

@@ -500,3 +500,31 @@ def test_the_resize_draw_follows_its_probabilities_and_ranges():
     factor, _ = dg.draw_resize(np.random.default_rng(5), (0.2, 0.7, 0.1), (0.15, 1.5))
     out = dg.random_resize(np.zeros((100, 80, 3), np.float32), np.random.default_rng(5))
     assert out.shape[:2] == (int(100 * factor), int(80 * factor))
+
+
+def test_a_zero_width_blur_is_the_identity():
+    """sigma 0 became a 3x3 kernel with OpenCV choosing its own sigma: a [1/4, 1/2, 1/4] blur,
+    so blur_bicubic(radius=0) was not bicubic."""
+    img = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(gaussian_blur(img, 0), img)
+    np.testing.assert_array_equal(blur_bicubic(img, 4, radius=0), bicubic(img, 4))
+    with pytest.raises(ValueError, match="sigma must be >= 0"):
+        gaussian_blur(img, -1)
+
+
+def test_one_channel_images_keep_their_shape_through_blur_sharpening_and_gray_noise():
+    """(H, W, 1) came back (H, W) from gaussian_blur and blur_bicubic, and crashed usm_sharpen
+    and add_poisson_noise(gray=True)."""
+    rng = np.random.default_rng(0)
+    img = rng.random((32, 48, 1)).astype(np.float32)
+    flat = img[..., 0]
+    np.testing.assert_array_equal(gaussian_blur(img, 1.5)[..., 0], gaussian_blur(flat, 1.5))
+    assert blur_bicubic(img, 4).shape == bicubic(img, 4).shape == (8, 12, 1)
+    np.testing.assert_array_equal(usm_sharpen(img)[..., 0], usm_sharpen(flat))
+    noisy = add_poisson_noise(img, 1.0, gray=True, rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(noisy[..., 0], add_poisson_noise(flat, 1.0, gray=True, rng=np.random.default_rng(1)))
+
+
+def test_jpeg_refuses_an_image_with_alpha_in_words():
+    with pytest.raises(ValueError, match="JPEG holds gray or RGB images, got 4 channels"):
+        jpeg_compress(np.zeros((16, 16, 4), np.uint8), 50)

@@ -78,3 +78,21 @@ def test_a_plot_of_only_the_reference_or_one_model_still_draws(n):
     fig = perception_distortion_plot(points)
     assert len(_lines(fig)) == n
     plt.close(fig)
+
+
+def test_gray_and_alpha_images_are_shown_and_encoded_as_gray():
+    """read_image returns (H, W, 2) for an LA PNG; imshow and the PNG encoder refused it."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from srlab.viz import png_bytes, show_image
+
+    la = np.random.default_rng(0).integers(0, 256, (8, 6, 2), dtype=np.uint8)
+    shown = np.asarray(Image.open(io.BytesIO(png_bytes(la))))
+    np.testing.assert_array_equal(shown, la[..., 0])
+    fig, ax = plt.subplots()
+    show_image(ax, la, "LA")
+    np.testing.assert_allclose(ax.images[0].get_array(), la[..., 0] / 255, atol=1e-6)
+    plt.close(fig)
