@@ -66,8 +66,14 @@ def world_size() -> int:
 def device_for_rank(device: str | None) -> str:
     """The device this process trains on: under torchrun, ``cuda`` means ``cuda:LOCAL_RANK``."""
     wanted = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if wanted.type == "cuda" and wanted.index is None and "LOCAL_RANK" in os.environ:
-        wanted = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    if wanted.type == "cuda" and "LOCAL_RANK" in os.environ:
+        if wanted.index is None:
+            wanted = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        elif int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:  # else NCCL fails on a duplicate GPU
+            raise ValueError(
+                f"--device {device} under torchrun puts all {os.environ['LOCAL_WORLD_SIZE']} processes of this "
+                "machine on one GPU: pass --device cuda (each process takes cuda:LOCAL_RANK)"
+            )
     return str(wanted)
 
 

@@ -333,3 +333,19 @@ def test_the_train_command_passes_no_sync_bn_to_the_config(tmp_path):
             == 0
         )
         assert _checkpoint(out / "last.pt")["config"]["sync_bn"] is expected
+
+
+def test_under_torchrun_cuda_means_each_process_its_own_gpu_and_one_index_for_all_is_refused(monkeypatch):
+    """Simulated torchrun environment (no GPU needed: no device is touched)."""
+    from srlab.distributed import device_for_rank
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert device_for_rank("cuda") == "cuda:1"
+    assert device_for_rank("cpu") == "cpu"
+    with pytest.raises(
+        ValueError, match="--device cuda:0 under torchrun puts all 2 processes of this machine on one GPU"
+    ):
+        device_for_rank("cuda:0")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # one process per machine: its GPU 0 is fine
+    assert device_for_rank("cuda:0") == "cuda:0"
