@@ -201,7 +201,8 @@ plt.show()
 # %% [markdown]
 # What to notice: where $D$ rejects the fake ($D(G(x)) \ll 1$, left), the minimax loss gives a
 # gradient as small as $D(G(x))$ itself, while the non-saturating loss gives a gradient near 1.
-# Both agree once $D$ is fooled (right).
+# The two are equal at $D(G(x)) = 0.5$; once $D$ is fooled (right), the non-saturating
+# gradient shrinks towards 0 (it is $1 - D$) and the minimax one approaches 1.
 
 # %% [markdown]
 # ## The SRGAN discriminator
@@ -357,7 +358,7 @@ print(last_step(history))
 # In `smoke` (a handful of steps, random VGG, tiny D) neither network has time to learn
 # anything, so everything should stay near chance: D(real) ≈ D(fake) ≈ 0.5 and D loss ≈ 1.39.
 # The line under the curves gives the last step's values, whatever the preset: in `quick`,
-# how far D moved from chance in its few hundred steps.
+# how far D moved from chance in its 1200 steps.
 
 # %% [markdown]
 # ## Bicubic, SRResNet and SRGAN side by side

@@ -263,8 +263,9 @@ print(nb.psnr_versus("RRDB, best validation PSNR-Y", rrdb_summary["best_psnr"], 
 
 # %% [markdown]
 # **What to notice:** only the generator panel and the validation panel appear: there is no
-# discriminator yet. The L1 loss falls and validation PSNR-Y (on the held-out crops, EMA
-# weights) rises above the dotted bicubic line; `best.pt` keeps the step with the best PSNR.
+# discriminator yet. Validation PSNR-Y (on the held-out crops, EMA weights) rises above the
+# dotted bicubic line (in a short run such as `quick`'s the L1 loss itself is mostly batch
+# noise: with a bicubic residual it starts near its floor); `best.pt` keeps the step with the best PSNR.
 # The line under the plot gives the gain. In `smoke` the six steps barely move the tiny model
 # away from its bicubic shortcut, so the curves are nearly flat: the point there is only that
 # everything runs.

@@ -345,7 +345,8 @@ for set_name, by_model in RESULTS.items():
 # - A GAN model *level with* its pretrained model (within 0.05 dB) has not been moved by its
 #   GAN stage, so neither its numbers nor its pictures can show the trade-off: that is what a
 #   run of a few steps (`smoke`: six, each from a bicubic shortcut) leaves, and then the table
-#   only shows that the pipeline runs. `quick`'s GAN stages are short (a few hundred steps,
+#   only shows that the pipeline runs. `quick`'s GAN stages are short (1200 steps for SRGAN,
+#   600 for ESRGAN,
 #   with the offline feature-matching loss of notebook 04): the lines under the table say how
 #   far they moved, in dB and in NIQE.
 #
@@ -719,7 +720,7 @@ if EXPORT_TO_README:
 #    How far do the GAN models' PSNR and crops move towards their pretrained models? At which
 #    step was each `best.pt` saved (`srlab.checkpoint.checkpoint_summary(path)["step"]`)?
 # 3. **Interpolated ESRGAN.** Add the network-interpolated model of notebook 05 with
-#    $\alpha = 0.8$ as a sixth contestant (load RRDB and ESRGAN with `load_generator`, then
+#    $\alpha = 0.8$ as a seventh contestant (load RRDB and ESRGAN with `load_generator`, then
 #    `srlab.checkpoint.interpolated_generator(rrdb, esrgan, 0.8)`). Where does it sit between
 #    RRDB and ESRGAN?
 # 4. **Y or RGB?** Put `psnr_rgb` in the table next to `psnr_y` (add it to `KEYS`). By how much do they differ,

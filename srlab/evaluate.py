@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .images import ImageReadError, drop_alpha, list_images, pair_images, read_image
 from .metrics import _default_range, niqe, niqe_blocks, psnr, ssim
+from .preference import NIQE_TIE, PSNR_TIE_DB
 from .resize import imresize, modcrop
 
 __all__ = [
@@ -324,6 +325,10 @@ def _metric(key: str) -> tuple[str, str, Callable | None]:
     return METRICS.get(key, (key, "{:.4g}", None))
 
 
+# gaps under these are no difference (srlab.preference's tie limits): such values are all bold
+_TIES = {"psnr_y": PSNR_TIE_DB, "psnr_rgb": PSNR_TIE_DB, "niqe": NIQE_TIE}
+
+
 def metrics_table(
     rows: dict, metrics=("psnr_y", "ssim_y", "psnr_rgb"), *, label: str = "method", groups=None, bold: bool = True
 ) -> str:
@@ -339,7 +344,9 @@ def metrics_table(
         label: the first column's header.
         groups: e.g. test-set names: one column per group, its cell the metrics joined by " / "
             (``| x4, PSNR-Y (dB) / SSIM-Y | Set5 | Set14 |``).
-        bold: the best value of each column in bold (every value that equals it as printed).
+        bold: the best value of each column in bold, and every value that ties with it: within
+            ``PSNR_TIE_DB`` (0.05 dB) for PSNR, ``NIQE_TIE`` (0.2) for NIQE, equal as printed for
+            the others (the ties of the perception-distortion plot and the study's PSNR order).
             A missing value is shown as "–".
     """
     metrics = list(metrics)
@@ -357,11 +364,20 @@ def metrics_table(
         pick = _metric(key)[2]
         values = [v for name in rows if (v := value(name, group, key)) is not None]
         if bold and pick is not None and values:
-            best[group, key] = text(pick(values), key)
+            best[group, key] = pick(values)
+
+    def ties_best(v, group, key) -> bool:
+        top = best.get((group, key))
+        if v is None or top is None:
+            return False
+        if v == top or text(v, key) == text(top, key):
+            return True
+        tol = _TIES.get(key)
+        return tol is not None and abs(v - top) < tol
 
     def cell(name, group, key):
-        shown = text(value(name, group, key), key)
-        return f"**{shown}**" if best.get((group, key)) == shown else shown
+        v = value(name, group, key)
+        return f"**{text(v, key)}**" if ties_best(v, group, key) else text(v, key)
 
     if groups is None:
         head = [label, *(_metric(k)[0] for k in metrics)]

@@ -19,8 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-from .preference import PSNR_TIE_DB
-from .viz import NIQE_TIE
+from .preference import NIQE_TIE, PSNR_TIE_DB
 
 __all__ = [
     "REPO_URL",
@@ -240,7 +239,7 @@ def psnr_versus(name: str, value: float, reference: str, reference_value: float)
 def niqe_versus(name: str, value: float, reference: str, reference_value: float) -> str:
     """Where ``name``'s NIQE stands against ``reference``'s (lower = more natural), in words computed
     from the two numbers: ``"SRGAN: NIQE 5.10, 0.84 below SRResNet (5.94): more natural by NIQE"``;
-    a gap under :data:`srlab.viz.NIQE_TIE` is "level with" it, as in the perception-distortion plot."""
+    a gap under :data:`srlab.preference.NIQE_TIE` is "level with" it, as in the perception-distortion plot."""
     gap = value - reference_value
     if abs(gap) < NIQE_TIE:
         where = f"level with {reference} ({reference_value:.2f}; within {NIQE_TIE})"

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from .preference import PSNR_TIE_DB
+from .preference import NIQE_TIE, PSNR_TIE_DB
 
 __all__ = [
     "detail_box",
@@ -276,11 +276,6 @@ def plot_history(history, path: str | Path | None = None):
 
 
 # ---------------------------------------------------------------- perception-distortion plane
-
-# NIQE values closer than this tie (they run from about 2, photo-like, to 10+, heavily degraded). Measured:
-# the six-step smoke models, 0.1-0.3 grey levels from bicubic on average, move NIQE by up to 0.12 on the
-# embedded crops, so smaller gaps say nothing about the models.
-NIQE_TIE = 0.2
 
 
 def tied_groups(points: dict, psnr_db: float = PSNR_TIE_DB, niqe: float = NIQE_TIE) -> list[list[str]]:

@@ -137,15 +137,19 @@ def test_metrics_table_formats_and_bolds_the_best_of_each_column():
     from srlab.evaluate import metrics_table
 
     rows = {
-        "bicubic": {"psnr_y": 28.4251, "ssim_y": 0.81036, "lpips": 0.34},
-        "SRGAN": {"psnr_y": 26.0, "ssim_y": 0.7, "lpips": 0.12},
-        "twin": {"psnr_y": 28.4249, "ssim_y": 0.5},
-    }  # equal to bicubic at 2 decimals; no LPIPS
-    table = _parse_markdown(metrics_table(rows, ("psnr_y", "ssim_y", "lpips"), label="x4 method"))
-    assert table[0] == ["x4 method", "PSNR-Y (dB)", "SSIM-Y", "LPIPS"]
-    assert table[1] == ["bicubic", "**28.43**", "**0.8104**", "0.340"]
-    assert table[2] == ["SRGAN", "26.00", "0.7000", "**0.120**"]  # LPIPS: lower is better
-    assert table[3] == ["twin", "28.42", "0.5000", "–"]  # 28.4249 prints 28.42, not the best 28.43
+        "bicubic": {"psnr_y": 28.4251, "ssim_y": 0.81036, "lpips": 0.34, "niqe": 7.0},
+        "SRGAN": {"psnr_y": 26.0, "ssim_y": 0.7, "lpips": 0.12, "niqe": 5.30},
+        "twin": {"psnr_y": 28.3800, "ssim_y": 0.5, "niqe": 5.45},  # 0.045 dB and 0.15 NIQE from the best
+        "apart": {"psnr_y": 28.3700, "ssim_y": 0.81041, "niqe": 5.51},  # 0.055 dB, 0.21: not ties
+    }
+    table = _parse_markdown(metrics_table(rows, ("psnr_y", "ssim_y", "lpips", "niqe"), label="x4 method"))
+    assert table[0] == ["x4 method", "PSNR-Y (dB)", "SSIM-Y", "LPIPS", "NIQE"]
+    assert table[1] == ["bicubic", "**28.43**", "**0.8104**", "0.340", "7.00"]
+    assert table[2] == ["SRGAN", "26.00", "0.7000", "**0.120**", "**5.30**"]  # LPIPS, NIQE: lower is better
+    # a PSNR within 0.05 dB (PSNR_TIE_DB) and a NIQE within 0.2 (NIQE_TIE) of the best tie with it;
+    # SSIM has no tie limit: bold only when equal as printed
+    assert table[3] == ["twin", "**28.38**", "0.5000", "–", "**5.45**"]
+    assert table[4] == ["apart", "28.37", "**0.8104**", "–", "5.51"]
 
 
 def test_metrics_table_groups_put_one_column_per_test_set():

@@ -169,7 +169,7 @@ def test_niqe_versus_says_more_or_less_natural_from_the_numbers():
     assert nb.niqe_versus("SRGAN", 5.10, "SRResNet", 5.94) == more
     less = "ESRGAN: NIQE 7.50, 1.25 above RRDB (6.25): less natural by NIQE"
     assert nb.niqe_versus("ESRGAN", 7.50, "RRDB", 6.25) == less
-    # 0.15 apart: under the plot's tie (srlab.viz.NIQE_TIE, 0.2), whichever way round; 0.25 apart: not
+    # 0.15 apart: under the plot's tie (srlab.preference.NIQE_TIE, 0.2), whichever way round; 0.25 apart: not
     assert nb.niqe_versus("a", 6.40, "b", 6.25) == "a: NIQE 6.40, level with b (6.25; within 0.2)"
     assert "level with" in nb.niqe_versus("a", 6.10, "b", 6.25)
     assert "0.25 below" in nb.niqe_versus("a", 6.00, "b", 6.25)

@@ -229,7 +229,10 @@ def test_tied_psnrs_drop_the_psnr_rank_and_say_why():
 def test_people_vs_psnr_orders_with_shared_ranks():
     metrics = {"A": {"psnr_y": 24.0}, "B": {"psnr_y": 26.50}, "C": {"psnr_y": 26.47}}  # B, C within 0.05 dB
     # TABLE: people prefer A > B > C (test_bradley_terry_never_chosen...); PSNR: B = C (tie) > A
-    assert preference.people_vs_psnr(TABLE, metrics) == "people:           A > B > C\nPSNR:             B = C > A"
+    assert preference.people_vs_psnr(TABLE, metrics) == (
+        "people:           A > B > C\nPSNR:             B = C > A\n"
+        "not told apart:   A ~ B ~ C (their 95 % intervals overlap)"  # 6, 5 and 3 comparisons
+    )
     assert preference.people_vs_psnr(_sim(TABLE), metrics).startswith("simulated rater:  A > B > C\n")
 
 
@@ -263,3 +266,19 @@ def test_plot_of_tied_psnrs_shows_the_sentence_not_a_scatter():
     assert not any(isinstance(c, matplotlib.collections.PathCollection) for c in ax.collections)
     assert [t.get_text() for t in ax.texts] == [preference.psnr_tie_note(TIED, ["A", "B", "C"])]
     assert fig._suptitle is None  # people's votes: no "simulated" banner
+
+
+def test_only_neighbours_whose_intervals_overlap_are_called_not_told_apart():
+    """A printed "A > B > C" from a handful of votes read as a finding; now a third line names
+    the neighbours that the votes do not separate (Wilson intervals from scipy as the reference)."""
+    from scipy.stats import binomtest
+
+    votes = [vote("A", "B", "left")] * 30 + [vote("A", "C", "left")] * 30
+    votes += [vote("B", "C", "left")] * 15 + [vote("B", "C", "right")] * 15
+    metrics = {"A": {"psnr_y": 30.0}, "B": {"psnr_y": 29.0}, "C": {"psnr_y": 28.0}}
+    a, b = binomtest(60, 60).proportion_ci(method="wilson"), binomtest(15, 45).proportion_ci(method="wilson")
+    assert a.low > b.high  # A apart from B; B and C won 15 of 45 each: the same interval
+    assert preference.people_vs_psnr(votes, metrics).splitlines()[2] == (
+        "not told apart:   B ~ C (their 95 % intervals overlap)"
+    )
+    assert len(preference.people_vs_psnr(votes[:60] + [vote("B", "C", "left")] * 30, metrics).splitlines()) == 2
