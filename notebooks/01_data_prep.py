@@ -128,9 +128,11 @@ print(f"{len(hr_files)} HR training images in {hr_dir}" + (f" ({VALIDATION_IMAGE
 # system pages in and caches, with no decompression. A random $96 \times 96$ training crop
 # is then cut from a random sub-image.
 #
-# The stride is half the size, so every $96$ px window of the original image lies entirely
-# inside at least one sub-image (the last row and column of sub-images are placed flush with
-# the image border, so no strip is lost).
+# The stride is half the size, so every window of the original image up to half the size
+# (240 px with DIV2K's 480 / 240; 64 px with the embedded photos' 128 / 64) lies
+# entirely inside at least one sub-image (the last row and column of sub-images are placed
+# flush with the image border, so no strip is lost). A larger crop, such as a 96 px one from a
+# 128 px sub-image, still sees every pixel, only not every 96 px window.
 
 # %%
 from srlab.data import PatchStore, extract_patches

@@ -299,8 +299,11 @@ print(nb.difference_note("bicubic + grain", grain, "bicubic", plain))
 # %% [markdown]
 # The table in Markdown (the form the README uses), made by `srlab.evaluate.metrics_table`:
 # one row per model, one column per test set, the best value of each column in bold (for
-# NIQE and LPIPS the lowest). The HR row has only NIQE: the score of the real photos, the
-# naturalness every model aims at. Under the table, each pixel-loss model against bicubic and
+# NIQE and LPIPS the lowest; a value that ties with the best, PSNR within 0.05 dB or NIQE
+# within 0.2, is bold too). The HR row has only NIQE: the score of the real photos, the
+# naturalness every model aims at. On a region of only a few 96 px blocks NIQE is noisy, so a
+# GAN model can score *below* the HR photo there (it does in `quick`'s held-out column): read
+# that as NIQE's spread on a small region, not as a model more natural than the photo. Under the table, each pixel-loss model against bicubic and
 # each GAN model against the pixel-loss model it started from, in PSNR and (for the GAN
 # models) in NIQE.
 
