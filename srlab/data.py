@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .images import to_tensor
+from .images import atomic_write, to_tensor
 
 if TYPE_CHECKING:
     import torch
@@ -506,36 +505,25 @@ def _write_shard(pool, jobs, out_dir: Path, k: int, size: int, scale: int, with_
 
 
 def _write_json(path: Path, obj, indent=None) -> None:
-    """Write through a temporary file renamed into place: a run killed mid-write leaves the old
-    file (or none), never half of one."""
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # two writers never share one
-    try:
-        tmp.write_text(json.dumps(obj, indent=indent))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=indent)))
 
 
 def _shrink_npy(tmp: Path, count: int, final: Path) -> None:
     """Keep the first ``count`` rows (fewer when images failed to decode) and rename into place."""
-    import tempfile
-
     mm = np.load(tmp, mmap_mode="r")
     if count != len(mm):
-        # Through an open file: np.save given a name not ending in .npy would append .npy to it.
-        fd, part = tempfile.mkstemp(dir=final.parent, prefix=final.name + ".", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, np.asarray(mm[:count]))
-            del mm
-            os.replace(part, final)
-        except BaseException:
-            Path(part).unlink(missing_ok=True)
-            raise
+        # through an open file: np.save given a name not ending in .npy would append .npy to it
+        atomic_write(final, lambda part: _save_npy(part, mm[:count]))
+        del mm
         tmp.unlink()
     else:
         del mm
         os.replace(tmp, final)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, array)
 
 
 def _write_index(out_dir: Path, metas: list[dict], size: int, scale: int, with_lr: bool) -> None:

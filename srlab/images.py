@@ -35,6 +35,7 @@ __all__ = [
     "image_size",
     "read_image",
     "write_image",
+    "atomic_write",
     "drop_alpha",
     "to_tensor",
     "to_image",
@@ -275,7 +276,7 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
     if img.ndim == 3 and img.shape[2] == 2:
         buf = _gray_alpha_bytes(img, suffix)
         if buf is not None:
-            return _commit(path, lambda tmp: Path(tmp).write_bytes(buf))
+            return atomic_write(path, lambda tmp: tmp.write_bytes(buf))
         img = img[..., [0, 0, 0, 1]]  # as RGBA with equal colours: OpenCV writes no 2-channel image
     if img.ndim == 3 and img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
@@ -289,7 +290,7 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
         ) from None
     if not ok:
         raise ValueError(f"could not encode an image of shape {img.shape} and type {img.dtype} as {path.suffix}")
-    return _commit(path, buf.tofile)
+    return atomic_write(path, buf.tofile)
 
 
 def _gray_alpha_bytes(img: np.ndarray, suffix: str) -> bytes | None:
@@ -304,8 +305,11 @@ def _gray_alpha_bytes(img: np.ndarray, suffix: str) -> bytes | None:
     return out.getvalue()
 
 
-def _commit(path: Path, write) -> Path:
-    """``write(tmp)`` to a temporary file beside ``path``, then rename it into place."""
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """``write(tmp)`` to a uniquely named temporary file beside ``path``, then rename it onto
+    ``path``: a write cut off (a killed process, a full disk) leaves the old file, or none, never
+    half of one, and no temporary file. Images, patch-store JSON and shards, pooled votes."""
+    path = Path(path)
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # two writers never share one
     try:
         write(tmp)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import os
-import uuid
 import warnings
 from collections.abc import Iterable
 from dataclasses import astuple, dataclass, replace
@@ -142,20 +141,20 @@ def _ends_with_newline(path: Path) -> bool:
 def write_votes(path: str | Path, votes: Iterable[Vote]) -> Path:
     """Write ``votes`` to a new CSV (e.g. a class's pooled votes), replacing ``path`` at once: the
     rows go to a temporary file that is renamed onto it, so a cut-off write leaves the old file."""
+    from .images import atomic_write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(COLUMNS)
             writer.writerows(_cells(vote) for vote in votes)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+
+    return atomic_write(path, write)
 
 
 # ---------------------------------------------------------------- reading
