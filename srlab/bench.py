@@ -312,13 +312,14 @@ def bench_infer(args) -> dict:
     if args.vs_ncnn:
         return bench_vs_ncnn(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tile_size = args.tile or 128  # the tiled runs' (--vs-ncnn defaults to srlab upscale's instead)
     kwargs = {"num_block": args.blocks} if args.blocks else {}
     results = {}
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(1, maxtasksperchild=1) as pool:
         for size in args.sizes:
             row = {}
-            for mode, tile in (("untiled", None), ("tiled", args.tile or 128)):
+            for mode, tile in (("untiled", None), ("tiled", tile_size)):
                 spec = dict(
                     model=args.model,
                     kwargs=kwargs,
@@ -350,7 +351,7 @@ def bench_infer(args) -> dict:
         "model": args.model,
         "kwargs": kwargs,
         "device": device,
-        "tile": args.tile or 128,
+        "tile": tile_size,
         "overlap": args.overlap,
         "half": args.half,
         "results": results,

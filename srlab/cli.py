@@ -267,14 +267,12 @@ def _evaluate_upscaler(model: str, scale: int):
 
 
 def _upscale(args) -> int:
-    import torch
-
     from .checkpoint import load_generator
-    from .infer import inference_precision, upscale_files
+    from .infer import default_device, inference_precision, upscale_files
 
     model, info = load_generator(args.weights, device=args.device or "cpu")
     print(f"{args.weights}: {info['architecture']['name']} x{info['scale']} ({info['layout']} layout)")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(args.device)
     print(f"precision: {inference_precision(device, args.half)[1]}")
     report = upscale_files(
         args.inputs,

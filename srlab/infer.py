@@ -74,6 +74,11 @@ def _check_image(image: np.ndarray) -> None:
         raise ValueError(f"unsupported pixel type {image.dtype}: use uint8, uint16 or float in [0, 1]")
 
 
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """``device``, or CUDA when there is a GPU, else the CPU: where :func:`upscale` runs."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def half_dtype(device: torch.device, half: bool | None) -> torch.dtype | None:
     """The autocast dtype of :func:`upscale` (None = fp32). ``half=True``: fp16 on CUDA, bf16
     on a CPU (where fp16 convolutions are slow or missing); ``False``: fp32. ``None``: half
@@ -190,7 +195,7 @@ def upscale(
         raise ValueError(f"tile must be at least 8 pixels (or None for no tiling), got {tile}")
     if tile_overlap < 0:
         raise ValueError(f"tile_overlap must be >= 0, got {tile_overlap}")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
     half = half_dtype(device, half) is not None  # None decided once, not per tile
     model = model.to(device).eval()
     scale = model_scale(model)
@@ -282,7 +287,7 @@ def upscale_files(
     bar = tqdm(files, desc="upscale", unit="img", disable=not progress)
     for index, path in enumerate(bar):
         bar.set_postfix_str(path.name)
-        dest = out_dir / f"{path.stem}{suffix}{path.suffix}"
+        dest = _destination(path, out_dir, suffix)
         if dest in report["written"] or dest.resolve() == path.resolve():
             why = "another input has the same name" if dest in report["written"] else "it would overwrite its input"
             tqdm.write(f"failed {path}: {why} (use another output folder or --suffix)")
@@ -308,15 +313,16 @@ def upscale_files(
     return report
 
 
+def _destination(path: Path, out_dir: Path, suffix: str) -> Path:
+    """Where the upscaled ``path`` goes: same name and format in ``out_dir``, plus ``suffix``."""
+    return out_dir / f"{path.stem}{suffix}{path.suffix}"
+
+
 def _without_own_outputs(files: list[Path], out_dir: Path, suffix: str) -> list[Path]:
     """``files`` less those that are another file's output here (``cat_x4.png`` beside ``cat.png``
     with ``-o`` the input folder and ``--suffix _x4``): run again, they would be upscaled again."""
-    outputs = {(out_dir / f"{p.stem}{suffix}{p.suffix}").resolve() for p in files}
-    own = [
-        p
-        for p in files
-        if p.resolve() in outputs and (out_dir / f"{p.stem}{suffix}{p.suffix}").resolve() != p.resolve()
-    ]
+    outputs = {_destination(p, out_dir, suffix).resolve() for p in files}
+    own = [p for p in files if p.resolve() in outputs and _destination(p, out_dir, suffix).resolve() != p.resolve()]
     if own:
         names = ", ".join(p.name for p in own[:5]) + (", ..." if len(own) > 5 else "")
         tqdm.write(f"left out {len(own)} file(s) that are this command's own outputs: {names}")
