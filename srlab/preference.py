@@ -344,7 +344,7 @@ def people_vs_psnr(votes: Iterable[Vote], metrics: dict[str, dict], prior: float
     judge = _judge(votes)
     text = f"{judge + ':':<17} {people}\n{'PSNR:':<17} {psnr}"
     close = _not_told_apart(rows)
-    return text + (f"\n{'not told apart:':<17} {close} (their 95 % intervals overlap)" if close else "")
+    return text + (f"\n{'not told apart:':<17} {close} (each one's 95 % interval overlaps the next one's)" if close else "")
 
 
 def _not_told_apart(rows: list[dict]) -> str | None:

@@ -231,7 +231,7 @@ def test_people_vs_psnr_orders_with_shared_ranks():
     # TABLE: people prefer A > B > C (test_bradley_terry_never_chosen...); PSNR: B = C (tie) > A
     assert preference.people_vs_psnr(TABLE, metrics) == (
         "people:           A > B > C\nPSNR:             B = C > A\n"
-        "not told apart:   A ~ B ~ C (their 95 % intervals overlap)"  # 6, 5 and 3 comparisons
+        "not told apart:   A ~ B ~ C (each one's 95 % interval overlaps the next one's)"  # 6, 5 and 3 comparisons
     )
     assert preference.people_vs_psnr(_sim(TABLE), metrics).startswith("simulated rater:  A > B > C\n")
 
@@ -279,6 +279,6 @@ def test_only_neighbours_whose_intervals_overlap_are_called_not_told_apart():
     a, b = binomtest(60, 60).proportion_ci(method="wilson"), binomtest(15, 45).proportion_ci(method="wilson")
     assert a.low > b.high  # A apart from B; B and C won 15 of 45 each: the same interval
     assert preference.people_vs_psnr(votes, metrics).splitlines()[2] == (
-        "not told apart:   B ~ C (their 95 % intervals overlap)"
+        "not told apart:   B ~ C (each one's 95 % interval overlaps the next one's)"
     )
     assert len(preference.people_vs_psnr(votes[:60] + [vote("B", "C", "left")] * 30, metrics).splitlines()) == 2
