@@ -344,7 +344,9 @@ def people_vs_psnr(votes: Iterable[Vote], metrics: dict[str, dict], prior: float
     judge = _judge(votes)
     text = f"{judge + ':':<17} {people}\n{'PSNR:':<17} {psnr}"
     close = _not_told_apart(rows)
-    return text + (f"\n{'not told apart:':<17} {close} (each one's 95 % interval overlaps the next one's)" if close else "")
+    if close:
+        text += f"\n{'not told apart:':<17} {close} (each one's 95 % interval overlaps the next one's)"
+    return text
 
 
 def _not_told_apart(rows: list[dict]) -> str | None:
