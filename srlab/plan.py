@@ -117,7 +117,7 @@ def plan(presets=("colab",), gpu: str = "t4", utilization: float = UTILIZATION) 
     rows = []
     for preset in presets:
         for stage in STAGES:
-            cfg = make_config(stage, preset)
+            cfg = make_config(stage, preset, sizes=None)
             flops = step_flops(cfg)
             ckpt_mb = checkpoint_bytes(cfg) / 1e6
             minutes = stage_minutes(flops, cfg.steps, gpu, utilization)
@@ -158,7 +158,7 @@ def plan_table(rows: list[dict], gpu: str = "t4", utilization: float = UTILIZATI
 def colab_duration(stage: str, gpu: str = "t4") -> str:
     """What a training notebook prints about its stage under the ``colab`` preset: minutes on
     ``gpu`` by FLOP count, and the checkpoint it writes."""
-    cfg = make_config(stage, "colab")
+    cfg = make_config(stage, "colab", sizes=None)  # the real colab sizes, also under SRLAB_SIZES
     minutes = stage_minutes(step_flops(cfg), cfg.steps, gpu)
     spec = GPUS[gpu]
     return (

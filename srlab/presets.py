@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import os
 from dataclasses import dataclass, field, fields
 
 __all__ = [
@@ -404,17 +405,41 @@ def _merge(base: dict, layer: dict) -> dict:
     return out
 
 
-def make_config(stage: str, preset: str = "colab", **overrides) -> TrainConfig:
+# Another preset whose models, patch sizes and step counts replace the chosen preset's, while the
+# chosen preset's data flow and folders stay: SRLAB_SIZES=smoke with SRLAB_PRESET=colab runs the
+# Colab course's downloads, Drive folders and runs/colab/ layout with seconds-long tiny models
+# (the Colab simulation, srlab.colab_sim, does exactly that).
+SIZES_ENV = "SRLAB_SIZES"
+
+
+FROM_ENV = "$SRLAB_SIZES"  # make_config's default ``sizes``: whatever the variable says
+
+
+def sizes_layer(stage: str, sizes: str | None = FROM_ENV) -> dict:
+    """The table of preset ``sizes`` (default ``$SRLAB_SIZES``) for ``stage``, laid over the chosen
+    preset's; {} when there is none."""
+    if sizes == FROM_ENV:
+        sizes = os.environ.get(SIZES_ENV) or None
+    if sizes is None:
+        return {}
+    if sizes not in PRESETS:
+        raise ValueError(f"{SIZES_ENV}={sizes!r} is not a preset; choose one of {', '.join(PRESETS)}")
+    return PRESETS[sizes][stage]
+
+
+def make_config(stage: str, preset: str = "colab", *, sizes: str | None = FROM_ENV, **overrides) -> TrainConfig:
     """The config of ``stage`` under ``preset``: paper recipe, then the preset's table (dict values
-    merged key by key), then the adversary's needs, then ``overrides`` (each replaces its value:
+    merged key by key; with ``sizes``, that preset's table over it: :func:`sizes_layer`; ``None``
+    ignores ``$SRLAB_SIZES``), then the adversary's needs, then ``overrides`` (each replaces its value:
     ``generator={"name": "srcnn"}`` is the whole generator spec)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    values = _merge(PAPERS[stage], PRESETS[preset][stage])
+    table = _merge(PRESETS[preset][stage], sizes_layer(stage, sizes))
+    values = _merge(PAPERS[stage], table)
     if values.get("adversarial") and overrides.get("perceptual", values.get("perceptual")) == "discriminator":
-        values = _merge(_merge(PAPERS[stage], FEATURE_MATCHING), PRESETS[preset][stage])  # under the preset
+        values = _merge(_merge(PAPERS[stage], FEATURE_MATCHING), table)  # under the preset
     adversary = overrides.get("adversarial", values.get("adversarial"))
     if adversary is not None:
         if adversary not in ADVERSARIES:
@@ -522,7 +547,7 @@ def _default_of(name: str, current):
 
 def presets_table(stage: str) -> str:
     """Every field of ``stage``'s config under each preset, one row per field (Markdown)."""
-    configs = {p: dataclasses.asdict(make_config(stage, p)) for p in PRESETS}
+    configs = {p: dataclasses.asdict(make_config(stage, p, sizes=None)) for p in PRESETS}
     header = f"| {stage} | " + " | ".join(PRESETS) + " |"
     rows = [header, "|---" * (len(PRESETS) + 1) + "|"]
     for name in _FIELDS:
