@@ -734,19 +734,28 @@ MARKER = ".complete"
 
 
 def download_dataset(
-    name: str, to: str | os.PathLike, base_url: str | None = None, include_lr: bool = False, progress: bool = True
+    name: str,
+    to: str | os.PathLike,
+    base_url: str | None = None,
+    include_lr: bool = False,
+    progress: bool = True,
+    archives: str | os.PathLike | None = None,
 ) -> Path:
     """Download, extract and verify dataset ``name`` (a key of DATASETS); returns ``to/name``.
 
-    Archives go to ``to/archives`` (kept, so a re-extraction needs no download), images to
-    ``to/name/<folder>``. Each folder must hold the expected number of images and every one
-    must decode. ``to/name/.complete`` records the verified folders: a second call that finds
-    them all, with their counts unchanged, touches neither the network nor the archives.
+    Archives go to ``archives`` (default ``to/archives``; kept, so a re-extraction needs no
+    download), images to ``to/name/<folder>``. Each folder must hold the expected number of
+    images and every one must decode. ``to/name/.complete`` records the verified folders: a
+    second call that finds them all, with their counts unchanged, touches neither the network
+    nor the archives.
 
     ``base_url``: a mirror holding the same file names (``base_url/DIV2K_train_HR.zip`` ...).
+    ``archives``: on Colab, a folder on Google Drive: the archive is downloaded once (resumed
+    there after a disconnect) and every new runtime only extracts it onto its own fast disk.
     """
     entries = _entries(name, include_lr)
     to = Path(to)
+    archives = Path(archives) if archives is not None else to / "archives"
     root = to / name
     done = _read_marker(root)
     for entry in entries:
@@ -754,7 +763,7 @@ def download_dataset(
             continue
         archive = download_file(
             _archive_url(entry["url"], base_url),
-            to / "archives" / _file_name(entry["url"]),
+            archives / _file_name(entry["url"]),
             expected_size=entry["size"],
             sha256=entry["sha256"],
             progress=progress,
