@@ -280,3 +280,114 @@ def test_an_image_whose_header_reads_but_whose_pixels_do_not_is_skipped(tmp_path
     assert len(store) == 4  # a.png's four 32 px patches only
     assert np.array_equal(store.hr(3), good[32:, 32:])
     assert sorted(p.name for p in store_dir.iterdir()) == ["index.json", "shard_00000.json", "shard_00000.npy"]
+
+
+# ---------------------------------------------------------------- the compact layout: each pixel once
+
+# size 32, stride 24, scale 4: the corners of _positions written out by hand (the last one on
+# each axis flush with the border, rounded down to the LR grid)
+COMPACT_IMAGES = {  # name: (h, w, tops, lefts)
+    "p.png": (70, 90, [0, 24, 36], [0, 24, 48, 56]),  # 70-32=38 -> 36; 90-32=58 -> 56
+    "q.png": (44, 64, [0, 12], [0, 24, 32]),  # 44-32=12; 64-32=32
+    "r.png": (61, 33, [0, 24, 28], [0]),  # 61-32=29 -> 28; 33-32=1 -> 0
+}
+COMPACT_WINDOWS = [(n, t, l) for n, (_, _, tops, lefts) in COMPACT_IMAGES.items() for t in tops for l in lefts]
+
+
+@pytest.fixture
+def compact_store(tmp_path):
+    """Three HR images of awkward sizes with random LR images of HR / 4 (the store only checks
+    their shapes), cut at 32 / 24 into two shards; the images decoded by PIL, not by srlab."""
+    rng = np.random.default_rng(5)
+    for name, (h, w, _, _) in COMPACT_IMAGES.items():
+        write_image(tmp_path / "hr" / name, rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        write_image(tmp_path / "lr" / name, rng.integers(0, 256, (h // 4, w // 4, 3), dtype=np.uint8))
+    store = extract_patches(
+        tmp_path / "hr",
+        tmp_path / "store",
+        size=32,
+        stride=24,
+        lr_dir=tmp_path / "lr",
+        workers=1,
+        images_per_shard=2,
+        progress=False,
+    )
+    decoded = {
+        kind: {name: np.asarray(Image.open(tmp_path / kind / name).convert("RGB")) for name in COMPACT_IMAGES}
+        for kind in ("hr", "lr")
+    }
+    return store, decoded
+
+
+def _npy_header_bytes(path) -> int:
+    """The .npy header's length, read from the file's own bytes (NEP 1: magic, version, length)."""
+    raw = path.read_bytes()[:12]
+    assert raw[:6] == b"\x93NUMPY"
+    return 10 + int.from_bytes(raw[8:10], "little") if raw[6] == 1 else 12 + int.from_bytes(raw[8:12], "little")
+
+
+def test_the_store_keeps_each_pixel_once(compact_store):
+    store, _ = compact_store
+    files = {p.name: p.stat().st_size for p in store.iterdir()}
+    assert sorted(files) == sorted(
+        ["index.json", "shard_00000.json", "shard_00001.json"]
+        + ["shard_00000.npy", "shard_00001.npy", "lr_00000.npy", "lr_00001.npy"]
+    )
+    hr_bytes = {"shard_00000.npy": (70 * 90 + 44 * 64) * 3, "shard_00001.npy": 61 * 33 * 3}
+    lr_bytes = {"lr_00000.npy": (17 * 22 + 11 * 16) * 3, "lr_00001.npy": 15 * 8 * 3}
+    for name, payload in {**hr_bytes, **lr_bytes}.items():
+        header = _npy_header_bytes(store / name)
+        assert header <= 128 and files[name] == header + payload, name
+    json_bytes = sum(size for name, size in files.items() if name.endswith(".json"))
+    headers = sum(_npy_header_bytes(store / name) for name in files if name.endswith(".npy"))
+    assert sum(files.values()) == sum(hr_bytes.values()) + sum(lr_bytes.values()) + headers + json_bytes
+    old_layout = len(COMPACT_WINDOWS) * (32 * 32 * 3 + 8 * 8 * 3)  # every sub-image's own pixels, HR + LR
+    assert sum(hr_bytes.values()) + sum(lr_bytes.values()) < old_layout / 1.9
+
+
+def test_windows_are_views_of_the_decoded_images(compact_store):
+    store_dir, decoded = compact_store
+    store = PatchStore(store_dir)
+    assert (len(store), store.size, store.scale, store.has_lr) == (len(COMPACT_WINDOWS), 32, 4, True)
+    for i, (name, t, l) in enumerate(COMPACT_WINDOWS):  # the last of each axis flush with the border
+        np.testing.assert_array_equal(store.hr(i), decoded["hr"][name][t : t + 32, l : l + 32], err_msg=str(i))
+        lr = decoded["lr"][name][t // 4 : t // 4 + 8, l // 4 : l // 4 + 8]
+        assert lr.shape == (8, 8, 3)
+        np.testing.assert_array_equal(store.lr(i), lr, err_msg=str(i))
+    # zero-copy: overlapping windows of one image share their memory, windows of two do not
+    assert np.shares_memory(store.hr(0), store.hr(1)) and np.shares_memory(store.lr(0), store.lr(5))
+    assert not store.hr(0).flags.owndata and not np.shares_memory(store.hr(0), store.hr(12))
+    with pytest.raises(IndexError):
+        store.hr(len(COMPACT_WINDOWS))
+
+
+def _reference_item(decoded, seed, epoch, i, hr_size):
+    """PatchDataset's item i, recomputed from the PIL-decoded images and the hand-written windows:
+    its random crop on the LR grid, then the same rotation and flip for HR and LR."""
+    rng = np.random.default_rng([seed, epoch, i])
+    top = int(rng.integers(0, (32 - hr_size) // 4 + 1)) * 4
+    left = int(rng.integers(0, (32 - hr_size) // 4 + 1)) * 4
+    name, t, l = COMPACT_WINDOWS[i]
+    hr = decoded["hr"][name][t + top : t + top + hr_size, l + left : l + left + hr_size]
+    lt, ll, n = (t + top) // 4, (l + left) // 4, hr_size // 4
+    lr = decoded["lr"][name][lt : lt + n, ll : ll + n]
+    turns, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
+    hr, lr = np.rot90(hr, turns), np.rot90(lr, turns)
+    return (lr[:, ::-1], hr[:, ::-1]) if flip else (lr, hr)
+
+
+@pytest.mark.parametrize("step", [0, 9])
+def test_store_batches_equal_crops_of_the_decoded_images(compact_store, step):
+    from srlab.data import HR_ONLY, StorePatches
+
+    store, decoded = compact_store
+    picked = np.random.default_rng([3, step, 1]).integers(0, len(COMPACT_WINDOWS), 6)  # StorePatches' draw
+    refs = [_reference_item(decoded, 3, step, int(i), 24) for i in picked]
+    ref_lr = torch.from_numpy(np.stack([lr for lr, _ in refs])).permute(0, 3, 1, 2)
+    ref_hr = torch.from_numpy(np.stack([hr for _, hr in refs])).permute(0, 3, 1, 2)
+    none, hr = StorePatches(store, hr_size=24, scale=4, batch_size=6, seed=3, degradation=HR_ONLY).batch(step)
+    assert none is None and hr.dtype == torch.uint8 and torch.equal(hr, ref_hr)
+    lr, hr = StorePatches(store, hr_size=24, scale=4, batch_size=6, seed=3, degradation=None).batch(step)
+    assert lr.shape == (6, 3, 6, 6) and hr.dtype == torch.float32
+    assert torch.equal((hr * 255).round().to(torch.uint8), ref_hr)
+    assert torch.equal((lr * 255).round().to(torch.uint8), ref_lr)

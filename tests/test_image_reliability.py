@@ -16,7 +16,14 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from srlab.data import ImageFolderDataset, center_crops, extract_patches, load_training_images, min_validation_size
+from srlab.data import (
+    ImageFolderDataset,
+    PatchStore,
+    center_crops,
+    extract_patches,
+    load_training_images,
+    min_validation_size,
+)
 from srlab.evaluate import evaluate_folder
 from srlab.images import MAX_PIXELS, ImageReadError, image_size, read_image, write_image
 from srlab.infer import upscale_files
@@ -100,7 +107,7 @@ def test_evaluate_skips_a_huge_header_and_scores_the_others(folder_with_a_bomb):
     assert [s["name"] for s in report["skipped"]] == ["b_huge.png"]
 
 
-def test_upscale_and_training_data_skip_a_huge_header(folder_with_a_bomb, tmp_path, capsys):
+def test_upscale_and_training_data_skip_a_huge_header(folder_with_a_bomb, tmp_path, capsys, photo):
     torch.manual_seed(0)
     model = RRDBNet(num_feat=8, num_block=1).eval()
     report = upscale_files([folder_with_a_bomb], tmp_path / "out", model, progress=False, device="cpu")
@@ -113,7 +120,10 @@ def test_upscale_and_training_data_skip_a_huge_header(folder_with_a_bomb, tmp_pa
     assert sorted(images) == ["a.png", "c.png"]
     with pytest.warns(UserWarning, match=r"skipped 1 images: b_huge.png \(.*50000x50000 pixels is over"):
         store = extract_patches(folder_with_a_bomb, tmp_path / "store", size=64, stride=64, workers=1, progress=False)
-    assert np.load(store / "shard_00000.npy").shape == (8, 64, 64, 3)  # 2 images x 2 x 2 patches, none for the bomb
+    # the two images stored whole, once each, none of the bomb; 2 images x 2 x 2 patches
+    stored = np.load(store / "shard_00000.npy")
+    assert np.array_equal(stored, np.concatenate([photo.ravel(), photo[::-1].ravel()]))
+    assert len(PatchStore(store)) == 8
 
 
 # ---------------------------------------------------------------- (7) orientation, animation, cut JPEGs
@@ -154,10 +164,11 @@ def test_extract_patches_cuts_oriented_images_upright(tmp_path):
     (tmp_path / "hr").mkdir()
     (tmp_path / "hr" / "tall.png").write_bytes(_with_orientation(img, 8, "PNG"))  # upright: 100 x 40
     store = extract_patches(tmp_path / "hr", tmp_path / "store", size=40, stride=20, workers=1, progress=False)
-    patches = np.load(store / "shard_00000.npy")
     upright = np.rot90(img, 1)
-    assert patches.shape == (4, 40, 40, 3)
-    assert all(np.array_equal(patches[k], upright[t : t + 40]) for k, t in enumerate((0, 20, 40, 60)))
+    assert np.array_equal(np.load(store / "shard_00000.npy"), upright.ravel())  # stored whole, upright
+    patches = PatchStore(store)
+    assert len(patches) == 4
+    assert all(np.array_equal(patches.hr(k), upright[t : t + 40]) for k, t in enumerate((0, 20, 40, 60)))
 
 
 def test_animated_gif_warns_that_only_the_first_frame_is_used(tmp_path):

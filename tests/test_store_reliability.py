@@ -83,6 +83,47 @@ def test_shards_of_an_older_version_without_settings_are_redone(tmp_path):
     assert np.array_equal(patches.hr(1), _pil(hr / "0.png")[0:96, 32:128])
 
 
+def _old_layout_store(hr, out, size=48, stride=48):
+    """A store as srlab wrote it before each pixel was stored once, written here by hand: one 4-D
+    shard of every sub-image's own pixels, JSON and index without a layout key."""
+    names = sorted(p.name for p in hr.iterdir())
+    corners = {48: [0, 48, 80], 96: [0, 32]}[size]  # 128 px images, stride = size
+    patches = [[name, t, l] for name in names for t in corners for l in corners]
+    crops = np.stack([_pil(hr / name)[t : t + size, l : l + size] for name, t, l in patches])
+    out.mkdir()
+    np.save(out / "shard_00000.npy", crops)
+    settings = {"with_lr": False, "size": size, "stride": stride, "scale": 4, "images_per_shard": 64}
+    sources = [[name, None] for name in names]
+    meta = {"count": len(patches), "patches": patches, "settings": settings, "sources": sources, "skipped": []}
+    (out / "shard_00000.json").write_text(json.dumps(meta))
+    shards = [{"file": "shard_00000.npy", "lr_file": None, "count": len(patches)}]
+    index = {"size": size, "scale": 4, "has_lr": False, "shards": shards, "count": len(patches)}
+    (out / data.STORE_INDEX).write_text(json.dumps(index, indent=1))
+    return out
+
+
+@pytest.mark.parametrize("old_size", [48, 96])  # the old store's settings: the same as the rerun's, or others
+def test_a_store_of_the_old_layout_is_refused_in_words_and_cut_again(tmp_path, old_size):
+    hr = _hr_folder(tmp_path / "hr")
+    store = _old_layout_store(hr, tmp_path / "store", size=old_size, stride=old_size)
+    with pytest.raises(ValueError, match=r"older srlab .*rerun srlab\.data\.extract_patches into"):
+        PatchStore(store)
+    _extract(hr, store)  # neither reused (it would be misread) nor refused for its settings
+    assert np.load(store / "shard_00000.npy", mmap_mode="r").shape == (3 * 128 * 128 * 3,)
+    patches = PatchStore(store)
+    assert len(patches) == 27 and patches.size == 48
+    corners = [(name, t, l) for name in ("0.png", "1.png", "2.png") for t in (0, 48, 80) for l in (0, 48, 80)]
+    for i, (name, t, l) in enumerate(corners):
+        np.testing.assert_array_equal(patches.hr(i), _pil(hr / name)[t : t + 48, l : l + 48])
+
+
+def test_a_shard_that_is_not_the_one_its_index_describes_is_a_clear_error(tmp_path):
+    store = _extract(_hr_folder(tmp_path / "hr"), tmp_path / "store")
+    np.save(store / "shard_00000.npy", np.zeros((27, 48, 48, 3), np.uint8))  # e.g. an old shard copied in
+    with pytest.raises(ValueError, match=r"is not the shard its index describes.*rerun srlab\.data\.extract_patches"):
+        PatchStore(store).hr(0)
+
+
 # ---------------------------------------------------------------- (2) the index
 
 
