@@ -8,6 +8,8 @@
     python -m srlab.bench perception [--preset cpu] [--hr DIR ...] [--figure PNG] [--json OUT]
     python -m srlab.bench plan [--gpu t4|l4|a100] [--presets colab cpu quick] [--json OUT]
     python -m srlab.bench pipeline [--sizes 96 128 256] [--wait-steps 30] [--json OUT]
+    python -m srlab.bench store [--images 16] [--json OUT]
+    python -m srlab.bench gpu-check [--sizes real|smoke] [--steps 40] [--device cpu] [--json OUT]  # 1: failed
 
 ``train`` times one training step of every stage on whatever device is there, in fp32,
 fp32 + channels-last, and mixed precision (+ channels-last) side by side.
@@ -30,6 +32,11 @@ them into minutes on a T4, L4 or A100 at srlab's precision there, per preset, an
 LR made per image by the workers or on the device (the workers only crop), against the steps/s a
 T4 and an A100 consume by ``plan``'s FLOP count; then the fraction of a CPU training loop spent
 waiting for data with batches built in the loop and by two workers.
+``store`` builds the patch store of a stand-in DIV2K (generated 2K PNGs) and reports its size
+against the old layout's (every sub-image's own pixels), its build time, and what they imply
+for DIV2K's 800 training images.
+``gpu-check`` trains each ``colab`` stage for a few dozen steps under each precision the rule
+picks on this GPU: finite losses, exact resume, steps/s against ``plan``'s, an upscale timed.
 """
 
 from __future__ import annotations
@@ -257,6 +264,70 @@ def bench_data(args) -> dict:
         "workers": 2,
         "batch_size": 16,
         "degradation": "bicubic",
+    }
+
+
+# DIV2K's training set is 800 HR images, 2040 px on their long side. Their total pixel count is
+# not recorded here, so bench store states DIV2K's figures per megapixel of its stand-in (2040 x
+# 1356 px images: 2.77 MP each), scaled by 800 x the stand-in's mean megapixels per image: about
+# 2.2 gigapixels, 6.6 GB of RGB bytes, the total usually quoted for DIV2K's training HR.
+DIV2K_TRAIN_IMAGES = 800
+
+
+def bench_store(args) -> dict:
+    """Size and build time of the patch store for a stand-in DIV2K, against the old layout's
+    (each 480 px sub-image's own pixels), and the figures they imply for DIV2K's 800 images."""
+    from .data import PatchStore, _positions, extract_patches
+    from .images import image_size, list_images
+
+    size, stride, scale, workers = 480, 240, 4, 2
+    with tempfile.TemporaryDirectory() as tmp:
+        hr_dir = _make_2k_pngs(Path(tmp) / "hr", n=args.images)
+        shapes = [image_size(p) for p in list_images(hr_dir)]
+        start = time.perf_counter()
+        store = extract_patches(hr_dir, Path(tmp) / "store", size=size, stride=stride, workers=workers, progress=False)
+        seconds = time.perf_counter() - start
+        store_bytes = sum(p.stat().st_size for p in store.iterdir() if p.is_file())
+        windows = len(PatchStore(store))
+    by_hand = sum(len(_positions(h, size, stride, scale)) * len(_positions(w, size, stride, scale)) for h, w in shapes)
+    if windows != by_hand:
+        raise RuntimeError(f"the store holds {windows} sub-images, _positions gives {by_hand}")
+    n, pixels = len(shapes), sum(h * w for h, w in shapes)
+    old_bytes = windows * size * size * 3  # the old layout's shard payload: every window's own pixels
+    div2k_mp = DIV2K_TRAIN_IMAGES * pixels / n / 1e6  # an estimate: see DIV2K_TRAIN_IMAGES
+    per_mp = {"store_bytes": store_bytes, "old_layout_bytes": old_bytes, "seconds": seconds}
+    div2k = {key: value / (pixels / 1e6) * div2k_mp for key, value in per_mp.items()}
+    h0, w0 = shapes[0]
+    print(
+        f"stand-in DIV2K: {n} PNGs of {h0}x{w0} px, {pixels / 1e6:.1f} MP; {windows} sub-images of {size} px "
+        f"at stride {stride}\n"
+        f"store       {store_bytes / 1e6:8.1f} MB  {store_bytes / pixels:5.2f} bytes/pixel\n"
+        f"old layout  {old_bytes / 1e6:8.1f} MB  {old_bytes / pixels:5.2f} bytes/pixel  "
+        f"({old_bytes / store_bytes:.2f}x the store; every sub-image's pixels)\n"
+        f"extract     {seconds:8.1f} s   {seconds / n:5.2f} s/image (workers={workers})\n"
+        f"DIV2K train, {DIV2K_TRAIN_IMAGES} images, estimated as {DIV2K_TRAIN_IMAGES} x the stand-in's mean "
+        f"{pixels / n / 1e6:.2f} MP/image = {div2k_mp:.0f} MP (its exact pixel count is not known here), "
+        f"scaled per megapixel: store {div2k['store_bytes'] / 1e9:.1f} GB, old layout "
+        f"{div2k['old_layout_bytes'] / 1e9:.1f} GB, extract {div2k['seconds'] / 60:.1f} min",
+        flush=True,
+    )
+    return {
+        "images": n,
+        "megapixels": pixels / 1e6,
+        "sub_images": windows,
+        "store_bytes": store_bytes,
+        "bytes_per_pixel": store_bytes / pixels,
+        "seconds": seconds,
+        "seconds_per_image": seconds / n,
+        "workers": workers,
+        "old_layout_bytes": old_bytes,
+        "old_layout_over_store": old_bytes / store_bytes,
+        "div2k_estimate": {
+            "images": DIV2K_TRAIN_IMAGES,
+            "megapixels": div2k_mp,
+            "basis": f"{DIV2K_TRAIN_IMAGES} x the stand-in's mean megapixels per image, figures scaled per megapixel",
+            **div2k,
+        },
     }
 
 
@@ -919,6 +990,9 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--batches", type=int, default=100)
     d.add_argument("--naive-batches", type=int, default=6)
     d.add_argument("--json")
+    st = sub.add_parser("store", help="patch store size and build time for a stand-in DIV2K, vs the old layout")
+    st.add_argument("--images", type=int, default=16, help="2040x1356 PNGs to make (default: 16)")
+    st.add_argument("--json")
     inf = sub.add_parser("infer", help="s per output megapixel and peak memory, tiled and untiled")
     inf.add_argument("--model", default="rrdbnet", choices=("rrdbnet", "srresnet"))
     inf.add_argument("--blocks", type=int, help="number of blocks (default: the paper's, 23 RRDBs / 16)")
@@ -952,9 +1026,14 @@ def main(argv: list[str] | None = None) -> int:
     pi.add_argument("--batches", type=int, default=160, help="batches timed per row (default: 160)")
     pi.add_argument("--wait-steps", type=int, default=30, help="training steps per data-wait run (0: skip them)")
     pi.add_argument("--json")
+    from .gpucheck import add_arguments, bench_gpu_check
+
+    add_arguments(sub.add_parser("gpu-check", help="colab stages x precisions on a GPU: finite, exact resume, speed"))
     args = parser.parse_args(argv)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     benches = {"train": bench_train, "quality": bench_quality, "data": bench_data, "infer": bench_infer}
+    benches["store"] = bench_store
+    benches["gpu-check"] = bench_gpu_check
     result = {**benches, "perception": bench_perception, "plan": bench_plan, "pipeline": bench_pipeline}[args.what](
         args
     )
@@ -962,7 +1041,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json}")
-    return 0
+    return 1 if args.what == "gpu-check" and not result["ok"] else 0
 
 
 if __name__ == "__main__":

@@ -191,3 +191,19 @@ def test_perception_targets_by_hand():
     assert rows["SRGAN"]["niqe_drop"] == pytest.approx(1.1) and rows["SRGAN"]["psnr_drop"] == pytest.approx(1.5)
     assert rows["SRGAN"]["met"] and not rows["ESRGAN"]["met"]
     assert rows["ESRGAN"]["pixel"] == "RRDB"
+
+
+def test_bench_store_reports_the_store_against_the_old_layout(tmp_path, capsys):
+    out = tmp_path / "store.json"
+    assert main(["store", "--images", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    pixels = 1356 * 2040  # one stand-in DIV2K image
+    # sub-images of 480 px at stride 240, by hand: tops 0 240 480 720 876, lefts 0 240 ... 1440 1560
+    assert (report["images"], report["sub_images"]) == (1, 5 * 8)
+    assert 0 < report["store_bytes"] - pixels * 3 < 20_000  # the pixels once, plus the npy header and JSON
+    assert report["bytes_per_pixel"] == pytest.approx(3, abs=0.01)
+    assert report["old_layout_bytes"] == 40 * 480 * 480 * 3
+    assert report["div2k_estimate"]["megapixels"] == pytest.approx(800 * pixels / 1e6)
+    assert report["div2k_estimate"]["store_bytes"] == pytest.approx(800 * report["store_bytes"])
+    assert report["div2k_estimate"]["old_layout_bytes"] == pytest.approx(800 * 40 * 480 * 480 * 3)
+    assert "estimated as 800 x the stand-in's mean" in capsys.readouterr().out
