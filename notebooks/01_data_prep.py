@@ -1,7 +1,11 @@
 # ---
 # jupyter:
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: accelerator,colab
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -35,46 +39,50 @@
 # - Measure a data loader's throughput in patches per second.
 
 # %%
-# Setup: on Colab, install srlab from the repository (Colab's torch is kept as is).
-import sys, subprocess
-if "google.colab" in sys.modules:
+# Setup: on Colab, install srlab from the repository, once per runtime (Colab's torch is kept as is).
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("srlab") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/srlab-course/srlab"], check=True)
 from srlab import notebook as nb
 print(nb.device_summary())
 
-# %% [markdown]
-# **Optional: keep runs on Google Drive.** On Colab, uncomment `nb.use_google_drive()` to
-# keep runs on Drive so a disconnect loses nothing; training resumes with `resume=True`.
-#
-# Data and runs live apart: `DATA_DIR` (`nb.data_dir()`: `/content/data` on Colab, `data/`
-# elsewhere, `SRLAB_DATA` overrides) holds the DIV2K download (3.5 GB zip + 3.5 GB of PNGs)
-# and the patch store (about 22 GB of uncompressed sub-images) on the fast local disk, even
-# when the runs go to Drive: more than a free Drive holds, and memory-mapped reads over Drive
-# are slow. The local disk is wiped when a Colab session ends: after a disconnect, rerun this
-# notebook first (the download and the patches are rebuilt; the checkpoints on Drive stay).
-
-# %%
-# nb.use_google_drive()
-
 # %% tags=["parameters"]
 PRESET = nb.choose_preset()  # "quick" on a CPU, "colab" on a GPU; SRLAB_PRESET overrides
-RUNS = nb.runs_dir()  # checkpoints and figures, under RUNS / PRESET (Google Drive if you mounted it)
-DATA_DIR = nb.data_dir()  # downloads and patch stores, on the local disk (Colab: /content/data)
+USE_DRIVE = True  # Colab: runs and downloads on Google Drive (False: on the runtime, lost with it)
 
 from srlab.presets import EMBEDDED_PRESETS  # ("quick", "smoke"): the embedded photos, nothing downloaded
 
 EMBEDDED = PRESET in EMBEDDED_PRESETS
 
-# Sub-images of the patch store: BasicSR's 480 px with stride 240 for DIV2K; for the small
+# Windows of the patch store: BasicSR's 480 px with stride 240 for DIV2K; for the small
 # embedded photos 128 px with stride 64 (also half the size: every 64 px window of a photo,
-# quick's training patch, lies inside one sub-image).
-PATCH_SIZE, PATCH_STRIDE = (128, 64) if EMBEDDED else (480, 240)
+# quick's training patch, lies inside one of them). The training notebooks build their store
+# with the same values (`nb.store_windows`).
+PATCH_SIZE, PATCH_STRIDE = nb.store_windows(PRESET)
 EXTRACT_WORKERS = 1 if EMBEDDED else 2  # processes decoding PNGs (Colab has 2 cores)
 HR_SIZE = 96  # side of a training HR patch (SRResNet/SRGAN use 96 px)
 SCALE = 4
 BATCH_SIZE = 16
 LOADER_WORKERS = 2  # DataLoader worker processes (Colab: 2 cores)
-LOADER_BATCHES = 4 if PRESET == "smoke" else 20  # batches timed in the speed test
+LOADER_BATCHES = 4 if nb.size_preset(PRESET) == "smoke" else 20  # batches timed in the speed test
+
+# %% [markdown]
+# ## Where the work is kept
+#
+# On Colab every notebook opens on a **new runtime**: its disk (`/content`) starts empty, and
+# it is wiped again after a disconnect. Only Google Drive stays. So the next cell mounts Drive
+# (Colab asks you to allow it) and keeps two folders there, in `MyDrive/srlab`: `runs/`
+# (checkpoints, histories, figures, votes) and `archives/` (DIV2K and the test sets, downloaded
+# once). What each runtime rebuilds, in minutes, is the fast local copy under `DATA_DIR`: the
+# extracted images and the patch store. With `USE_DRIVE = False` everything stays on the
+# runtime, and the next notebook will not find it. Outside Colab nothing is mounted: runs go
+# to `runs/`, data to `data/`. The cell also prints what this notebook costs on a Colab T4,
+# and what it leaves on Drive.
+
+# %%
+RUNS = nb.use_google_drive(PRESET, USE_DRIVE)  # Colab: mounts Drive; runs in MyDrive/srlab/runs
+DATA_DIR = nb.data_dir()  # extracted data sets and patch stores: this runtime's own disk
+print(nb.colab_plan("01_data_prep"))
 
 # %% [markdown]
 # ## 1. The HR photos
@@ -83,7 +91,9 @@ LOADER_BATCHES = 4 if PRESET == "smoke" else 20  # batches timed in the speed te
 # validation photos at 2K resolution (about $2040 \times 1400$ pixels), with diverse content
 # and few compression artefacts. `srlab.download.download_dataset` fetches the official
 # archives from ETH Zurich, checks their size and SHA-256, extracts them safely and resumes
-# an interrupted download; a second call finds the `.complete` marker and does nothing.
+# an interrupted download; a second call finds the `.complete` marker and does nothing. On
+# Colab the archives are kept on Drive (`archives=nb.archive_dir()`): the 4 GB are downloaded
+# once for the whole course, and each new runtime only extracts them onto its own disk.
 #
 # In `quick` and `smoke` (`srlab.presets.EMBEDDED_PRESETS`) there is no download: the
 # **embedded photos** that ship inside scikit-image's wheel stand in for DIV2K. One of them, `srlab.presets.VALIDATION_IMAGE` (`coffee`), is held
@@ -101,7 +111,8 @@ if EMBEDDED:
         if name != VALIDATION_IMAGE:  # held out for validation
             write_image(hr_dir / f"{name}.png", img)
 else:
-    div2k = download_dataset("div2k", DATA_DIR)  # about 4 GB, once; later calls return at once
+    # about 4 GB, once: the archives stay on Drive (nb.archive_dir()); a new runtime only extracts them
+    div2k = download_dataset("div2k", DATA_DIR, archives=nb.archive_dir())
     hr_dir = div2k / "DIV2K_train_HR"
 
 hr_files = list_images(hr_dir)
@@ -121,12 +132,17 @@ print(f"{len(hr_files)} HR training images in {hr_dir}" + (f" ({VALIDATION_IMAGE
 # next to a GPU that finishes an SRResNet step in a few milliseconds, so the GPU would spend
 # most of its time waiting for PNG decoding.
 #
-# The fix is to decode every HR image **once** and cut it into overlapping sub-images
-# (BasicSR: $480 \times 480$, stride 240), stored as raw `uint8` arrays in a few `.npy`
-# shards plus an `index.json` (which image and which corner each sub-image came from).
-# Shards are *memory-mapped*: reading sub-image $i$ is a slice of a file the operating
-# system pages in and caches, with no decompression. A random $96 \times 96$ training crop
-# is then cut from a random sub-image.
+# The fix is to decode every HR image **once** and keep its raw pixels: `uint8` bytes, the
+# images back to back, in a few `.npy` shards plus an `index.json`. Shards are
+# *memory-mapped*: reading from an image is a slice of a file the operating system pages in
+# and caches, with no decompression. We still sample from BasicSR's overlapping
+# *sub-images* ($480 \times 480$ windows every 240 px), but the store only lists their
+# corners: sub-image $i$ is a *view* of its memory-mapped image, not a copy, and a random
+# $96 \times 96$ training crop is cut from a random sub-image when the batch is read. So each
+# pixel is stored once: DIV2K's 800 training photos take about 6.6 GB, their pixels. Storing
+# every overlapping sub-image's own pixels, as BasicSR's `extract_subimages` does, would hold
+# each pixel about 3.3 times (about 22 GB), more than a Colab runtime should rebuild every
+# time it starts.
 #
 # The stride is half the size, so every window of the original image up to half the size
 # (240 px with DIV2K's 480 / 240; 64 px with the embedded photos' 128 / 64) lies
@@ -147,11 +163,14 @@ print(f"{len(store.shards)} shard(s), {shard_bytes / 2**20:.1f} MiB on disk in {
       f"({shard_bytes / png_bytes:.1f}x the {png_bytes / 2**20:.1f} MiB of the PNGs)")
 
 # %% [markdown]
-# What to notice: the store is *bigger* than the PNGs (the ratio in the last line: raw pixels,
-# and with DIV2K's stride of half the size the overlap stores most pixels several times, about
-# 32,000 sub-images and 22 GB). We trade disk space
-# for CPU time. `extract_patches` is resumable: a finished shard is never redone, so running
-# this cell again (or after a disconnect) costs only the shards that are missing.
+# What to notice: the store is *bigger* than the PNGs (the ratio in the last line): PNG
+# compresses, the store keeps raw pixels so that reading them costs nothing. We trade disk
+# space for CPU time. The number of sub-images counts windows, not copies: however many
+# windows overlap a pixel, it is stored once (DIV2K: about 32,000 windows in about 6.6 GB).
+# `extract_patches` is resumable: a finished shard is never redone, so running this cell
+# again (or after a disconnect) costs only the shards that are missing. On Colab the
+# training notebooks 02 to 05 each build this store again on their own new runtime, from
+# the DIV2K archive kept on Drive (the plan above says how long).
 
 # %% [markdown]
 # ## 3. Training pairs from the store
@@ -263,10 +282,11 @@ import torch
 loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True, num_workers=LOADER_WORKERS)
 batches = iter(loader)
 next(batches)  # the first batch includes starting the workers: not counted
+timed = min(LOADER_BATCHES, len(loader) - 1)  # a small store has fewer batches in an epoch
 start = time.perf_counter()
-for _ in range(LOADER_BATCHES):
+for _ in range(timed):
     lr, hr = next(batches)
-store_rate = LOADER_BATCHES * BATCH_SIZE / (time.perf_counter() - start)
+store_rate = timed * BATCH_SIZE / (time.perf_counter() - start)
 del batches
 
 biggest = max(hr_files, key=lambda p: p.stat().st_size)
@@ -290,10 +310,10 @@ print(f"speed-up: {store_rate / naive_rate:.0f}x")
 # (`quick`, `smoke`) are small (at most $1000 \times 872$), so the gap is smaller than on DIV2K; the
 # repository's benchmark (`python -m srlab.bench data`) measured 30-80x on 2K images.
 #
-# The store lives in `DATA_DIR / PRESET / "patches"`. The training notebooks read it from there;
-# `python -m srlab train srresnet --data data/colab/patches` does the same from a terminal.
-# The `colab` preset never falls back to the embedded photos: without this store it stops
-# with an error that names this notebook.
+# The store lives in `DATA_DIR / PRESET / "patches"`. The training notebooks read it from there
+# when their runtime has it, and build it the same way when it does not (`nb.training_data`);
+# `python -m srlab train srresnet --data data/colab/patches` trains from it in a terminal.
+# The `colab` preset never falls back to the embedded photos.
 
 # %% [markdown]
 # ## Exercises

@@ -1,7 +1,11 @@
 # ---
 # jupyter:
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: accelerator,colab
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -35,31 +39,39 @@
 # - Read a results table of all baselines on the test images.
 
 # %%
-# Setup: on Colab, install srlab from the repository (Colab's torch is kept as is).
-import sys, subprocess
-if "google.colab" in sys.modules:
+# Setup: on Colab, install srlab from the repository, once per runtime (Colab's torch is kept as is).
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("srlab") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/srlab-course/srlab"], check=True)
 from srlab import notebook as nb
 print(nb.device_summary())
 
-# %% [markdown]
-# **Optional: keep runs on Google Drive.** On Colab, uncomment `nb.use_google_drive()` to
-# keep runs on Drive so a disconnect loses nothing; training resumes with `resume=True`.
-# Use the same choice as in notebook 01: the training runs below read its patch store from
-# the runs folder.
-
-# %%
-# nb.use_google_drive()
-
 # %% tags=["parameters"]
 PRESET = nb.choose_preset()  # "quick" on a CPU, "colab" on a GPU; SRLAB_PRESET overrides
-RUNS = nb.runs_dir()  # checkpoints and figures, under RUNS / PRESET (Google Drive if you mounted it)
-DATA_DIR = nb.data_dir()  # downloads and patch stores, on the local disk (Colab: /content/data)
+USE_DRIVE = True  # Colab: runs and downloads on Google Drive (False: on the runtime, lost with it)
 SCALE = 4
 
 # Training steps of each learned baseline; None keeps the preset's own length (6 in smoke).
 # These are baselines, not the course's models, so a real run gets a short budget.
-STEPS = {"smoke": None, "quick": 200, "cpu": 300, "colab": 5000, "seed": 5000}[PRESET]
+STEPS = {"smoke": None, "quick": 200, "cpu": 300, "colab": 5000, "seed": 5000}[nb.size_preset(PRESET)]
+
+# %% [markdown]
+# ## Where the work is kept
+#
+# On Colab every notebook opens on a **new runtime**: its disk (`/content`) starts empty, and
+# it is wiped again after a disconnect. Only Google Drive stays. So the next cell mounts Drive
+# (Colab asks you to allow it) and keeps two folders there, in `MyDrive/srlab`: `runs/`
+# (checkpoints, histories, figures, votes) and `archives/` (DIV2K and the test sets, downloaded
+# once). What each runtime rebuilds, in minutes, is the fast local copy under `DATA_DIR`: the
+# extracted images and the patch store. With `USE_DRIVE = False` everything stays on the
+# runtime, and the next notebook will not find it. Outside Colab nothing is mounted: runs go
+# to `runs/`, data to `data/`. The cell also prints what this notebook costs on a Colab T4,
+# and what it leaves on Drive.
+
+# %%
+RUNS = nb.use_google_drive(PRESET, USE_DRIVE)  # Colab: mounts Drive; runs in MyDrive/srlab/runs
+DATA_DIR = nb.data_dir()  # extracted data sets and patch stores: this runtime's own disk
+print(nb.colab_plan("02_bicubic_baseline"))
 
 # %% [markdown]
 # ## 0. Test images and training data
@@ -73,9 +85,11 @@ STEPS = {"smoke": None, "quick": 200, "cpu": 300, "colab": 5000, "seed": 5000}[P
 # them; `coffee`, the validation photo `srlab.presets.VALIDATION_IMAGE`, is the held-out one,
 # and every single-image comparison below uses it.
 #
-# Training data: the patch store that notebook 01 cut (from DIV2K, or from the embedded
-# photos but `coffee`); without it, the embedded photos directly (the training engine holds
-# `coffee` out for validation). `nb.training_data` picks and says which.
+# Training data: with `colab`, DIV2K's patch store, which `nb.training_data` builds on this
+# new runtime when it is missing (from the archive on Drive, as notebook 01 does; a few
+# minutes). In the CPU presets, the store notebook 01 cut from the embedded photos but
+# `coffee` when this machine has it, else the embedded photos directly (the training engine
+# holds `coffee` out for validation). `nb.training_data` picks and says which.
 
 # %%
 from srlab.data import embedded_images
@@ -89,8 +103,8 @@ if EMBEDDED:
     for name, img in embedded_images().items():
         write_image(test_sets["embedded"] / f"{name}.png", img)
 else:
-    test_sets = {"Set5": download_dataset("set5", DATA_DIR) / "HR",
-                 "Set14": download_dataset("set14", DATA_DIR) / "HR"}
+    test_sets = {name: download_dataset(name.lower(), DATA_DIR, archives=nb.archive_dir()) / "HR"
+                 for name in ("Set5", "Set14")}  # the archive is kept on Drive, downloaded once
 for name, folder in test_sets.items():
     print(f"{name}: {len(list_images(folder))} images in {folder}")
 

@@ -36,38 +36,52 @@
 # - Check, with numbers and zoomed crops, that the network beats bicubic interpolation.
 
 # %%
-# Setup: on Colab, install srlab from the repository (Colab's torch is kept as is).
-import sys, subprocess
-if "google.colab" in sys.modules:
+# Setup: on Colab, install srlab from the repository, once per runtime (Colab's torch is kept as is).
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("srlab") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/srlab-course/srlab"], check=True)
 from srlab import notebook as nb
 print(nb.device_summary())
 
-# %% [markdown]
-# **On Colab**, uncomment `nb.use_google_drive()` to keep runs on Drive so a disconnect loses
-# nothing; training resumes with `resume=True`.
-
-# %%
-# nb.use_google_drive()
-
 # %% tags=["parameters"]
 PRESET = nb.choose_preset()  # quick without a GPU, colab with one; SRLAB_PRESET overrides
-RUNS = nb.runs_dir()         # every notebook keeps its runs under RUNS / PRESET
-DATA_DIR = nb.data_dir()     # downloads and patch stores (local disk; Colab: /content/data)
+USE_DRIVE = True  # Colab: runs and downloads on Google Drive (False: on the runtime, lost with it)
 STEPS = None                 # None = the preset's length (colab 100k, cpu 1000, quick 1600, smoke 6)
 BATCH_SIZE = None            # None = the preset's batch size
 RESUME = True                # continue from last.pt when this run folder already has one; False starts over
 TIME_BUDGET = nb.time_budget(PRESET)  # colab: pause each training run after 50 min with a checkpoint; rerun to go on
 
 # %% [markdown]
+# ## Where the work is kept
+#
+# On Colab every notebook opens on a **new runtime**: its disk (`/content`) starts empty, and
+# it is wiped again after a disconnect. Only Google Drive stays. So the next cell mounts Drive
+# (Colab asks you to allow it) and keeps two folders there, in `MyDrive/srlab`: `runs/`
+# (checkpoints, histories, figures, votes) and `archives/` (DIV2K and the test sets, downloaded
+# once). What each runtime rebuilds, in minutes, is the fast local copy under `DATA_DIR`: the
+# extracted images and the patch store. With `USE_DRIVE = False` everything stays on the
+# runtime, and the next notebook will not find it. Outside Colab nothing is mounted: runs go
+# to `runs/`, data to `data/`. The cell also prints what this notebook costs on a Colab T4,
+# and what it leaves on Drive.
+
+# %%
+RUNS = nb.use_google_drive(PRESET, USE_DRIVE)  # Colab: mounts Drive; runs in MyDrive/srlab/runs
+DATA_DIR = nb.data_dir()  # extracted data sets and patch stores: this runtime's own disk
+print(nb.colab_plan("03_srgan_pretrain"))
+
+# %% [markdown]
 # ## Training data
 #
-# Notebook 01 cuts DIV2K into a *patch store* (sub-images in memory-mapped shards) at
-# `DATA_DIR / PRESET / "patches"`. When it is there we train from it; when it is not, training
-# falls back on the photos embedded in scikit-image (everything except `coffee`, which is
-# held out for validation), except with `colab`: hours of GPU time on six small photos would
-# only overfit them, so it stops and names notebook 01. Either way validation uses the central
-# crop of `coffee` (`srlab.presets.VALIDATION_IMAGE`). `nb.training_data` makes the choice and says which.
+# The `colab` preset trains on DIV2K cut into a *patch store* (notebook 01 teaches it: the
+# decoded images in memory-mapped shards, each pixel stored once, a random crop cut when a
+# batch is read) at `DATA_DIR / PRESET / "patches"`. This runtime is new, so `nb.training_data`
+# builds the store here when it is missing, as notebook 01 does: it takes DIV2K's archive
+# from Drive (downloaded only the first time in the course, resumed after a disconnect, its
+# size and SHA-256 checked), extracts it onto this runtime's disk and cuts the store, a few
+# minutes (the plan above). The CPU presets train on the store notebook 01 cut from the
+# embedded photos when this machine has it, else on the embedded photos directly (all but
+# `coffee`, held out). Validation always uses the central crop of `coffee`
+# (`srlab.presets.VALIDATION_IMAGE`). `nb.training_data` says which.
 
 # %%
 DATA = nb.training_data(DATA_DIR, PRESET)  # the patch store's path, or None: the embedded photos
@@ -315,7 +329,7 @@ if PRESET not in EMBEDDED_PRESETS:
     from srlab.download import download_dataset
     from srlab.evaluate import evaluate_folder, format_table
 
-    set5 = download_dataset("set5", DATA_DIR) / "HR"
+    set5 = download_dataset("set5", DATA_DIR, archives=nb.archive_dir()) / "HR"
     for upscaler in ("bicubic", srresnet):
         report = evaluate_folder(set5, scale=SCALE, upscaler=upscaler)
         nb.show_markdown(f"**{report['model']} on Set5 x{SCALE}**\n\n{format_table(report)}")

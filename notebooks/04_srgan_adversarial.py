@@ -37,29 +37,39 @@
 # - Recognise discriminator collapse in the curves, and know what to change when it happens.
 
 # %%
-# Setup: on Colab, install srlab from the repository (Colab's torch is kept as is).
-import sys, subprocess
-if "google.colab" in sys.modules:
+# Setup: on Colab, install srlab from the repository, once per runtime (Colab's torch is kept as is).
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("srlab") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/srlab-course/srlab"], check=True)
 from srlab import notebook as nb
 print(nb.device_summary())
 
-# %% [markdown]
-# **On Colab**, uncomment `nb.use_google_drive()` to keep runs on Drive so a disconnect loses
-# nothing; training resumes with `resume=True`.
-
-# %%
-# nb.use_google_drive()
-
 # %% tags=["parameters"]
 PRESET = nb.choose_preset()  # quick without a GPU, colab with one; SRLAB_PRESET overrides
-RUNS = nb.runs_dir()         # every notebook keeps its runs under RUNS / PRESET
-DATA_DIR = nb.data_dir()     # downloads and patch stores (local disk; Colab: /content/data)
+USE_DRIVE = True  # Colab: runs and downloads on Google Drive (False: on the runtime, lost with it)
 STEPS = None                 # None = the preset's length (colab 36k, cpu 400, quick 1200, smoke 6)
 ADV_WEIGHT = None            # None = the preset's adversarial weight (paper 1e-3; seed preset 5e-2)
 RESUME = True                # continue from last.pt when a run folder already has one; False starts over
 TIME_BUDGET = nb.time_budget(PRESET)  # colab: pause each training run after 50 min with a checkpoint; rerun to go on
 COLLAPSE_STEPS = None        # length of the collapse demonstration; None = a short run for the preset
+
+# %% [markdown]
+# ## Where the work is kept
+#
+# On Colab every notebook opens on a **new runtime**: its disk (`/content`) starts empty, and
+# it is wiped again after a disconnect. Only Google Drive stays. So the next cell mounts Drive
+# (Colab asks you to allow it) and keeps two folders there, in `MyDrive/srlab`: `runs/`
+# (checkpoints, histories, figures, votes) and `archives/` (DIV2K and the test sets, downloaded
+# once). What each runtime rebuilds, in minutes, is the fast local copy under `DATA_DIR`: the
+# extracted images and the patch store. With `USE_DRIVE = False` everything stays on the
+# runtime, and the next notebook will not find it. Outside Colab nothing is mounted: runs go
+# to `runs/`, data to `data/`. The cell also prints what this notebook costs on a Colab T4,
+# and what it leaves on Drive.
+
+# %%
+RUNS = nb.use_google_drive(PRESET, USE_DRIVE)  # Colab: mounts Drive; runs in MyDrive/srlab/runs
+DATA_DIR = nb.data_dir()  # extracted data sets and patch stores: this runtime's own disk
+print(nb.colab_plan("04_srgan_adversarial"))
 
 # %% [markdown]
 # ## Start from notebook 03
@@ -73,8 +83,10 @@ PRETRAINED = nb.require(RUNS / PRESET / "srresnet" / "best.pt", "03_srgan_pretra
 print("pretrained generator:", PRETRAINED)
 
 # %% [markdown]
-# Training data, as in notebook 03: the patch store of notebook 01 when it exists, else the
-# embedded photos. Validation always uses the held-out `coffee` crop.
+# Training data, as in notebook 03: with `colab`, the DIV2K patch store, built on this new
+# runtime from the archive on Drive when it is missing; in the CPU presets notebook 01's store
+# of the embedded photos when this machine has it, else the embedded photos. Validation always
+# uses the held-out `coffee` crop.
 
 # %%
 DATA = nb.training_data(DATA_DIR, PRESET)  # the patch store's path, or None: the embedded photos
@@ -442,9 +454,9 @@ collapse_cfg = make_config("srgan", PRESET, **{
     **overrides,
     "adversarial_weight": 1e-3,   # the weight the seed project collapsed with
     "lr_d": 10 * cfg.lr_g,        # a discriminator that learns 10x faster than G
-    "steps": COLLAPSE_STEPS or {"smoke": 4, "quick": 50, "cpu": 100}.get(PRESET, 3000),
+    "steps": COLLAPSE_STEPS or {"smoke": 4, "quick": 50, "cpu": 100}.get(nb.size_preset(PRESET), 3000),
     **{"smoke": {"collapse_threshold": 2.0, "collapse_patience": 2},  # forced: see the note above
-       "quick": {"collapse_patience": 15}, "cpu": {"collapse_patience": 30}}.get(PRESET, {}),
+       "quick": {"collapse_patience": 15}, "cpu": {"collapse_patience": 30}}.get(nb.size_preset(PRESET), {}),
 })
 print(f"collapse demo: {collapse_cfg.steps} steps, adversarial weight {collapse_cfg.adversarial_weight}, "
       f"lr D {collapse_cfg.lr_d}, detector: loss_d below {collapse_cfg.collapse_threshold} "

@@ -37,24 +37,16 @@
 #   trade-off with a slider.
 
 # %%
-# Setup: on Colab, install srlab from the repository (Colab's torch is kept as is).
-import sys, subprocess
-if "google.colab" in sys.modules:
+# Setup: on Colab, install srlab from the repository, once per runtime (Colab's torch is kept as is).
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("srlab") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/srlab-course/srlab"], check=True)
 from srlab import notebook as nb
 print(nb.device_summary())
 
-# %% [markdown]
-# On Colab, uncomment `nb.use_google_drive()` to keep runs on Drive so a disconnect loses
-# nothing; training resumes with `resume=True` (the `RESUME` knob below).
-
-# %%
-# nb.use_google_drive()
-
 # %% tags=["parameters"]
 PRESET = nb.choose_preset()  # quick (CPU default, minutes), smoke (CI, seconds), cpu (an hour), colab (GPU), seed
-RUNS = nb.runs_dir()
-DATA_DIR = nb.data_dir()  # downloads and patch stores (local disk; Colab: /content/data)
+USE_DRIVE = True  # Colab: runs and downloads on Google Drive (False: on the runtime, lost with it)
 STEPS = None  # None: the preset's number of steps for both stages; an int overrides it
 RESUME = True  # continue from last.pt when a run folder already has one (False starts over)
 TIME_BUDGET = nb.time_budget(PRESET)  # colab: pause each training run after 50 min with a checkpoint; rerun to go on
@@ -62,11 +54,30 @@ SCORED = 384  # side, in HR pixels, of the region of coffee the interpolation st
 CROP = 64  # side, in LR pixels, of its most textured square, the part each panel shows
 
 # %% [markdown]
+# ## Where the work is kept
+#
+# On Colab every notebook opens on a **new runtime**: its disk (`/content`) starts empty, and
+# it is wiped again after a disconnect. Only Google Drive stays. So the next cell mounts Drive
+# (Colab asks you to allow it) and keeps two folders there, in `MyDrive/srlab`: `runs/`
+# (checkpoints, histories, figures, votes) and `archives/` (DIV2K and the test sets, downloaded
+# once). What each runtime rebuilds, in minutes, is the fast local copy under `DATA_DIR`: the
+# extracted images and the patch store. With `USE_DRIVE = False` everything stays on the
+# runtime, and the next notebook will not find it. Outside Colab nothing is mounted: runs go
+# to `runs/`, data to `data/`. The cell also prints what this notebook costs on a Colab T4,
+# and what it leaves on Drive.
+
+# %%
+RUNS = nb.use_google_drive(PRESET, USE_DRIVE)  # Colab: mounts Drive; runs in MyDrive/srlab/runs
+DATA_DIR = nb.data_dir()  # extracted data sets and patch stores: this runtime's own disk
+print(nb.colab_plan("05_esrgan"))
+
+# %% [markdown]
 # ## Training data
 #
-# Notebook 01 may have cut the training photos into a patch store (memory-mapped shards,
-# fast to sample). If it is there we train from it (in `smoke`, notebook 01 cuts it from the
-# embedded photos); otherwise from the photos embedded in scikit-image, with `coffee`
+# As in notebooks 03 and 04: with `colab`, the DIV2K patch store, built on this new runtime
+# from the archive on Drive when it is missing (a few minutes; the plan above); in the CPU
+# presets the store notebook 01 cut from the embedded photos when this machine has it,
+# otherwise the photos embedded in scikit-image, with `coffee`
 # (`srlab.presets.VALIDATION_IMAGE`) held out for validation.
 
 # %%

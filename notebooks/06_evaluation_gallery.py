@@ -41,26 +41,16 @@
 # - Export the figures and the table, and know where to go after this course.
 
 # %%
-# Setup: on Colab, install srlab from the repository (Colab's torch is kept as is).
-import sys, subprocess
-if "google.colab" in sys.modules:
+# Setup: on Colab, install srlab from the repository, once per runtime (Colab's torch is kept as is).
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("srlab") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/srlab-course/srlab"], check=True)
 from srlab import notebook as nb
 print(nb.device_summary())
 
-# %% [markdown]
-# On Colab, uncomment `nb.use_google_drive()` to keep runs on Drive so a disconnect loses
-# nothing; training resumes with `resume=True`. Here it also lets this notebook find the
-# checkpoints that notebooks 03-05 left on Drive.
-
-# %%
-# nb.use_google_drive()
-
 # %% tags=["parameters"]
 PRESET = nb.choose_preset()
-RUNS = nb.runs_dir()
-DATA_DIR = nb.data_dir()  # downloads and patch stores (local disk; Colab: /content/data)
-GALLERY = RUNS / PRESET / "gallery"  # every figure and table of this notebook lands here
+USE_DRIVE = True  # Colab: runs and downloads on Google Drive (False: on the runtime, lost with it)
 SCALE = 4  # the upscaling factor of every model and test (notebooks 03-05 train x4)
 
 from srlab.presets import EMBEDDED_PRESETS  # ("quick", "smoke"): the embedded photos, nothing downloaded
@@ -76,6 +66,25 @@ STUDY_RATER = "student"  # blind study: your name or initials, written into ever
 STUDY_RATINGS = False  # also rate each crop 1-5 (the SRGAN paper's MOS protocol); twice the clicks
 SIMULATE_VOTES = EMBEDDED  # quick and smoke run headless (run-notebooks, CI): a simulated rater votes; else you do
 PUBLISHED = ["realesrgan-x4plus"]  # published weights shown beside the course's models ([] leaves them out)
+
+# %% [markdown]
+# ## Where the work is kept
+#
+# On Colab every notebook opens on a **new runtime**: its disk (`/content`) starts empty, and
+# it is wiped again after a disconnect. Only Google Drive stays. So the next cell mounts Drive
+# (Colab asks you to allow it) and keeps two folders there, in `MyDrive/srlab`: `runs/`
+# (checkpoints, histories, figures, votes) and `archives/` (DIV2K and the test sets, downloaded
+# once). What each runtime rebuilds, in minutes, is the fast local copy under `DATA_DIR`: the
+# extracted images and the patch store. With `USE_DRIVE = False` everything stays on the
+# runtime, and the next notebook will not find it. Outside Colab nothing is mounted: runs go
+# to `runs/`, data to `data/`. The cell also prints what this notebook costs on a Colab T4,
+# and what it leaves on Drive.
+
+# %%
+RUNS = nb.use_google_drive(PRESET, USE_DRIVE)  # Colab: mounts Drive; runs in MyDrive/srlab/runs
+DATA_DIR = nb.data_dir()  # extracted data sets and patch stores: this runtime's own disk
+GALLERY = RUNS / PRESET / "gallery"  # every figure and table of this notebook lands here
+print(nb.colab_plan("06_evaluation_gallery"))
 
 # %% [markdown]
 # ## The contestants
@@ -171,7 +180,7 @@ if EMBEDDED:
             top, left, size = detail_box(img, 384, multiple=SCALE)  # a textured 384 px square (3x3 NIQE blocks)
             write_image(TEST_FOLDERS[set_name] / f"{name}.png", img[top : top + size, left : left + size])
 else:
-    TEST_FOLDERS = {name: download_dataset(name, DATA_DIR) / "HR" for name in TEST_SETS}
+    TEST_FOLDERS = {name: download_dataset(name, DATA_DIR, archives=nb.archive_dir()) / "HR" for name in TEST_SETS}
     div2k_valid = DATA_DIR / "div2k" / "DIV2K_valid_HR"
     if div2k_valid.is_dir():
         TEST_FOLDERS["div2k_valid"] = div2k_valid
@@ -606,9 +615,9 @@ else:
 #
 # ### Pooling a class's votes
 #
-# Each student runs this notebook (on Colab: set `STUDY_RATER`, vote, then download
-# `study/votes_RATER.csv` from the runs folder, or keep runs on Drive with
-# `nb.use_google_drive()`), and hands in the file. The files are plain CSVs with one header
+# Each student runs this notebook (on Colab: set `STUDY_RATER` and vote; the file
+# `study/votes_RATER.csv` is in the runs folder on Drive, `MyDrive/srlab/runs/colab/`), and
+# hands in the file. The files are plain CSVs with one header
 # line, so pooling is reading them together:
 #
 # ```bash

@@ -186,18 +186,12 @@ def bench_quality(args) -> dict:
 
 
 def _make_2k_pngs(folder: Path, n: int = 8) -> Path:
-    """DIV2K-sized (2040 px wide) PNGs from the embedded photos, with mild noise so they
-    compress (and decode) like real photos rather than like smooth upscales."""
-    from .data import embedded_images
+    """DIV2K-sized (2040 px wide) PNGs: :func:`srlab.data.stand_in_photos`."""
+    from .data import stand_in_photos
     from .images import write_image
-    from .resize import imresize
 
-    rng = np.random.default_rng(0)
-    photos = list(embedded_images().values())
-    for k in range(n):
-        big = imresize(photos[k % len(photos)], size=(1356, 2040)).astype(np.int16)
-        big = np.clip(big + rng.integers(-6, 7, big.shape), 0, 255).astype(np.uint8)
-        write_image(folder / f"{k:04d}.png", big)
+    for k, photo in enumerate(stand_in_photos(n)):
+        write_image(folder / f"{k:04d}.png", photo)
     return folder
 
 

@@ -1,4 +1,5 @@
-"""Command line: ``python -m srlab {demo,evaluate,train,presets,upscale,study,download,run-notebooks,badges} ...``."""
+"""Command line: ``python -m srlab {demo,evaluate,train,presets,upscale,study,download,run-notebooks,colab-sim,
+colab-plan,badges} ...``."""
 
 from __future__ import annotations
 
@@ -61,6 +62,15 @@ def _parser() -> argparse.ArgumentParser:
     rn.add_argument("--out", default="outputs/notebooks", help="where the executed notebooks go")
     rn.add_argument("--notebooks", default="notebooks", help="folder holding 01_...ipynb to 06_...ipynb")
     rn.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+
+    cs = sub.add_parser(
+        "colab-sim", help="run the six notebooks as Colab does: a fresh runtime each, only Drive kept, a disconnect"
+    )
+    cs.add_argument("--out", help="simulation folder (default: a temporary one, deleted)")
+    cs.add_argument("--notebooks", default="notebooks", help="folder holding 01_...ipynb to 06_...ipynb")
+    cs.add_argument("--timeout", type=int, default=900, help="seconds per cell")
+    cs.add_argument("--json", help="also write the checks here")
+    sub.add_parser("colab-plan", help="the course on Colab: minutes per notebook on a T4, what Drive keeps")
 
     bd = sub.add_parser("badges", help="rewrite the repository URL in badges, setup cells and README")
     bd.add_argument("--repo", required=True, help="e.g. https://github.com/you/srlab")
@@ -411,6 +421,22 @@ def _run_notebooks(args) -> int:
     return 0
 
 
+def _colab_sim(args) -> int:
+    from .colab_sim import main as colab_sim
+
+    flags = ["--notebooks", args.notebooks, "--timeout", str(args.timeout)]
+    flags += ["--out", args.out] if args.out else []
+    flags += ["--json", args.json] if args.json else []
+    return colab_sim(flags)
+
+
+def _colab_plan(args) -> int:
+    from .notebook import colab_plan_table
+
+    print(colab_plan_table())
+    return 0
+
+
 def _badges(args) -> int:
     from .notebook import rewrite_repo_url
 
@@ -484,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
             "train": _train,
             "download": _download,
             "run-notebooks": _run_notebooks,
+            "colab-sim": _colab_sim,
+            "colab-plan": _colab_plan,
             "badges": _badges,
             "upscale": _upscale,
             "study": _study,

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EMBEDDED_IMAGES",
     "embedded_images",
+    "stand_in_photos",
     "to_rgb8",
     "load_training_images",
     "RandomPatches",
@@ -81,6 +82,21 @@ def embedded_images(names: tuple[str, ...] = EMBEDDED_IMAGES) -> dict[str, np.nd
     if unknown:
         raise ValueError(f"unknown embedded images {unknown}; available: {', '.join(EMBEDDED_IMAGES)}")
     return {name: np.ascontiguousarray(_load(name)) for name in names}
+
+
+def stand_in_photos(count: int, size: tuple[int, int] = (1356, 2040), seed: int = 0) -> list[np.ndarray]:
+    """``count`` generated photos of ``size`` (h, w; default DIV2K's 2040 px wide): the embedded photos
+    resized, with mild noise so they compress and decode like camera photos rather than like smooth
+    upscales. For benchmarks and simulations: a stand-in for data sets nothing here may download."""
+    from .resize import imresize
+
+    rng = np.random.default_rng(seed)
+    photos = list(embedded_images().values())
+    out = []
+    for k in range(count):
+        img = imresize(photos[(k + seed) % len(photos)], size=size).astype(np.int16)
+        out.append(np.clip(img + rng.integers(-6, 7, img.shape), 0, 255).astype(np.uint8))
+    return out
 
 
 # ---------------------------------------------------------------- training patches

@@ -26,9 +26,16 @@ __all__ = [
     "NOTEBOOKS",
     "in_colab",
     "choose_preset",
+    "size_preset",
     "runs_dir",
     "data_dir",
+    "archive_dir",
+    "colab_content",
+    "drive_folder",
     "use_google_drive",
+    "course_drive_bytes",
+    "colab_plan",
+    "store_windows",
     "require",
     "training_data",
     "show_markdown",
@@ -58,11 +65,23 @@ NOTEBOOKS = (
     "06_evaluation_gallery",
 )
 
-_DRIVE_RUNS = Path("/content/drive/MyDrive/srlab_runs")
-
 
 def in_colab() -> bool:
     return "google.colab" in sys.modules
+
+
+def colab_content() -> Path:
+    """Colab's working folder, ``/content``: the runtime's own disk, empty in every new runtime (each
+    notebook opened from its badge, and every reconnect after a disconnect). The Colab simulation
+    (:mod:`srlab.colab_sim`) points ``$SRLAB_COLAB_CONTENT`` at a fresh folder per notebook."""
+    return Path(os.environ.get("SRLAB_COLAB_CONTENT", "/content"))
+
+
+def drive_folder() -> Path:
+    """srlab's folder on the student's Google Drive once it is mounted: ``MyDrive/srlab``, holding
+    ``runs/`` (checkpoints, histories, figures, votes) and ``archives/`` (DIV2K and the test sets, as
+    downloaded)."""
+    return colab_content() / "drive" / "MyDrive" / "srlab"
 
 
 NO_GPU_ON_COLAB = (
@@ -125,8 +144,19 @@ def choose_preset(verbose: bool = True) -> str:
             "no GPU: minutes per stage on a CPU, offline (SRLAB_PRESET=cpu for the longer course, smoke for seconds)",
         )
     if verbose:
-        print(f"preset: {preset} ({why})")
+        sizes = size_preset(preset)
+        resized = f"; models and steps of the {sizes} preset (SRLAB_SIZES)" if sizes != preset else ""
+        print(f"preset: {preset} ({why}{resized})")
     return preset
+
+
+def size_preset(preset: str) -> str:
+    """The preset whose model sizes and step counts apply: ``$SRLAB_SIZES`` when set (the Colab
+    simulation runs ``colab`` at ``smoke`` sizes: :func:`srlab.presets.sizes_layer`), else ``preset``.
+    A notebook's own step counts per preset are looked up with it."""
+    from .presets import SIZES_ENV
+
+    return os.environ.get(SIZES_ENV) or preset
 
 
 def _repo_root() -> Path | None:
@@ -142,7 +172,7 @@ def _folder(env: str, name: str) -> Path:
     if os.environ.get(env):
         path = Path(os.environ[env])
     elif in_colab():
-        path = Path("/content") / name
+        path = colab_content() / name
     else:
         path = (_repo_root() or Path.cwd()) / name
     path.mkdir(parents=True, exist_ok=True)
@@ -151,32 +181,231 @@ def _folder(env: str, name: str) -> Path:
 
 def runs_dir() -> Path:
     """Where notebooks keep checkpoints and figures, shared by all six: ``$SRLAB_RUNS``, else
-    Google Drive when :func:`use_google_drive` was called, else ``runs/`` at the repository root
-    (``/content/runs`` on Colab)."""
+    ``MyDrive/srlab/runs`` once :func:`use_google_drive` mounted Drive, else ``runs/`` at the
+    repository root (``/content/runs`` on Colab: lost with the runtime)."""
     return _folder("SRLAB_RUNS", "runs")
 
 
 def data_dir() -> Path:
-    """Where downloads and patch stores go, apart from the runs: ``$SRLAB_DATA``, else the
-    local disk on Colab (``/content/data``: fast, and a Drive-mounted runs folder never hides
-    or slows the patch store; rebuilt by notebook 01 after a disconnect), else ``data/`` at
-    the repository root."""
+    """Where datasets are extracted and patch stores built, apart from the runs: ``$SRLAB_DATA``,
+    else the runtime's local disk on Colab (``/content/data``: fast, and memory-mapped reads over
+    Drive would be slow; rebuilt in each new runtime from the archives on Drive), else ``data/``
+    at the repository root."""
     return _folder("SRLAB_DATA", "data")
 
 
-def use_google_drive() -> Path:
-    """On Colab: mount Google Drive and keep runs there, so a disconnect loses nothing
-    (``--resume`` continues from the last checkpoint). Elsewhere: a no-op."""
+def archive_dir() -> Path:
+    """Where downloaded archives are kept: ``$SRLAB_ARCHIVES`` (on Colab :func:`use_google_drive`
+    sets it to ``MyDrive/srlab/archives``: downloaded once, for every notebook and runtime), else
+    ``archives/`` in :func:`data_dir`, as ``srlab.download.download_dataset`` keeps them by default."""
+    if os.environ.get("SRLAB_ARCHIVES"):
+        path = Path(os.environ["SRLAB_ARCHIVES"])
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return data_dir() / "archives"
+
+
+def use_google_drive(preset: str = "colab", enabled: bool = True) -> Path:
+    """Where this notebook's work outlives the runtime; returns :func:`runs_dir`.
+
+    On Colab (by default): mount Google Drive and keep the runs and the downloaded archives in
+    :func:`drive_folder`, so that the next notebook, which opens on a new, empty runtime, and this
+    one rerun after a disconnect find the checkpoints and skip the download (training resumes from
+    ``last.pt``); prints where, and the Drive space the course needs under ``preset``.
+    ``enabled=False`` keeps everything on the runtime's disk, with a warning. Elsewhere: a no-op."""
     if not in_colab():
         print("not on Colab: runs stay in", runs_dir())
         return runs_dir()
+    if not enabled:
+        print(
+            f"WARNING: runs stay on this runtime's disk ({colab_content() / 'runs'}) and are deleted with it: "
+            "the next notebook (a new runtime) will not find this one's checkpoints, and a disconnect loses "
+            "them (USE_DRIVE = True keeps them on Google Drive)"
+        )
+        return runs_dir()
+    import shutil
+
     from google.colab import drive  # type: ignore[import-not-found]
 
-    drive.mount("/content/drive")
-    _DRIVE_RUNS.mkdir(parents=True, exist_ok=True)
-    os.environ["SRLAB_RUNS"] = str(_DRIVE_RUNS)
-    print("runs are kept on Google Drive:", _DRIVE_RUNS)
-    return _DRIVE_RUNS
+    drive.mount(str(colab_content() / "drive"))
+    folder = drive_folder()
+    for name, env in (("runs", "SRLAB_RUNS"), ("archives", "SRLAB_ARCHIVES")):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        os.environ[env] = str(folder / name)
+    need, free = course_drive_bytes(preset), shutil.disk_usage(folder).free
+    print(f"Google Drive: runs in {folder / 'runs'}, downloaded archives in {folder / 'archives'} (kept)")
+    print(
+        f"the {preset} course keeps about {need / 1e9:.1f} GB there (`nb.course_drive_bytes`); "
+        f"{free / 1e9:.1f} GB free on this Drive" + ("" if free >= need else ": NOT ENOUGH, free some space first")
+    )
+    return runs_dir()
+
+
+# ---------------------------------------------------------------- the course's Colab plan
+
+# What each notebook trains under the colab preset, as its training cells call it: (run folder,
+# stage, make_config overrides). colab_plan and course_drive_bytes read it; keep it in step with the
+# notebooks (02's STEPS, 04's collapse demonstration).
+COURSE_RUNS: dict[str, tuple] = {
+    "01_data_prep": (),
+    "02_bicubic_baseline": (
+        ("srcnn", "srresnet", {"generator": {"name": "srcnn"}, "steps": 5000, "init_from": None}),
+        ("autoencoder", "srresnet", {"generator": {"name": "autoencoder"}, "steps": 5000, "init_from": None}),
+    ),
+    "03_srgan_pretrain": (("srresnet", "srresnet", {}),),
+    "04_srgan_adversarial": (
+        ("srgan", "srgan", {}),
+        ("srgan_collapse", "srgan", {"steps": 3000, "adversarial_weight": 1e-3, "lr_d": 1e-3}),
+    ),
+    "05_esrgan": (("rrdb", "rrdb", {}), ("esrgan", "esrgan", {})),
+    "06_evaluation_gallery": (),
+}
+# The data each notebook needs under colab: "div2k" = the training patch store (built in every new
+# runtime from the archives on Drive), else test sets, each extracted from its archive.
+COURSE_DATA: dict[str, tuple[str, ...]] = {
+    "01_data_prep": ("div2k",),
+    "02_bicubic_baseline": ("div2k", "set5", "set14"),
+    "03_srgan_pretrain": ("div2k", "set5"),
+    "04_srgan_adversarial": ("div2k",),
+    "05_esrgan": ("div2k",),
+    "06_evaluation_gallery": ("set5", "set14", "bsd100", "urban100"),
+}
+# Rates behind the data step's minutes. Measured here (2 cores, like a Colab runtime) with
+# `python -m srlab.bench store`: cutting a 2K PNG into the store (2 workers); decoding one 2K PNG
+# (download_dataset checks that every image decodes). Assumed, not measured: the download rate from
+# the datasets' servers and the rate of reading (and hashing) an archive on Google Drive.
+DATA_RATES = {"download_mb_s": 10.0, "drive_read_mb_s": 60.0, "store_s_per_image": 0.06, "decode_s_per_image": 0.05}
+SESSION_GPU = "t4"  # what a free Colab session gets
+
+
+def _archive_bytes(names) -> dict[str, int]:
+    """{archive file name: bytes} of the HR archives of the data sets ``names`` (shared files once)."""
+    from .download import DATASETS
+
+    out = {}
+    for name in names:
+        for entry in DATASETS[name]["archives"]:
+            if not entry["lr"]:
+                out[entry["url"].rsplit("/", 1)[-1]] = entry["size"] or entry["approx_size"]
+    return out
+
+
+def _images(names) -> int:
+    from .download import DATASETS
+
+    return sum(e["images"] for n in names for e in DATASETS[n]["archives"] if not e["lr"])
+
+
+def _course_configs(notebook: str):
+    """(run folder, TrainConfig) of each training run of ``notebook`` under colab, at colab's own sizes."""
+    from .presets import make_config
+
+    return [(run, make_config(stage, "colab", sizes=None, **kw)) for run, stage, kw in COURSE_RUNS[notebook]]
+
+
+def data_minutes(notebook: str) -> tuple[float, float]:
+    """(minutes of the data step in every new runtime, minutes the first download adds once) of
+    ``notebook`` under colab, from :data:`DATA_RATES`: read, check and extract the archives from Drive,
+    check every image decodes, cut DIV2K's training images into the store."""
+    names = COURSE_DATA[notebook]
+    archives = sum(_archive_bytes(names).values()) / 1e6
+    rates = DATA_RATES
+    each = 2 * archives / rates["drive_read_mb_s"] + _images(names) * rates["decode_s_per_image"]
+    if "div2k" in names:
+        each += 800 * rates["store_s_per_image"]
+    return each / 60, archives / rates["download_mb_s"] / 60
+
+
+def training_minutes(notebook: str) -> list[tuple[str, int, float]]:
+    """(run folder, steps, minutes on a T4 by FLOP count) of each training run of ``notebook``."""
+    from .plan import stage_minutes, step_flops
+
+    return [
+        (run, cfg.steps, stage_minutes(step_flops(cfg), cfg.steps, SESSION_GPU))
+        for run, cfg in _course_configs(notebook)
+    ]
+
+
+def drive_bytes(notebook: str) -> dict[str, int]:
+    """What ``notebook`` keeps on Google Drive under colab: {"runs/colab/RUN": bytes of last.pt and
+    best.pt, "archives/FILE": bytes}."""
+    from .plan import checkpoint_bytes
+
+    runs = {f"runs/colab/{run}": 2 * checkpoint_bytes(cfg) for run, cfg in _course_configs(notebook)}
+    return {**runs, **{f"archives/{name}": size for name, size in _archive_bytes(COURSE_DATA[notebook]).items()}}
+
+
+def course_drive_bytes(preset: str = "colab") -> int:
+    """Bytes the whole course keeps on Google Drive under ``colab`` (archives once, every run's two
+    checkpoints); under the embedded presets, the runs only (their checkpoints are small)."""
+    from .presets import EMBEDDED_PRESETS
+
+    kept = {}
+    for notebook in NOTEBOOKS:
+        kept.update(drive_bytes(notebook))
+    if preset in EMBEDDED_PRESETS:
+        return 100 * 2**20  # quick's largest run folders hold a few tens of MB
+    return sum(kept.values())
+
+
+def _minutes(m: float) -> str:
+    return "under a minute" if m < 0.5 else f"about {m:.0f} min"
+
+
+def _runs_kept(notebook: str) -> dict[str, int]:
+    return {k: v for k, v in drive_bytes(notebook).items() if k.startswith("runs/")}
+
+
+def colab_plan(notebook: str) -> str:
+    """What a notebook prints before it starts working: how long it takes on a free Colab T4 under
+    the colab preset, data step and training included, and what it keeps on Google Drive."""
+    every, first = data_minutes(notebook)
+    runs = training_minutes(notebook)
+    total = every + sum(m for _, _, m in runs)
+    lines = [f"On Colab with a T4 (colab preset) this notebook takes {_minutes(total)} (estimates):"]
+    if COURSE_DATA[notebook]:
+        store = ", cut the patch store" if "div2k" in COURSE_DATA[notebook] else ""
+        lines.append(
+            f"  data ({', '.join(COURSE_DATA[notebook])}): {_minutes(every)} in every new runtime (check and extract "
+            f"the archives kept on Drive{store}); once in the course, the download: {_minutes(first)} at an assumed "
+            f"{DATA_RATES['download_mb_s']:g} MB/s"
+        )
+    for run, steps, minutes in runs:
+        lines.append(f"  training {run}: {steps} steps, {_minutes(minutes)} (FLOP count: python -m srlab.bench plan)")
+    kept = drive_bytes(notebook)
+    lines.append(
+        "It keeps on Google Drive (MyDrive/srlab): "
+        + "; ".join(f"{path} ({size / 1e6:,.0f} MB)" for path, size in kept.items())
+        + " (archives shared by the notebooks, downloaded once)" * any(k.startswith("archives/") for k in kept)
+    )
+    return "\n".join(lines)
+
+
+def colab_plan_table() -> str:
+    """The README's Colab plan: one row per notebook (each opens on its own runtime), and what the
+    whole course keeps on Google Drive."""
+    rows = [
+        "| notebook | data, in every new runtime | training on a T4 | total | runs it keeps on Drive |",
+        "|---|---|---|---|---|",
+    ]
+    archives = {}
+    for notebook in NOTEBOOKS:
+        every, _ = data_minutes(notebook)
+        train = sum(m for _, _, m in training_minutes(notebook))
+        runs = _runs_kept(notebook)
+        kept = ", ".join(f"`{k.removeprefix('runs/colab/')}` {v / 1e6:,.0f} MB" for k, v in runs.items()) or "none"
+        train_text = _minutes(train) if COURSE_RUNS[notebook] else "none"
+        rows.append(f"| `{notebook}` | {_minutes(every)} | {train_text} | {_minutes(every + train)} | {kept} |")
+        archives.update(_archive_bytes(COURSE_DATA[notebook]))
+    download = sum(archives.values()) / 1e6 / DATA_RATES["download_mb_s"] / 60
+    rows.append("")
+    rows.append(
+        "Archives kept on Drive, downloaded once (the first notebook that needs each): "
+        + ", ".join(f"`{name}` {size / 1e9:.2f} GB" for name, size in archives.items())
+        + f"; {_minutes(download)} of downloading at an assumed {DATA_RATES['download_mb_s']:g} MB/s. "
+        f"The whole course keeps about {course_drive_bytes() / 1e9:.1f} GB on Drive (a free Drive holds 15 GB)."
+    )
+    return "\n".join(rows)
 
 
 def require(path: str | Path, notebook: str) -> Path:
@@ -187,20 +416,47 @@ def require(path: str | Path, notebook: str) -> Path:
     return path
 
 
+# The windows a patch store samples crops from (side, stride): BasicSR's 480 / 240 for DIV2K; for the
+# small embedded photos 128 / 64 (every 64 px window, quick's training patch, lies in one of them).
+STORE_WINDOWS = {"embedded": (128, 64), "div2k": (480, 240)}
+
+
+def store_windows(preset: str) -> tuple[int, int]:
+    """``(size, stride)`` of the patch store of ``preset``'s training photos (:data:`STORE_WINDOWS`)."""
+    from .presets import EMBEDDED_PRESETS
+
+    return STORE_WINDOWS["embedded" if preset in EMBEDDED_PRESETS else "div2k"]
+
+
 def training_data(data: str | Path, preset: str, verbose: bool = True) -> str | None:
-    """What the training notebooks train on: the patch store notebook 01 cut at
-    ``data/preset/patches`` (``data`` = :func:`data_dir`) when it is there (as a path string for
-    ``make_config(data=...)``), else ``None``: the embedded photos, with the validation photo
-    held out; says which. The ``colab`` preset refuses the embedded photos (run notebook 01)."""
-    from .data import is_patch_store
-    from .presets import VALIDATION_IMAGE, check_training_data
+    """What the training notebooks train on, as a path string for ``make_config(data=...)``, or None.
+
+    The patch store at ``data/preset/patches`` (``data`` = :func:`data_dir`) when this runtime has
+    one. Else, for the DIV2K presets (``colab``), it is built here, so that every notebook on a
+    fresh runtime gets its own data: DIV2K from :func:`archive_dir` (on Colab the copy on Drive,
+    downloaded only the first time, resumed after a disconnect, size and SHA-256 checked), extracted
+    onto this runtime's disk and cut into the store as notebook 01 does (resumable too). Else None:
+    the embedded photos, with the validation photo held out. Says which."""
+    from .data import extract_patches, is_patch_store
+    from .download import download_dataset
+    from .presets import DOWNLOADED_DATA_PRESETS, VALIDATION_IMAGE
 
     store = Path(data) / preset / "patches"
-    if not is_patch_store(store):
-        check_training_data(preset, None)
     if is_patch_store(store):
         if verbose:
-            print("training data: the patch store of notebook 01:", store)
+            print("training data: the patch store in this runtime:", store)
+        return str(store)
+    if preset in DOWNLOADED_DATA_PRESETS:
+        if verbose:
+            print(
+                f"training data: no patch store in this runtime yet: building it from DIV2K (archives in "
+                f"{archive_dir()}, downloaded only if missing there), as notebook 01 does"
+            )
+        div2k = download_dataset("div2k", data, archives=archive_dir(), progress=verbose)
+        size, stride = store_windows(preset)
+        extract_patches(div2k / "DIV2K_train_HR", store, size=size, stride=stride, workers=2, progress=verbose)
+        if verbose:
+            print("training data: the patch store built in this runtime:", store)
         return str(store)
     if verbose:
         print(

@@ -6,7 +6,6 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
-import pytest
 
 from srlab import notebook as nb
 from srlab.cli import main
@@ -34,8 +33,8 @@ def test_a_cpu_outside_colab_is_stated_plainly():
         assert nb.device_summary().startswith("no GPU: ")
 
 
-def test_the_training_notebooks_ask_colab_for_a_gpu():
-    for name in ("03_srgan_pretrain", "04_srgan_adversarial", "05_esrgan", "06_evaluation_gallery"):
+def test_every_notebook_asks_colab_for_a_gpu():
+    for name in nb.NOTEBOOKS:  # all six: they agree on the preset (colab) and so on its folders
         metadata = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())["metadata"]
         assert metadata["accelerator"] == "GPU" and metadata["colab"]["gpuType"] == "T4", name
 
@@ -49,10 +48,9 @@ def test_data_dir_is_the_local_disk_on_colab_and_srlab_data_overrides(tmp_path, 
     assert nb.data_dir() == tmp_path / "fast" and nb.runs_dir() == tmp_path / "drive"
 
 
-def test_colab_refuses_the_embedded_photos_and_names_notebook_01(tmp_path):
-    with pytest.raises(ValueError, match="01_data_prep"):
-        nb.training_data(tmp_path, "colab", verbose=False)
-    assert nb.training_data(tmp_path, "quick", verbose=False) is None  # the CPU presets fall back
+def test_the_cpu_presets_fall_back_on_the_embedded_photos(tmp_path):
+    # (colab never does: it builds DIV2K's store, tests/test_colab_runtime.py)
+    assert nb.training_data(tmp_path, "quick", verbose=False) is None
 
 
 def test_colab_trains_from_notebook_01s_store_under_data_dir(tmp_path):
