@@ -270,11 +270,13 @@ COURSE_DATA: dict[str, tuple[str, ...]] = {
     "05_esrgan": ("div2k",),
     "06_evaluation_gallery": ("set5", "set14", "bsd100", "urban100"),
 }
-# Rates behind the data step's minutes. Measured here (2 cores, like a Colab runtime) with
-# `python -m srlab.bench store`: cutting a 2K PNG into the store (2 workers); decoding one 2K PNG
-# (download_dataset checks that every image decodes). Assumed, not measured: the download rate from
-# the datasets' servers and the rate of reading (and hashing) an archive on Google Drive.
-DATA_RATES = {"download_mb_s": 10.0, "drive_read_mb_s": 60.0, "store_s_per_image": 0.06, "decode_s_per_image": 0.05}
+# Rates behind the data step's minutes. Measured here, on 2 cores like a Colab runtime's:
+# `python -m srlab.bench store --images 32` (0.080 s per 2K image cut into the store by 2 workers,
+# once they have started), and decoding one 2K PNG with srlab.images.read_image (0.042 s;
+# download_dataset checks that every image decodes). Assumed, not measured: the download rate from
+# the datasets' servers, and the rate of reading an archive on Google Drive (read twice: its
+# SHA-256 is checked, then it is extracted).
+DATA_RATES = {"download_mb_s": 10.0, "drive_read_mb_s": 60.0, "store_s_per_image": 0.08, "decode_s_per_image": 0.045}
 SESSION_GPU = "t4"  # what a free Colab session gets
 
 

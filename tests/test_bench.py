@@ -206,4 +206,8 @@ def test_bench_store_reports_the_store_against_the_old_layout(tmp_path, capsys):
     assert report["div2k_estimate"]["megapixels"] == pytest.approx(800 * pixels / 1e6)
     assert report["div2k_estimate"]["store_bytes"] == pytest.approx(800 * report["store_bytes"])
     assert report["div2k_estimate"]["old_layout_bytes"] == pytest.approx(800 * 40 * 480 * 480 * 3)
+    assert report["div2k_estimate"]["seconds"] == pytest.approx(
+        report["start_seconds"] + 800 * report["seconds_per_image"]
+    )
+    assert report["start_seconds"] + report["seconds_per_image"] == pytest.approx(report["seconds"])
     assert "estimated as 800 x the stand-in's mean" in capsys.readouterr().out
