@@ -4,8 +4,9 @@ The notebooks stay short because this module holds the plumbing:
 
     from srlab import notebook as nb
     PRESET = nb.choose_preset()          # SRLAB_PRESET, else colab on a GPU, else quick
-    RUNS = nb.runs_dir()                 # where checkpoints and figures go (Drive, on Colab if asked)
-    DATA = nb.training_data(nb.data_dir(), PRESET)  # notebook 01's patch store, else the embedded photos
+    RUNS = nb.use_google_drive(PRESET)   # on Colab: Drive mounted, runs and archives kept there
+    print(nb.colab_plan("03_srgan_pretrain"))  # minutes on a Colab T4, what Drive keeps
+    DATA = nb.training_data(nb.data_dir(), PRESET)  # this runtime's patch store, built when missing
     nb.require(RUNS / "cpu/srresnet/best.pt", "03_srgan_pretrain")
     nb.show_markdown(table)              # a Markdown table, rendered in a notebook
     nb.psnr_versus("SRCNN", 8.41, "bicubic", 27.29)  # "SRCNN: 8.41 dB, 18.88 dB below bicubic (27.29 dB)"
@@ -314,7 +315,7 @@ def data_minutes(notebook: str) -> tuple[float, float]:
     rates = DATA_RATES
     each = 2 * archives / rates["drive_read_mb_s"] + _images(names) * rates["decode_s_per_image"]
     if "div2k" in names:
-        each += 800 * rates["store_s_per_image"]
+        each += 800 * rates["store_s_per_image"]  # DIV2K's 800 training images
     return each / 60, archives / rates["download_mb_s"] / 60
 
 
@@ -342,11 +343,11 @@ def course_drive_bytes(preset: str = "colab") -> int:
     checkpoints); under the embedded presets, the runs only (their checkpoints are small)."""
     from .presets import EMBEDDED_PRESETS
 
-    kept = {}
-    for notebook in NOTEBOOKS:
-        kept.update(drive_bytes(notebook))
     if preset in EMBEDDED_PRESETS:
         return 100 * 2**20  # quick's largest run folders hold a few tens of MB
+    kept = {}  # archives shared by several notebooks are counted once
+    for notebook in NOTEBOOKS:
+        kept.update(drive_bytes(notebook))
     return sum(kept.values())
 
 
