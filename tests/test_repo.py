@@ -31,10 +31,15 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert "set -euo pipefail" in ci  # a failing test fails CI
 
 
-@pytest.mark.parametrize("failing", ["pytest", "nbmake", "ruff", None])
+# .ci/run's steps in order; "colab-" ones run in the Colab-versions venv (requirements-colab.txt)
+CI_STEPS = ["pip", "pytest", "nbmake", "ruff", "ruff", "colab-pip", "colab-pytest", "colab-nbmake"]
+
+
+@pytest.mark.parametrize("failing", ["pip", "pytest", "nbmake", "ruff", "python3.13", *CI_STEPS[5:], None])
 def test_ci_fails_when_any_step_fails(tmp_path, failing):
-    """.ci/run with stand-ins for python3, pip, python and ruff on PATH, one of them failing: CI must
-    exit non-zero. (`set -e` alone let a failing `python -m pytest` inside the && line through.)"""
+    """.ci/run with stand-ins for python3, python3.13, pip, python and ruff on PATH, one of them failing
+    (python3.13: missing): CI must exit non-zero. (`set -e` alone let a failing `python -m pytest`
+    inside the && line through.)"""
     import os
     import shutil
     import subprocess
@@ -44,23 +49,30 @@ def test_ci_fails_when_any_step_fails(tmp_path, failing):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     ran = tmp_path / "ran.txt"
+    log = f'step="${{STANDIN_VENV:-}}$step"\necho "$step" >> {ran}\n[ "$step" != "{failing}" ]'
     stand_ins = {
         "python3": "mkdir -p .venv/bin && touch .venv/bin/activate",
-        "pip": "true",
+        # the Colab venv's activate marks the steps run in it
+        "python3.13": '[ "$1" != -m ] || { mkdir -p "$3/bin" && echo "export STANDIN_VENV=colab-" >$3/bin/activate; }',
+        "pip": f"step=pip\n{log}",
         "chromium": "true",
-        "python": f'case "$*" in *--nbmake*) step=nbmake;; *pytest*) step=pytest;; *) step=other;; esac\n'
-        f'echo $step >> {ran}\n[ "$step" != "{failing}" ]',
-        "ruff": f'echo ruff >> {ran}\n[ ruff != "{failing}" ]',
+        "python": f'case "$*" in *--nbmake*) step=nbmake;; *pytest*) step=pytest;; *) step=other;; esac\n{log}',
+        "ruff": f"step=ruff\n{log}",
     }
+    if failing == "python3.13":
+        del stand_ins["python3.13"]
     for name, body in stand_ins.items():
         (bin_dir / name).write_text("#!/bin/bash\n" + body + "\n")
         (bin_dir / name).chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    # no pyenv: the stand-in is the only Python 3.13 that .ci/run can find
+    env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin", "PYENV_ROOT": str(tmp_path / "no-pyenv")}
     result = subprocess.run(["bash", str(tmp_path / ".ci" / "run")], env=env, capture_output=True, text=True)
     assert (result.returncode != 0) == (failing is not None), result.stderr
-    runs = ["pytest", "nbmake", "ruff", "ruff"]  # ruff check, then ruff format --check
-    expected = {"pytest": runs[:1], "nbmake": runs[:2], "ruff": runs[:3], None: runs}[failing]
-    assert ran.read_text().split() == expected  # nothing runs after the failing step
+    # nothing runs after the failing step (ruff: `ruff check`, the first of the two)
+    done = {"ruff": 4, "python3.13": 5, None: len(CI_STEPS)}.get(failing) or CI_STEPS.index(failing) + 1
+    assert ran.read_text().split() == CI_STEPS[:done]
+    if failing is None:
+        assert "ci: the Colab-versions step took" in result.stdout
 
 
 def test_requirements_pin_local_torch_but_package_does_not():
