@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import weakref
 from contextlib import contextmanager
 
 import torch
@@ -132,9 +133,23 @@ def process_group(device: str | None):
     try:
         yield (DistributedTrainer if _active() else Trainer), device
     except BaseException:
+        _unwrap_trainers()
         finish(started, wait=False)
         raise
+    _unwrap_trainers()
     finish(started)
+
+
+_TRAINERS = weakref.WeakSet()  # this process's DistributedTrainers, unwrapped before their group ends
+
+
+def _unwrap_trainers() -> None:
+    """Drop every DistributedDataParallel wrapper while the process group still exists. A DDP
+    that outlived :func:`finish` ended the group from its Reducer with the GIL held, waiting for
+    a Gloo thread that needed the GIL to free a finished collective's tensors: rank 1 hung at
+    exit (torch 2.11, Colab's: 2 of 12 two-process runs on a loaded CPU; 0 of 12 with 2.14)."""
+    for trainer in list(_TRAINERS):
+        trainer.unwrap()
 
 
 def _on_main(method):
@@ -171,6 +186,16 @@ class DistributedTrainer(Trainer):
             self.adversary.net = self._sync_bn(self.adversary.net)
             self.adversary.critic = wrap(self.adversary.net, self.device)
             self.adversary.gather = gather_batch
+        _TRAINERS.add(self)
+
+    def unwrap(self) -> None:
+        """G and the critic without their DistributedDataParallel wrappers (training is over)."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        if isinstance(self.G, DistributedDataParallel):
+            self.G = self.G.module
+        if self.adversary is not None and isinstance(self.adversary.critic, DistributedDataParallel):
+            self.adversary.critic = self.adversary.net
 
     def _sync_bn(self, model):
         return sync_batchnorm(model, self.device) if self.cfg.sync_bn else model
