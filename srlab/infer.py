@@ -22,6 +22,7 @@ clean); 8-bit stays 8-bit and 16-bit stays 16-bit.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import write_error
-from .images import ImageReadError, list_images, read_image, to_image, to_tensor, write_image
+from .images import ImageReadError, check_depth, list_images, read_image, to_image, to_tensor, write_image
 from .resize import imresize
 
 __all__ = ["upscale", "upscale_files", "collect_inputs", "tile_windows", "model_scale", "half_dtype"]
@@ -270,10 +271,13 @@ def upscale_files(
     progress: bool = True,
     **kwargs,
 ) -> dict[str, list]:
-    """Upscale every input image into ``out_dir`` (same file name and format, plus ``suffix``).
+    """Upscale every input image into ``out_dir`` (same file name and format, plus ``suffix``;
+    a GIF's output is a PNG, as a GIF's 256 colours would undo the upscaling).
 
-    An unreadable input is reported and skipped; an existing output is skipped unless
-    ``force``. An output that cannot be written (a full disk) stops the batch with a
+    An unreadable input is reported and skipped, and so is one whose output cannot be written
+    (16-bit pixels in a file named ``.jpg``, a name longer than the file system allows), before
+    it is upscaled; an existing output is skipped unless ``force``. An output that cannot be
+    written for want of space stops the batch with a
     :class:`~srlab.checkpoint.WriteError` that says how far it got; no partial file is left.
     Returns ``{"written": [...], "skipped": [...], "failed": [(path, reason), ...]}``.
     ``kwargs`` go to :func:`upscale` (tile, tile_overlap, device, half).
@@ -288,6 +292,10 @@ def upscale_files(
     for index, path in enumerate(bar):
         bar.set_postfix_str(path.name)
         dest = _destination(path, out_dir, suffix)
+        too_long = _name_too_long(dest)
+        if too_long:  # checked first: dest.exists() would raise
+            _failed(report, path, too_long)
+            continue
         if dest in report["written"] or dest.resolve() == path.resolve():
             why = "another input has the same name" if dest in report["written"] else "it would overwrite its input"
             tqdm.write(f"failed {path}: {why} (use another output folder or --suffix)")
@@ -299,23 +307,69 @@ def upscale_files(
             continue
         try:
             image = read_image(path)
-        except (ImageReadError, OSError) as err:
-            tqdm.write(f"failed: {err}" if str(path) in str(err) else f"failed {path}: {err}")  # named once
-            report["failed"].append((path, str(err)))
+            _check_depth(dest, image)
+        except (ImageReadError, _Unwritable, OSError) as err:
+            _failed(report, path, err)
             continue
         result = upscale(image, model, **kwargs)
         try:
             write_image(dest, result)
-        except OSError as err:  # write_image has removed its partial file
-            bar.close()
-            raise write_error(err, dest, _where_it_stopped(report, files[index + 1 :])) from None
+        except (ValueError, OSError) as err:  # write_image has removed its partial file
+            if isinstance(err, OSError) and err.errno != errno.ENAMETOOLONG:  # a full disk: the others would fail too
+                bar.close()
+                raise write_error(err, dest, _where_it_stopped(report, files[index + 1 :])) from None
+            _failed(report, path, err)  # an encoder that refuses this image, a name too long: this file only
+            continue
         report["written"].append(dest)
     return report
 
 
+def _failed(report: dict, path: Path, why) -> None:
+    """Report ``path`` as failed in one line that names it once, and record why (an error or words)."""
+    tqdm.write(f"failed: {why}" if str(path) in str(why) else f"failed {path}: {why}")
+    report["failed"].append((path, str(why)))
+
+
+class _Unwritable(ValueError):
+    """An output that cannot be written, found before its input is upscaled."""
+
+
+def _check_depth(dest: Path, image: np.ndarray) -> None:
+    """_Unwritable when ``dest``'s format cannot hold ``image``'s depth (a 16-bit PNG named .jpg)."""
+    try:
+        check_depth(dest, image.dtype)
+    except ValueError:
+        raise _Unwritable(
+            f"its pixels are 16-bit, which {dest.suffix} cannot hold: rename it .png if it is a PNG, or "
+            "convert it to 8 bits, and run again"
+        ) from None
+
+
+def _name_too_long(dest: Path) -> str | None:
+    """Why ``dest``'s name cannot be made in its folder (longer than its file system allows), or None."""
+    limit, size = _name_max(dest.parent), len(dest.name.encode())
+    if size <= limit:
+        return None
+    return (
+        f"the output name is {size} bytes, more than the {limit} the file system allows: rename the input "
+        "or use a shorter --suffix"
+    )
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) allowed in ``folder`` or, not made yet, its nearest parent."""
+    for existing in (folder, *folder.parents):
+        if existing.is_dir():
+            with contextlib.suppress(OSError, ValueError):
+                return os.pathconf(existing, "PC_NAME_MAX")
+            break
+    return 255
+
+
 def _destination(path: Path, out_dir: Path, suffix: str) -> Path:
-    """Where the upscaled ``path`` goes: same name and format in ``out_dir``, plus ``suffix``."""
-    return out_dir / f"{path.stem}{suffix}{path.suffix}"
+    """Where the upscaled ``path`` goes: same name and format in ``out_dir``, plus ``suffix``
+    (a GIF as PNG)."""
+    return out_dir / f"{path.stem}{suffix}{'.png' if path.suffix.lower() == '.gif' else path.suffix}"
 
 
 def _without_own_outputs(files: list[Path], out_dir: Path, suffix: str) -> list[Path]:
