@@ -3,13 +3,15 @@
 Three layers, each usable alone:
 
 * ``download_file``: one URL to one file, resumed with an HTTP ``Range`` request after a
-  dropped connection, checked against a size and sha256 when they are known, and never
-  larger than a cap (an answer that never ends must not fill the disk);
+  dropped connection or a server that trickled too slowly, checked against a size and sha256
+  when they are known, and never larger than a cap (an answer that never ends must not fill
+  the disk);
 * ``extract_archive``: a zip or tar unpacked only after every entry is checked (no
   absolute paths, no ``..``, no links leaving the folder; tar members also go through
   tarfile's own ``data`` extraction filter where Python has it; total size, compression
-  ratio and entry count under caps), into a temporary folder that is moved into place only
-  once the whole archive came out;
+  ratio and entry count under caps, and so are the bytes a compressed tar inflates to and the
+  entries read while it is only being listed), into a temporary folder that is moved into
+  place only once the whole archive came out;
 * ``download_dataset``: a name from ``DATASETS`` to a verified folder of images, with a
   ``.complete`` marker so a second call does nothing.
 
@@ -26,14 +28,18 @@ set extracts only its own folder, e.g. ``benchmark/Set5/HR`` -> ``to/set5/HR``.
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import gzip
 import hashlib
+import io
 import json
 import lzma
 import os
 import posixpath
 import re
 import shutil
+import struct
 import tarfile
 import time
 import urllib.error
@@ -240,6 +246,15 @@ FETCH_RETRIES = 3
 FETCH_BACKOFF = 1.0
 _sleep = time.sleep  # the backoff's wait; tests replace it
 
+# A server that trickles (sends, but too slowly to ever finish) is given up on when fewer than
+# MIN_DOWNLOAD_RATE bytes per second arrived over the last STALL_WINDOW seconds (download_file's
+# min_rate and stall_window); the part file is kept, so the next run resumes. At 10 KiB/s the
+# smallest archive in the table (31 MB) takes an hour, DIV2K's training HR zip four days; a
+# server that sends nothing at all hits the socket's timeout instead.
+MIN_DOWNLOAD_RATE = 10 * 1024
+STALL_WINDOW = 60.0
+_clock = time.monotonic  # the stall check's clock
+
 
 class _Cap(NamedTuple):
     """The most bytes a download may have, and what set that number (named in errors)."""
@@ -260,6 +275,8 @@ def download_file(
     max_size: int | None = None,
     retries: int | None = None,
     backoff: float | None = None,
+    min_rate: float | None = None,
+    stall_window: float | None = None,
 ) -> Path:
     """Download ``url`` to ``dest``, resuming an earlier partial download.
 
@@ -272,13 +289,19 @@ def download_file(
     a server announcing or sending more gets its part file deleted and a DownloadError.
     ``retries`` and ``backoff`` (default FETCH_RETRIES, FETCH_BACKOFF): how often, and after
     which waits, a server answering the wrong byte range is asked again.
+    ``min_rate`` and ``stall_window`` (default MIN_DOWNLOAD_RATE, STALL_WINDOW): a server sending
+    fewer bytes per second than that over that many seconds raises DownloadError, keeping the
+    part file to resume from. A folder that cannot be written (read-only, full) raises
+    checkpoint's WriteError, a ValueError too, naming it.
     """
     dest = Path(dest)
-    if dest.exists():
-        if _matches(dest, expected_size, sha256):
-            return dest
-        dest.unlink()  # stale or damaged: fetch it again
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and _matches(dest, expected_size, sha256):
+        return dest
+    try:
+        dest.unlink(missing_ok=True)  # stale or damaged: fetch it again
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _write_error(err, dest.parent, "; choose a folder you can write to (download --to)") from None
     part = dest.with_name(dest.name + ".part")
     if expected_size is not None:
         cap = _Cap(expected_size, "its expected size", exact=True)
@@ -290,23 +313,51 @@ def download_file(
     if expected_size is None or offset < expected_size:
         retries = FETCH_RETRIES if retries is None else retries
         backoff = FETCH_BACKOFF if backoff is None else backoff
-        _fetch(url, part, offset, cap, progress, chunk, timeout, retries, backoff)
+        pace = _Pace(
+            MIN_DOWNLOAD_RATE if min_rate is None else min_rate, STALL_WINDOW if stall_window is None else stall_window
+        )
+        _fetch(url, part, offset, cap, _Transfer(progress, chunk, timeout, pace), retries, backoff)
     _verify(part, url, expected_size, sha256)
     os.replace(part, dest)  # atomic: dest is either absent or complete
     return dest
 
 
-def _fetch(
-    url: str,
-    part: Path,
-    offset: int,
-    cap: _Cap,
-    progress: bool,
-    chunk: int,
-    timeout: float,
-    retries: int,
-    backoff: float,
-) -> None:
+class _Pace:
+    """Watches a transfer's rate: fewer than ``min_rate`` bytes per second over a ``window`` of
+    seconds means the server trickles, and waiting longer would look like a hang."""
+
+    def __init__(self, min_rate: float, window: float):
+        self.min_rate, self.window = min_rate, window
+        self.since, self.mark = _clock(), 0
+
+    def start(self, received: int) -> None:
+        self.since, self.mark = _clock(), received
+
+    def too_slow(self, received: int) -> str:
+        """What was too slow, or an empty string while the rate is fine (then a new window starts)."""
+        elapsed = _clock() - self.since
+        if elapsed < self.window:
+            return ""
+        got = received - self.mark
+        if got < self.min_rate * elapsed:
+            return (
+                f"only {got:,} bytes in the last {elapsed:.1f} s, under the minimum of "
+                f"{self.min_rate:,.0f} bytes/s (min_rate, stall_window)"
+            )
+        self.start(received)
+        return ""
+
+
+class _Transfer(NamedTuple):
+    """How to move the bytes: download_file's progress, chunk, timeout, and the rate watch."""
+
+    progress: bool
+    chunk: int
+    timeout: float
+    pace: _Pace
+
+
+def _fetch(url: str, part: Path, offset: int, cap: _Cap, how: _Transfer, retries: int, backoff: float) -> None:
     """Append the bytes from ``offset`` on to ``part``; DownloadError if the transfer stops short.
 
     An answer for another range than asked (a 206 starting elsewhere, a 416 for a file of
@@ -315,7 +366,7 @@ def _fetch(
     that, ... in between: a server that always answers so is not asked forever.
     """
     tries = 0
-    while (wrong := _fetch_once(url, part, offset, cap, progress, chunk, timeout)) is not None:
+    while (wrong := _fetch_once(url, part, offset, cap, how)) is not None:
         if offset == 0:  # no stale part to blame: the same request went wrong again
             if tries == retries:
                 raise DownloadError(
@@ -327,14 +378,14 @@ def _fetch(
         offset = 0
 
 
-def _fetch_once(url: str, part: Path, offset: int, cap: _Cap, progress: bool, chunk: int, timeout: float) -> str | None:
+def _fetch_once(url: str, part: Path, offset: int, cap: _Cap, how: _Transfer) -> str | None:
     """One request for the bytes from ``offset`` on: None when done, else what was wrong
     with the answer (a range other than asked), after which the caller starts over."""
     request = urllib.request.Request(url, headers={"User-Agent": "srlab-download"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
     try:
-        response = urllib.request.build_opener(_HttpRedirectsOnly).open(request, timeout=timeout)
+        response = urllib.request.build_opener(_HttpRedirectsOnly).open(request, timeout=how.timeout)
     except urllib.error.HTTPError as err:
         if err.code == 416 and offset:  # nothing after offset: complete, or from another file
             if _content_range_total(err.headers.get("Content-Range", "")) == offset:
@@ -349,7 +400,7 @@ def _fetch_once(url: str, part: Path, offset: int, cap: _Cap, progress: bool, ch
             return f"Content-Range {response.headers.get('Content-Range')!r} to a request from byte {offset}"
         if total is not None and total > cap.limit:
             raise _too_big(url, part, cap, f"announces {total:,} bytes, more than")
-        received = _stream(response, part, start, total, cap, url, progress, chunk)
+        received = _stream(response, part, start, total, cap, url, how)
     if total is not None and received < total:
         raise DownloadError(
             f"download of {url} stopped after {received} of {total} bytes (connection "
@@ -394,12 +445,10 @@ def _content_range_total(header: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _stream(
-    response, part: Path, start: int, total: int | None, cap: _Cap, url: str, progress: bool, chunk: int
-) -> int:
-    """Copy the response body into ``part`` from byte ``start``; returns the bytes now in it.
-    Bytes past ``cap`` delete ``part`` and raise DownloadError."""
-    received = start
+def _stream(response, part: Path, start: int, total: int | None, cap: _Cap, url: str, how: _Transfer) -> int:
+    """Copy the response body into ``part`` from byte ``start``, with a progress bar; returns the
+    bytes now in it. Bytes past ``cap`` delete ``part``; a broken, trickling or unwritable
+    transfer keeps it to resume from. Both raise (DownloadError; WriteError for the disk)."""
     bar = tqdm(
         total=total or (cap.limit if cap.exact else None),
         initial=start,
@@ -407,26 +456,54 @@ def _stream(
         unit_scale=True,
         unit_divisor=1024,
         desc=_file_name(url) or url,
-        disable=not progress,
+        disable=not how.progress,
         leave=False,
     )
-    with open(part, "ab" if start else "wb") as out, bar:
-        while True:
-            try:
-                block = response.read(chunk)
-            except (OSError, HTTPException) as err:
-                raise DownloadError(
-                    f"download of {url} broke off after {received} bytes ({err}); "
-                    f"{part} keeps them, so running again resumes from there"
-                ) from err
-            if not block:
-                return received
-            if received + len(block) > cap.limit:
-                break
-            out.write(block)
-            received += len(block)
-            bar.update(len(block))
-    raise _too_big(url, part, cap, "sent more than")
+    try:
+        with open(part, "ab" if start else "wb") as out, bar:
+            return _copy_body(response, out, part, start, cap, url, how, bar)
+    except OSError as err:  # writing the part file: a full disk, a read-only folder
+        raise _write_error(err, part, _resume_hint(part, "free some space there or use another folder")) from None
+
+
+def _copy_body(response, out: IO[bytes], part: Path, start: int, cap: _Cap, url: str, how: _Transfer, bar) -> int:
+    """The loop of _stream. ``read1`` returns what has arrived (``read`` would wait for a whole
+    chunk), so the bar moves and the rate is checked however slowly the bytes come."""
+    received = start
+    how.pace.start(start)
+    while True:
+        try:
+            block = response.read1(how.chunk)
+        except (OSError, HTTPException) as err:
+            out.flush()  # so that the hint counts every byte received
+            hint = _resume_hint(part)
+            raise DownloadError(f"download of {url} broke off after {received} bytes ({err}){hint}") from err
+        if not block:
+            return received
+        if received + len(block) > cap.limit:
+            raise _too_big(url, part, cap, "sent more than")
+        out.write(block)
+        received += len(block)
+        bar.update(len(block))
+        if slow := how.pace.too_slow(received):
+            out.flush()
+            hint = _resume_hint(part, "try again later, or use another mirror (--base-url)")
+            raise DownloadError(f"download of {url} is too slow: {slow}{hint}")
+
+
+def _resume_hint(part: Path, then: str = "") -> str:
+    """``then`` (what to do), and that ``part`` keeps its bytes to resume from, when it has any."""
+    size = part.stat().st_size if part.is_file() else 0
+    kept = f"{part} keeps the {size:,} bytes received, so running again resumes from there" if size else ""
+    return "".join(f"; {text}" for text in (then, kept) if text)
+
+
+def _write_error(err: OSError, path: Path, after: str) -> OSError:
+    """checkpoint's WriteError for ``err`` while writing ``path``: one line naming it, saying
+    whether the disk is full (imported here: checkpoint needs torch, downloads do not)."""
+    from .checkpoint import write_error
+
+    return write_error(err, path, after)
 
 
 def _too_big(url: str, part: Path, cap: _Cap, what: str) -> DownloadError:
@@ -488,8 +565,36 @@ MAX_EXTRACT_BYTES = 32 * 2**30
 MAX_EXTRACT_RATIO = 100
 MAX_EXTRACT_ENTRIES = 10_000
 
+# Caps on reading an archive, whatever part of it is extracted. Listing a compressed tar inflates
+# all of it, so max_bytes and max_ratio also bound the bytes inflated while reading (counted as
+# they come, seeks included: an 11 kB bz2 file inflates to 10 GB). Every entry read counts
+# against MAX_ARCHIVE_ENTRIES (extract_archive's max_archive_entries): zipfile and tarfile keep
+# an object per entry. Not MAX_EXTRACT_ENTRIES: Flickr2K.tar holds about 18,600 entries (its HR
+# folder and six LR ones), of which one folder is extracted. A zip's central directory may take
+# ZIP_DIRECTORY_BYTES per entry allowed; its records are counted before zipfile parses them.
+MAX_ARCHIVE_ENTRIES = 50_000
+ZIP_DIRECTORY_BYTES = 1024
+
 # What a damaged zip, tar, gzip or xz stream raises while being read.
 _CORRUPT = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
+
+
+class _Caps(NamedTuple):
+    """extract_archive's caps, None arguments replaced by the module's constants at call time."""
+
+    bytes: int
+    ratio: float
+    entries: int
+    archive_entries: int
+
+    @classmethod
+    def of(cls, max_bytes, max_ratio, max_entries, max_archive_entries) -> _Caps:
+        return cls(
+            MAX_EXTRACT_BYTES if max_bytes is None else max_bytes,
+            MAX_EXTRACT_RATIO if max_ratio is None else max_ratio,
+            MAX_EXTRACT_ENTRIES if max_entries is None else max_entries,
+            MAX_ARCHIVE_ENTRIES if max_archive_entries is None else max_archive_entries,
+        )
 
 
 @dataclass
@@ -512,6 +617,7 @@ def extract_archive(
     max_bytes: int | None = None,
     max_ratio: float | None = None,
     max_entries: int | None = None,
+    max_archive_entries: int | None = None,
 ) -> list[Path]:
     """Safely extract a .zip, .tar, .tar.gz or .tgz into ``dest``; returns the extracted files.
 
@@ -520,7 +626,8 @@ def extract_archive(
     meet tarfile's own ``data`` filter first, where Python has it: ``_data_filter``). Extraction
     goes to ``dest.parent/.tmp-<name>`` and replaces ``dest`` only when the whole archive came
     out, so a corrupt or truncated archive (CorruptArchiveError, a DownloadError) leaves
-    ``dest`` as it was and no temporary folder behind.
+    ``dest`` as it was and no temporary folder behind; so does a folder that cannot be written
+    (read-only, full: checkpoint's WriteError, a ValueError too).
 
     ``subfolder``: extract only this folder of the archive, its contents landing directly in
     ``dest`` (one test set out of benchmark.tar).
@@ -528,42 +635,213 @@ def extract_archive(
     ``max_bytes``, ``max_ratio``, ``max_entries`` (default MAX_EXTRACT_BYTES, MAX_EXTRACT_RATIO,
     MAX_EXTRACT_ENTRIES): what is extracted may total no more bytes, no more times the archive's
     own size, and no more entries, or nothing is and UnsafeArchiveError says which cap it passed.
+    ``max_bytes`` and ``max_ratio`` also bound what a compressed tar inflates to while it is
+    read, and ``max_archive_entries`` (default MAX_ARCHIVE_ENTRIES) the entries read in all:
+    reading stops as soon as one is passed.
     """
     archive, dest = Path(archive), Path(dest)
+    caps = _Caps.of(max_bytes, max_ratio, max_entries, max_archive_entries)
     tmp = dest.parent / (".tmp-" + dest.name)
     try:
-        with _open_archive(archive) as handle:
-            shutil.rmtree(tmp, ignore_errors=True)  # leftovers of an interrupted run
-            tmp.mkdir(parents=True)  # empty: tarfile's filter judges paths against it, untouched by old links
-            entries = _list_entries(handle, tmp)
+        with _open_archive(archive, caps) as handle:
+            with _writing(dest):
+                shutil.rmtree(tmp, ignore_errors=True)  # leftovers of an interrupted run
+                tmp.mkdir(parents=True)  # empty: tarfile's filter judges paths against it, untouched by old links
+            entries = _list_entries(handle, tmp, caps, archive)
             _check_links(entries)  # a hostile archive is refused whole, even outside subfolder
             selected = _select(entries, subfolder, archive)
             _check_links(selected)  # links must stay inside dest once the prefix is gone
-            _check_caps(selected, archive, max_bytes, max_ratio, max_entries)
-            written = _write_entries(selected, tmp, progress, archive.name)
+            _check_caps(selected, archive, caps)
+            if isinstance(getattr(handle, "fileobj", None), _Inflated):
+                handle.fileobj.new_pass()  # writing reads the stream once more, under the same cap
+            with _writing(dest):
+                written = _write_entries(selected, tmp, progress, archive.name)
+        with _writing(dest):
+            if dest.exists():
+                shutil.rmtree(dest)  # replaced only now that the new copy is complete
+            os.replace(tmp, dest)
     except _CORRUPT as err:
         shutil.rmtree(tmp, ignore_errors=True)
         raise CorruptArchiveError(f"corrupt or truncated archive {archive}: {type(err).__name__}: {err}") from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if dest.exists():
-        shutil.rmtree(dest)  # replaced only now that the new copy is complete
-    os.replace(tmp, dest)
     return [dest.joinpath(*parts) for parts in written]
 
 
-def _open_archive(archive: Path):
+@contextlib.contextmanager
+def _writing(dest: Path):
+    """An OSError writing the extraction of ``dest`` (read-only or full disk) as checkpoint's
+    WriteError: one line naming ``dest`` and what to do."""
+    try:
+        yield
+    except OSError as err:
+        if isinstance(err, _CORRUPT):  # gzip.BadGzipFile is an OSError, about the archive
+            raise
+        raise _write_error(
+            err, dest, f"; nothing was extracted ({dest} is as it was): free some space there or choose another folder"
+        ) from None
+
+
+@contextlib.contextmanager
+def _open_archive(archive: Path, caps: _Caps):
+    """The archive open for reading: a ZipFile, or a TarFile over the file or, for a gzip, bz2
+    or xz one, over an _Inflated stream that counts what it inflates."""
     name = archive.name.lower()
     if name.endswith(".zip"):
-        return zipfile.ZipFile(archive)
-    if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
-        return tarfile.open(archive, "r:*")
-    raise DownloadError(f"{archive}: unsupported archive type (expected .zip, .tar, .tar.gz or .tgz)")
+        _check_zip_directory(archive, caps.archive_entries)
+        with zipfile.ZipFile(archive) as zf:
+            yield zf
+    elif name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        with open(archive, "rb") as raw, _tar_stream(raw, archive, caps) as stream:
+            with tarfile.open(fileobj=stream, mode="r:") as tf:  # "r:": tarfile inflates nothing itself
+                yield tf
+    else:
+        raise DownloadError(f"{archive}: unsupported archive type (expected .zip, .tar, .tar.gz or .tgz)")
 
 
-def _list_entries(handle, root: Path) -> list[_Entry]:
-    return _zip_entries(handle) if isinstance(handle, zipfile.ZipFile) else _tar_entries(handle, root)
+# The compressions a tar may have (tarfile's "r:*" reads these), by the magic bytes they start with.
+_COMPRESSIONS = {
+    b"\x1f\x8b": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
+    b"BZh": bz2.BZ2File,
+    b"\xfd7zXZ\x00": lzma.LZMAFile,
+}
+
+
+def _tar_stream(raw: IO[bytes], archive: Path, caps: _Caps):
+    """``raw`` itself for a plain tar (it holds no more bytes than the file), else its inflated
+    stream, counted against the caps whatever the file is named (bz2 data in ``benchmark.tar``)."""
+    head = raw.read(6)
+    raw.seek(0)
+    for magic, inflate in _COMPRESSIONS.items():
+        if head.startswith(magic):
+            return _Inflated(inflate(raw), _read_cap(archive, caps))
+    return contextlib.nullcontext(raw)
+
+
+def _read_cap(archive: Path, caps: _Caps) -> tuple[int, Callable[[], UnsafeArchiveError]]:
+    """The most bytes reading ``archive`` may inflate (max_bytes, max_ratio times its size), and
+    the error for passing it."""
+    stored = max(archive.stat().st_size, 1)
+    if caps.bytes <= caps.ratio * stored:
+        limit, cap = caps.bytes, f"the cap of {caps.bytes:,} (max_bytes)"
+    else:
+        limit, cap = int(caps.ratio * stored), f"{caps.ratio:g} times its {stored:,} bytes (max_ratio)"
+
+    def passed() -> UnsafeArchiveError:
+        return _refused(archive, f"inflates to more than {limit:,} bytes while being read, more than {cap}")
+
+    return limit, passed
+
+
+class _Inflated(io.RawIOBase):
+    """A decompressed stream that counts every byte it inflates and raises UnsafeArchiveError
+    before passing its limit: the bytes read, those skipped by a forward seek, and those a
+    backward seek inflates again (gzip, bz2 and xz streams rewind to the start). tarfile sees
+    a seekable file and never inflates more than the limit in one pass over the archive."""
+
+    def __init__(self, stream: IO[bytes], read_cap: tuple[int, Callable[[], UnsafeArchiveError]]):
+        super().__init__()
+        self._stream, (self._limit, self._passed) = stream, read_cap
+        self._pos = self.inflated = 0
+
+    def new_pass(self) -> None:
+        """Start counting again: one more read through the archive may inflate as much."""
+        self.inflated = 0
+
+    def _charge(self, n: int) -> None:
+        if self.inflated + n > self._limit:
+            raise self._passed()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(1 << 20), b""))
+        self._charge(size)  # before reading: a huge read (a pax header's declared size) never allocates
+        data = self._inflate(self._stream.read, size)
+        self._pos += len(data)
+        self.inflated += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence not in (io.SEEK_SET, io.SEEK_CUR):
+            raise io.UnsupportedOperation("an inflated stream seeks from its start or the current position only")
+        target = offset + (self._pos if whence == io.SEEK_CUR else 0)
+        cost = target - self._pos if target >= self._pos else target  # backwards: inflated again from 0
+        self._charge(cost)
+        self._pos = self._inflate(self._stream.seek, target)
+        self.inflated += cost
+        return self._pos
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
+
+    @staticmethod
+    def _inflate(step, arg):
+        """``step(arg)``, a damaged stream's OSError (bz2's "Invalid data stream") as tarfile's
+        ReadError, so that it is reported as a corrupt archive and not as a disk error."""
+        try:
+            return step(arg)
+        except OSError as err:
+            if isinstance(err, gzip.BadGzipFile):
+                raise
+            raise tarfile.ReadError(f"{type(err).__name__}: {err}") from err
+
+
+def _check_zip_directory(archive: Path, max_entries: int) -> None:
+    """Count a zip's entries before zipfile parses its central directory, which builds an object
+    per record whatever the end record declares: the declared count and directory size, then
+    the records themselves, read where zipfile will read them."""
+    end_record = getattr(zipfile, "_EndRecData", None)  # zipfile's own reader of the end record
+    with open(archive, "rb") as f:
+        end = end_record(f) if end_record else None
+        if end is None:
+            return  # not a zip, or a Python without the reader: zipfile says what is wrong
+        declared, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
+        if declared > max_entries:
+            cap = f"the cap of {max_entries:,} (max_archive_entries)"
+            raise _refused(archive, f"declares {declared:,} entries, more than {cap}")
+        if size > max_entries * ZIP_DIRECTORY_BYTES:
+            raise _refused(
+                archive,
+                f"has a {size:,}-byte central directory, more than {ZIP_DIRECTORY_BYTES:,} bytes (ZIP_DIRECTORY_BYTES) "
+                f"for each of the {max_entries:,} entries it may hold (max_archive_entries)",
+            )
+        start = end[zipfile._ECD_LOCATION] - size
+        if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
+            start -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+        if start < 0:
+            return  # zipfile calls it a bad zip
+        f.seek(start)
+        records = _count_zip_records(f.read(size), max_entries)
+    if records > max_entries:
+        raise _refused(archive, f"holds more than {max_entries:,} entries, the cap (max_archive_entries)")
+
+
+def _count_zip_records(directory: bytes, limit: int) -> int:
+    """The central directory records in ``directory``, counted as zipfile walks them (a fixed
+    46-byte part, then a name, extra field and comment of the lengths it gives); stops past ``limit``."""
+    count = pos = 0
+    while count <= limit and pos + 46 <= len(directory) and directory[pos : pos + 4] == b"PK\x01\x02":
+        name, extra, comment = struct.unpack_from("<3H", directory, pos + 28)
+        pos += 46 + name + extra + comment
+        count += 1
+    return count
+
+
+def _list_entries(handle, root: Path, caps: _Caps, archive: Path) -> list[_Entry]:
+    if isinstance(handle, zipfile.ZipFile):
+        return _zip_entries(handle)
+    return _tar_entries(handle, root, caps.archive_entries, archive)
 
 
 def _zip_entries(zf: zipfile.ZipFile) -> list[_Entry]:
@@ -584,9 +862,13 @@ def _zip_entries(zf: zipfile.ZipFile) -> list[_Entry]:
     return entries
 
 
-def _tar_entries(tf: tarfile.TarFile, root: Path) -> list[_Entry]:
+def _tar_entries(tf: tarfile.TarFile, root: Path, max_entries: int, archive: Path) -> list[_Entry]:
+    """The members of ``tf``, read to the end (a truncated tar fails here) but refused as soon as
+    there are more than ``max_entries``: tarfile keeps every member it has read."""
     entries, files = [], {}  # files: the size of each file stored so far, by path
-    for member in tf.getmembers():  # reads the whole archive: a truncated one fails here
+    for count, member in enumerate(tf, 1):
+        if count > max_entries:
+            raise _refused(archive, f"holds more than {max_entries:,} entries, the cap (max_archive_entries)")
         _data_filter(member, root)
         parts = _safe_parts(member.name)
         if member.isdir():
@@ -666,28 +948,28 @@ def _check_links(entries: list[_Entry]) -> None:
                 resolved.append(part)
 
 
-def _check_caps(
-    entries: list[_Entry], archive: Path, max_bytes: int | None, max_ratio: float | None, max_entries: int | None
-) -> None:
-    """UnsafeArchiveError when extracting ``entries`` would pass a cap (None: the module's)."""
-    max_bytes = MAX_EXTRACT_BYTES if max_bytes is None else max_bytes
-    max_ratio = MAX_EXTRACT_RATIO if max_ratio is None else max_ratio
-    max_entries = MAX_EXTRACT_ENTRIES if max_entries is None else max_entries
+def _check_caps(entries: list[_Entry], archive: Path, caps: _Caps) -> None:
+    """UnsafeArchiveError when extracting ``entries`` would pass a cap."""
     total, stored = sum(e.size for e in entries), archive.stat().st_size
-    if len(entries) > max_entries:
-        passed = f"holds {len(entries):,} entries to extract, more than the cap of {max_entries:,} (max_entries)"
-    elif total > max_bytes:
-        passed = f"would extract {total:,} bytes, more than the cap of {max_bytes:,} (max_bytes)"
-    elif total > max_ratio * max(stored, 1):
+    if len(entries) > caps.entries:
+        passed = f"holds {len(entries):,} entries to extract, more than the cap of {caps.entries:,} (max_entries)"
+    elif total > caps.bytes:
+        passed = f"would extract {total:,} bytes, more than the cap of {caps.bytes:,} (max_bytes)"
+    elif total > caps.ratio * max(stored, 1):
         passed = (
             f"would expand {total / max(stored, 1):,.0f}-fold ({total:,} bytes out of {stored:,}), "
-            f"more than the cap of {max_ratio:g} (max_ratio)"
+            f"more than the cap of {caps.ratio:g} (max_ratio)"
         )
     else:
         return
-    raise UnsafeArchiveError(
+    raise _refused(archive, passed)
+
+
+def _refused(archive: Path, passed: str) -> UnsafeArchiveError:
+    """The error for an archive over a cap, ``passed`` saying which."""
+    return UnsafeArchiveError(
         f"{archive} {passed}: not the expected archive, or a hostile one (a zip bomb?); nothing was "
-        f"extracted: delete it, or if you trust it pass a larger cap to extract_archive"
+        f"extracted (if you trust it, pass a larger cap to extract_archive)"
     )
 
 
@@ -772,9 +1054,12 @@ def download_dataset(
         folder = root / entry["folder"]
         try:
             extract_archive(archive, folder, subfolder=entry["member"], progress=progress)
-        except CorruptArchiveError as err:
-            archive.unlink()  # unusable as it is; the next call downloads it again
-            raise CorruptArchiveError(f"{err}; the archive was deleted, run again to download it anew") from err
+        except (CorruptArchiveError, UnsafeArchiveError) as err:
+            archive.unlink()  # unusable as it is, and never read (inflated) again: the next call downloads it anew
+            raise type(err)(
+                f"{err}; the archive was deleted, run again to download it anew (if it is refused again, "
+                f"the server or --base-url mirror sends a wrong file)"
+            ) from err
         _verify_images(folder, entry["images"], archive, progress)
         done[entry["folder"]] = entry["images"]
         _write_marker(root, name, done)
@@ -824,5 +1109,9 @@ def _read_marker(root: Path) -> dict[str, int]:
 
 def _write_marker(root: Path, name: str, folders: dict[str, int]) -> None:
     tmp = root / (MARKER + ".tmp")
-    tmp.write_text(json.dumps({"dataset": name, "folders": folders}, indent=1, sort_keys=True))
-    os.replace(tmp, root / MARKER)
+    try:
+        tmp.write_text(json.dumps({"dataset": name, "folders": folders}, indent=1, sort_keys=True))
+        os.replace(tmp, root / MARKER)
+    except OSError as err:  # a full disk: the images are verified, only the record of it is missing
+        tmp.unlink(missing_ok=True)
+        raise _write_error(err, root / MARKER, "; the images are in place: run again once there is room") from None
