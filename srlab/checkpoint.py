@@ -30,6 +30,7 @@ import errno
 import os
 import random
 import re
+import reprlib
 import shutil
 import uuid
 import warnings
@@ -82,13 +83,26 @@ def atomic_save(obj, path: str | os.PathLike) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:
+        cause = _os_error(err)
+        if cause is None:
+            raise
         kept = f" and {path.name} is as it was" if path.exists() else ""
-        raise write_error(err, path, f"; the partial file was removed{kept}") from None
+        raise write_error(cause, path, f"; the partial file was removed{kept}") from None
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_folder(path.parent)
     return path
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The OSError behind ``err``: itself, or the one torch's zip writer turned into a RuntimeError
+    ("unexpected pos") when a write failed (a full disk, ``ulimit -f``); None for any other error."""
+    for _ in range(5):
+        if err is None or isinstance(err, OSError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -143,7 +157,24 @@ def write_error(err: OSError, path: str | os.PathLike, after: str = "") -> Write
         free = _free_bytes(folder)
         room = f" ({free / 2**20:.1f} MiB free there)" if free is not None else ""
         return WriteError(f"no space left on device writing {path}{room}{after}", errno.ENOSPC)
+    limit = _file_size_limit()
+    if err.errno == errno.EFBIG or (err.errno is None and limit is not None):  # numpy's writer: no errno
+        size = f" of {limit} bytes (ulimit -f {limit // 1024})" if limit is not None else ""
+        return WriteError(
+            f"could not write {path}: it would pass this process's limit on file sizes{size}{after}", errno.EFBIG
+        )
     return WriteError(f"could not write {path}: {err.strerror or err}{after}", err.errno)
+
+
+def _file_size_limit() -> int | None:
+    """The largest file this process may write (``ulimit -f``, in bytes), or None: no limit, or no
+    such limit on this OS. Python ignores SIGXFSZ, so a write past it fails with EFBIG."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 def _free_bytes(folder: Path) -> int | None:
@@ -224,16 +255,81 @@ RESUME_NEUTRAL = (
 
 
 def check_training_state(ckpt: dict, path: str | os.PathLike) -> None:
-    """A ValueError unless ``ckpt`` (read from ``path``) has every entry of :func:`training_state`
-    and finite weights: what a resume needs."""
+    """A ValueError unless ``ckpt`` (read from ``path``) has every entry of :func:`training_state`,
+    each of its type, and finite weights: what a resume needs."""
     missing = [k for k in TRAINING_KEYS if k not in ckpt]
     if missing:
         raise ValueError(
             f"{path} has no {', '.join(missing)}: not a whole srlab training checkpoint (saved by hand, or cut down)"
         )
+    wrong = [f"{key} is {_described(ckpt[key])}, not {what}" for key, what in _wrong_entries(ckpt)]
+    if wrong:
+        raise ValueError(f"{path} is damaged or was edited: its {'; its '.join(wrong)}")
     broken = nonfinite({k: ckpt[k] for k in ("generator", "generator_ema", "discriminator")})
     if broken:
         raise ValueError(f"{path} holds NaN or inf weights ({broken}): it was saved after training diverged")
+
+
+def _count(value) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _number(value) -> bool:
+    return type(value) in (int, float)
+
+
+def _state_dict(value) -> bool:
+    return isinstance(value, dict) and all(torch.is_tensor(v) for v in value.values())
+
+
+def _optimiser_state(value) -> bool:
+    return (
+        isinstance(value, dict) and isinstance(value.get("state"), dict) and isinstance(value.get("param_groups"), list)
+    )
+
+
+def _random_states(value) -> bool:
+    return (
+        isinstance(value, dict)
+        and torch.is_tensor(value.get("torch"))
+        and value["torch"].dtype == torch.uint8
+        and torch.is_tensor(value.get("numpy_keys"))
+        and value["numpy_keys"].numel() == 624  # MT19937's state
+        and type(value.get("numpy_pos")) is int
+        and isinstance(value.get("python"), str)
+    )
+
+
+# what each entry of training_state must be: (test, the words for it)
+ENTRY_TYPES = {
+    "generator": (_state_dict, "a state dict of tensors"),
+    "generator_ema": (_state_dict, "a state dict of tensors"),
+    "discriminator": (lambda v: v is None or _state_dict(v), "a state dict of tensors or None"),
+    "ema_n_averaged": (_count, "a count (an integer >= 0)"),
+    "opt_g": (_optimiser_state, "an optimiser state (a dict of state and param_groups)"),
+    "opt_d": (lambda v: v is None or _optimiser_state(v), "an optimiser state or None"),
+    "scaler": (lambda v: isinstance(v, dict), "a gradient scaler state (a dict)"),
+    "step": (_count, "a step number (an integer >= 0)"),
+    "best_psnr": (_number, "a number"),
+    "bad_validations": (_count, "a count (an integer >= 0)"),
+    "rng": (_random_states, "the random states (torch's, numpy's, Python's)"),
+    "config": (lambda v: isinstance(v, dict), "a config (a dict)"),
+}
+
+
+def _wrong_entries(ckpt: dict) -> list[tuple[str, str]]:
+    """(entry, what it should be) for each entry of ``ckpt`` that is not what :func:`training_state` saves."""
+    return [(key, what) for key, (test, what) in ENTRY_TYPES.items() if not test(ckpt[key])]
+
+
+def _described(value) -> str:
+    """``value`` for an error message: itself when short, with its type; else its type (a tensor: its shape)."""
+    if torch.is_tensor(value):
+        return f"a {tuple(value.shape)} {str(value.dtype).removeprefix('torch.')} tensor"
+    text = repr(value)
+    if value is None or len(text) > 40:
+        return "None" if value is None else f"a {type(value).__name__} of {len(text)} characters"
+    return f"{text} ({type(value).__name__})"
 
 
 def resume_changes(ckpt: dict, cfg, path: str | os.PathLike) -> list[str]:
@@ -261,24 +357,40 @@ def resume_changes(ckpt: dict, cfg, path: str | os.PathLike) -> list[str]:
 
 
 def restore_training(trainer, ckpt: dict, source: str = "the checkpoint") -> None:
-    """Load a :func:`training_state` dict (from ``source``, for errors) into a trainer built from the same config."""
+    """Load a :func:`training_state` dict (from ``source``, for errors) into a trainer built from the same
+    config (:func:`check_training_state` checked its entries' types); a ValueError naming the entry
+    that does not fit."""
     weights.load_state(trainer.generator, ckpt["generator"], f"{source}: the generator's weights")
     weights.load_state(trainer.ema.module, ckpt["generator_ema"], f"{source}: the generator's EMA weights")
     trainer.ema.n_averaged.fill_(ckpt["ema_n_averaged"])
     if trainer.adversary is not None:
         weights.load_state(trainer.adversary.net, ckpt["discriminator"] or {}, f"{source}: the discriminator's weights")
-        trainer.adversary.opt.load_state_dict(ckpt["opt_d"])
-    trainer.opt_g.load_state_dict(ckpt["opt_g"])
+        _restore(source, "opt_d", trainer.adversary.opt.load_state_dict, ckpt["opt_d"])
+    _restore(source, "opt_g", trainer.opt_g.load_state_dict, ckpt["opt_g"])
     if ckpt["scaler"] and trainer.scaler.is_enabled():  # else saved or resumed without fp16 (a CPU, an A100)
-        trainer.scaler.load_state_dict(ckpt["scaler"])
+        _restore(source, "scaler", trainer.scaler.load_state_dict, ckpt["scaler"])
     trainer.step, trainer.best_psnr = ckpt["step"], ckpt["best_psnr"]
     trainer.bad_validations = ckpt["bad_validations"]
-    set_rng_state(ckpt["rng"], trainer.device)
+    _restore(source, "rng", set_rng_state, ckpt["rng"], trainer.device)
+
+
+def _restore(source: str, entry: str, load, *args) -> None:
+    """``load(*args)``, or a ValueError saying that ``entry`` of ``source`` does not fit (torch's error, shortened)."""
+    try:
+        load(*args)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError, SyntaxError) as err:
+        detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{source}: its {entry} does not fit this run ({detail}): damaged or edited") from None
 
 
 def generator_weights(ckpt: dict, ema: bool = True) -> dict:
-    """The generator's state dict in a checkpoint dict: the EMA's unless ``ema=False`` or absent."""
-    return ckpt["generator_ema"] if ema and ckpt.get("generator_ema") else ckpt["generator"]
+    """The generator's state dict in a checkpoint dict: the EMA's unless ``ema=False`` or absent (None
+    or empty); a ValueError where that entry is not a dict (a crafted or damaged file)."""
+    own = ckpt.get("generator_ema") if ema else None
+    key = "generator" if own is None or (isinstance(own, dict) and not own) else "generator_ema"
+    if not isinstance(ckpt[key], dict):
+        raise ValueError(f"its {key} entry is a {type(ckpt[key]).__name__}, not a state dict")
+    return ckpt[key]
 
 
 # ---------------------------------------------------------------- random states (exact resume)
@@ -312,10 +424,29 @@ def set_rng_state(state: dict, device: torch.device | None = None) -> None:
 
 
 def generator_from_config(cfg) -> nn.Module:
-    """The untrained generator a :class:`~srlab.presets.TrainConfig` (or its dict) describes."""
+    """The untrained generator a :class:`~srlab.presets.TrainConfig` (or its dict) describes; a
+    ValueError, before anything is built, where it describes none srlab builds."""
     cfg = cfg if isinstance(cfg, dict) else {"generator": cfg.generator, "scale": cfg.scale}
-    spec = dict(cfg["generator"])
-    return build_generator(spec.pop("name"), scale=cfg["scale"], **spec)
+    name, args = _generator_spec(cfg)
+    return build_generator(name, **args)
+
+
+def _generator_spec(cfg: dict) -> tuple[str, dict]:
+    """The generator's name and arguments (``scale`` among them) in a config dict, or a ValueError
+    saying how the config is malformed (every argument is then checked by the generator's class)."""
+    spec = cfg.get("generator")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise ValueError(
+            f"its generator {reprlib.repr(spec)} is not a dict with a 'name' (e.g. {{'name': 'srresnet'}})"
+        )
+    args = {k: v for k, v in spec.items() if k != "name"}
+    odd = [reprlib.repr(k) for k in args if not isinstance(k, str)]
+    if odd:
+        raise ValueError(f"its generator {reprlib.repr(spec)} has argument(s) {', '.join(odd)}, which are not names")
+    if "scale" in args or "scale" not in cfg:
+        where = "in its generator" if "scale" in args else "nowhere"
+        raise ValueError(f"its config has the scale {where}: it belongs beside the generator {reprlib.repr(spec)}")
+    return spec["name"], {**args, "scale": cfg["scale"]}
 
 
 def load_generator(
@@ -341,18 +472,13 @@ def load_generator(
     obj = weights.read_weights(path)
     if is_srlab_checkpoint(obj):
         cfg = obj["config"]
-        model = weights.load_state(
-            generator_from_config(cfg),
-            generator_weights(obj, ema),
-            f"{path}: the generator weights",
-            f": its config describes {cfg['generator']} x{cfg['scale']} (edited, or put together from two runs?)",
-        )
+        model = _srlab_generator(obj, path, ema)
         info = {
             "layout": "srlab",
             "scale": cfg["scale"],
             "architecture": cfg["generator"],
             "config": cfg,
-            "step": obj.get("step"),
+            "step": obj.get("step") if isinstance(obj.get("step"), int) else None,
         }
     else:
         try:
@@ -367,6 +493,28 @@ def load_generator(
             f"would make black images. Use a checkpoint from before (its run's best.pt, say)"
         )
     return model.to(device).eval(), {"source": source, **info}
+
+
+def _srlab_generator(ckpt: dict, path: Path, ema: bool) -> nn.Module:
+    """The generator of an srlab checkpoint, built only once its config is known to describe a generator
+    srlab builds and to fit the weights the file holds (:func:`srlab.weights.build_checked`)."""
+    try:
+        if not isinstance(ckpt["config"], dict):
+            raise ValueError(f"its config is a {type(ckpt['config']).__name__}, not a dict")
+        name, args = _generator_spec(ckpt["config"])
+        state = generator_weights(ckpt, ema)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}: not a checkpoint as srlab writes it (edited or crafted?)") from None
+
+    def make() -> nn.Module:
+        try:
+            return build_generator(name, **args)
+        except ValueError as err:
+            raise ValueError(f"{path}: its config describes a generator srlab does not build: {err}") from None
+
+    spec = ckpt["config"]["generator"]
+    hint = f": its config describes {spec} x{args['scale']} (edited, or put together from two runs?)"
+    return weights.build_checked(make, state, f"{path}: the generator weights", hint)
 
 
 def _weight_file(source: str, cache: str | os.PathLike | None) -> tuple[Path, str]:
@@ -406,7 +554,7 @@ def _weight_file(source: str, cache: str | os.PathLike | None) -> tuple[Path, st
 def checkpoint_summary(path: str | os.PathLike) -> dict:
     """``{"step", "best_psnr", "config"}`` of an srlab checkpoint (without building a model)."""
     ckpt = read_checkpoint(path)
-    return {"step": ckpt["step"], "best_psnr": ckpt.get("best_psnr"), "config": ckpt["config"]}
+    return {"step": ckpt.get("step"), "best_psnr": ckpt.get("best_psnr"), "config": ckpt["config"]}
 
 
 # ---------------------------------------------------------------- network interpolation

@@ -24,6 +24,10 @@ Contents:
 
 from __future__ import annotations
 
+import inspect
+import numbers
+import reprlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,13 +48,44 @@ __all__ = [
     "GENERATORS",
     "build_generator",
     "count_parameters",
+    "MAX_BLOCKS",
+    "MAX_CHANNELS",
 ]
+
+MAX_BLOCKS = 128
+"""The most blocks a generator is built with: 5x ESRGAN's 23. A typo or a crafted checkpoint (10**6) is
+refused at once instead of building for minutes into gigabytes."""
+MAX_CHANNELS = 1024
+"""The widest layer srlab builds (the papers use 64): 4096 channels make a 604 MB convolution."""
+
+
+def _whole(value) -> bool:
+    """An int (or numpy integer), not a bool, float or tensor: what the size of a layer is."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_sizes(model_name: str, blocks: dict[str, object] | None = None, **channels) -> None:
+    """Fail before any layer is made: a negative ``num_block`` would quietly build no blocks, a tensor or
+    float an obscure error deep in ``nn.Conv2d``, and 10**6 blocks or 10**5 channels gigabytes.
+    ``blocks``: depth arguments (0 to :data:`MAX_BLOCKS`); ``channels``: widths (1 to :data:`MAX_CHANNELS`)."""
+    ranges = [(name, value, 0, MAX_BLOCKS) for name, value in (blocks or {}).items()]
+    ranges += [(name, value, 1, MAX_CHANNELS) for name, value in channels.items()]
+    for name, value, low, high in ranges:
+        if not _whole(value) or not low <= value <= high:
+            got = reprlib.repr(value)
+            raise ValueError(f"{model_name}: {name} must be a whole number from {low} to {high}, got {got}")
+
+
+def _check_flags(model_name: str, **flags) -> None:
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"{model_name}: {name} must be true or false, got {reprlib.repr(value)}")
 
 
 def _check_scale(model_name: str, scale: int, supported: tuple[int, ...]) -> None:
     """Fail at construction time, not deep inside the first forward pass."""
-    if scale not in supported:
-        raise ValueError(f"{model_name} supports scale in {list(supported)}, got scale={scale!r}")
+    if not _whole(scale) or scale not in supported:
+        raise ValueError(f"{model_name} supports scale in {list(supported)}, got scale={reprlib.repr(scale)}")
 
 
 def _check_input_size(model_name: str, x: torch.Tensor, input_size: int) -> None:
@@ -179,6 +214,9 @@ class SRResNet(nn.Module):
     ) -> None:
         super().__init__()
         _check_scale("SRResNet", scale, tuple(self._STAGES))
+        widths = dict(num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat)
+        _check_sizes("SRResNet", {"num_block": num_block}, **widths)
+        _check_flags("SRResNet", batch_norm=batch_norm, bicubic_residual=bicubic_residual)
         self.scale = scale
         self.bicubic_residual = bicubic_residual
         # A large receptive field on the raw pixels, as in the paper.
@@ -315,6 +353,15 @@ class RRDBNet(nn.Module):
     ) -> None:
         super().__init__()
         _check_scale("RRDBNet", scale, tuple(sorted(self._UNSHUFFLE)))
+        _check_sizes(
+            "RRDBNet",
+            {"num_block": num_block},
+            num_in_ch=num_in_ch,
+            num_out_ch=num_out_ch,
+            num_feat=num_feat,
+            num_grow_ch=num_grow_ch,
+        )
+        _check_flags("RRDBNet", bicubic_residual=bicubic_residual)
         self.scale = scale
         self.bicubic_residual = bicubic_residual
         self.unshuffle = self._UNSHUFFLE[scale]
@@ -379,8 +426,9 @@ class SRCNN(nn.Module):
 
     def __init__(self, num_channels: int = 3, scale: int = 4) -> None:
         super().__init__()
-        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-            raise ValueError(f"SRCNN supports any integer scale >= 1, got scale={scale!r}")
+        if not _whole(scale) or scale < 1:
+            raise ValueError(f"SRCNN supports any integer scale >= 1, got scale={reprlib.repr(scale)}")
+        _check_sizes("SRCNN", num_channels=num_channels)
         self.scale = scale
         # Patch extraction, non-linear mapping, reconstruction (the paper's three stages).
         self.conv1 = nn.Conv2d(num_channels, 64, 9, 1, 4)
@@ -410,6 +458,9 @@ class ConvAutoencoder(nn.Module):
 
     def __init__(self, num_channels: int = 3, num_feat: int = 64, scale: int = 4) -> None:
         super().__init__()
+        if not _whole(scale) or scale < 1:
+            raise ValueError(f"ConvAutoencoder supports any integer scale >= 1, got scale={reprlib.repr(scale)}")
+        _check_sizes("ConvAutoencoder", num_channels=num_channels, num_feat=num_feat)
         self.scale = scale
         f = num_feat
         self.encoder = nn.Sequential(
@@ -476,7 +527,8 @@ class SRGANDiscriminator(nn.Module):
 
     def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 96, batch_norm: bool = True) -> None:
         super().__init__()
-        if input_size <= 0 or input_size % 16 != 0:
+        _check_sizes("SRGANDiscriminator", num_in_ch=num_in_ch, num_feat=num_feat)
+        if not _whole(input_size) or input_size <= 0 or input_size % 16 != 0:
             raise ValueError(
                 f"SRGANDiscriminator needs input_size divisible by 16 "
                 f"(four stride-2 convs), got input_size={input_size}"
@@ -557,7 +609,8 @@ class VGGStyleDiscriminator(nn.Module):
 
     def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 128, batch_norm: bool = True) -> None:
         super().__init__()
-        if input_size not in VGG_DISCRIMINATOR_STAGES:
+        _check_sizes("VGGStyleDiscriminator", num_in_ch=num_in_ch, num_feat=num_feat)
+        if not _whole(input_size) or input_size not in VGG_DISCRIMINATOR_STAGES:
             raise ValueError(
                 f"VGGStyleDiscriminator supports input_size in {sorted(VGG_DISCRIMINATOR_STAGES)}, got {input_size}"
             )
@@ -616,10 +669,15 @@ def build_generator(name: str, **kwargs) -> nn.Module:
         name: ``"srresnet"``, ``"rrdbnet"``, ``"srcnn"`` or ``"autoencoder"`` (case-insensitive).
         **kwargs: Passed to the class, e.g. ``scale=4, num_block=16``.
     """
-    key = name.strip().lower()
+    key = name.strip().lower() if isinstance(name, str) else None
     if key not in GENERATORS:
-        raise ValueError(f"unknown generator {name!r}; known names: {sorted(GENERATORS)}")
-    return GENERATORS[key](**kwargs)
+        raise ValueError(f"unknown generator {reprlib.repr(name)}; known names: {sorted(GENERATORS)}")
+    cls = GENERATORS[key]
+    known = inspect.signature(cls).parameters
+    unknown = [reprlib.repr(k) for k in kwargs if k not in known]
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no argument {', '.join(unknown)}; its arguments: {', '.join(known)}")
+    return cls(**kwargs)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

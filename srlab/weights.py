@@ -23,14 +23,19 @@ import importlib.util
 import os
 import pickle
 import re
+import reprlib
+import zipfile
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
 from .download import download_file
-from .models import RRDBNet
+from .models import MAX_CHANNELS, RRDBNet
 
 __all__ = [
     "PRETRAINED",
@@ -38,6 +43,12 @@ __all__ = [
     "fetch_weights",
     "read_weights",
     "load_state",
+    "build_checked",
+    "outline",
+    "check_tensor_storage",
+    "check_state_sizes",
+    "MAX_ZIP_INFLATION",
+    "unreadable",
     "detect_layout",
     "to_basicsr_names",
     "rrdbnet_from_state_dict",
@@ -116,19 +127,54 @@ def fetch_weights(
 
 def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """The dict in a weight file: ``torch.load(path, weights_only=True)``, or a safetensors file
-    (``.safetensors``, found by its header, not its name), with errors that say what the file is."""
+    (``.safetensors``, found by its header, not its name), with errors that say what the file is.
+
+    Sizes are checked before anything is inflated or used: a torch zip may not declare more than
+    :data:`MAX_ZIP_INFLATION` times its size (torch.save stores its entries uncompressed), and every
+    tensor read must fit in the bytes its storage really holds (see :func:`check_tensor_storage`).
+    A legacy (pre-zip) pickled file needs no check before loading: its storages are raw bytes, and
+    torch reads each only as far as the file holds it (a declared size the file does not hold is an
+    error before any of it is used)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weight file at {path}")
-    with open(path, "rb") as f:
-        head = f.read(16)
-    size = path.stat().st_size
+    head, size = _read_head(path), path.stat().st_size
     if _is_safetensors(head, size):
-        return _read_safetensors(path, map_location)
-    if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":  # torch.save's zip, or a legacy pickle
+        obj = _read_safetensors(path, map_location)
+    elif head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch.save's zip, or a legacy pickle
+        if head[:4] == b"PK\x03\x04":
+            _check_zip_inflation(path, size)
+        obj = _torch_load(path, map_location, size)
+    else:
         raise ValueError(f"{path} is not a readable PyTorch weight file: {_what_it_is(head, size)}")
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict")
+    check_tensor_storage(obj, str(path))
+    return obj
+
+
+def unreadable(path: Path, err: OSError) -> ValueError:
+    """The one-line error for a file that exists but cannot be opened (its permissions, most often)."""
+    if isinstance(err, PermissionError):
+        return ValueError(
+            f"{path} cannot be read: permission denied. Check its permissions (chmod u+r {path}) "
+            f"or copy it somewhere you can read"
+        )
+    return ValueError(f"{path} cannot be read: {err.strerror or err}")
+
+
+def _read_head(path: Path) -> bytes:
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        with open(path, "rb") as f:
+            return f.read(16)
+    except OSError as err:
+        raise unreadable(path, err) from None
+
+
+def _torch_load(path: Path, map_location: str | torch.device, size: int):
+    """``torch.load(weights_only=True)``, its errors as one ValueError saying what is wrong with the file."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise ValueError(
             f"{path} needs arbitrary unpickling (it stores Python objects, not just tensors), which "
@@ -138,15 +184,16 @@ def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cp
         ) from None
     except Exception as err:  # a zip or pickle that does not read to the end: cut off or damaged
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "zip archive" in detail:
-            detail = "its zip archive is incomplete"
-        raise ValueError(
-            f"{path} is not a readable PyTorch weight file: it is cut off or damaged ({detail}; "
-            f"{size} bytes: a copy, download or save that did not finish?)"
-        ) from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict")
-    return obj
+        raise _damaged(path, size, detail) from None
+
+
+def _damaged(path: Path, size: int, detail: str) -> ValueError:
+    if "zip archive" in detail or "zip file" in detail:
+        detail = "its zip archive is incomplete"
+    return ValueError(
+        f"{path} is not a readable PyTorch weight file: it is cut off or damaged ({detail}; "
+        f"{size} bytes: a copy, download or save that did not finish?)"
+    )
 
 
 def _what_it_is(head: bytes, size: int) -> str:
@@ -175,14 +222,126 @@ def _read_safetensors(path: Path, map_location: str | torch.device) -> dict[str,
         raise ValueError(f"{path} is a cut-off or damaged safetensors file ({err})") from None
 
 
+# ---------------------------------------------------------------- sizes, checked before anything is built
+
+MAX_ZIP_INFLATION = 10
+"""How many times its own size a torch zip may declare its entries to be. torch.save stores every entry
+uncompressed (declared = stored: a ratio of 1); a weight file compressed by another tool shrinks by far
+less than 2x (trained weights are noise to a compressor). Only crafted data inflates 1,000 times."""
+
+
+def _check_zip_inflation(path: Path, size: int) -> None:
+    """Refuse a torch zip whose entries, by its central directory, would inflate to more than
+    :data:`MAX_ZIP_INFLATION` times the file: before torch.load inflates a single entry."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            entries = zf.infolist()
+    except Exception as err:  # zipfile's own BadZipFile, or what a crafted directory makes it raise
+        raise _damaged(path, size, str(err) or type(err).__name__) from None
+    declared = sum(entry.file_size for entry in entries)
+    if declared > MAX_ZIP_INFLATION * max(size, 1):
+        packed = [reprlib.repr(e.filename) for e in entries if e.compress_type != zipfile.ZIP_STORED]
+        how = f"compressed: {', '.join(packed[:2])}{', ...' * (len(packed) > 2)}" if packed else "none compressed"
+        raise ValueError(
+            f"{path} would inflate to {declared:,} bytes, {declared // max(size, 1):,} times its {size:,} "
+            f"({how}; torch.save stores weights uncompressed): a crafted or damaged file, refused unread"
+        )
+
+
+def _tensors(obj) -> list[tuple[str, torch.Tensor]]:
+    """Every tensor in ``obj`` and in the dicts, lists and tuples it holds, with its path of keys
+    (walked without recursion, each container once: a crafted pickle may nest deep or hold itself)."""
+    found, todo, seen = [], deque([("", obj)]), set()
+    while todo:  # breadth first, in key order: the first tensor of a state dict is named first
+        where, item = todo.popleft()
+        if isinstance(item, torch.Tensor):
+            found.append((where, item))
+        elif isinstance(item, (dict, list, tuple)) and id(item) not in seen:
+            seen.add(id(item))
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            todo.extend((f"{where}/{key}" if where else str(key), value) for key, value in pairs)
+    return found
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def check_tensor_storage(obj, source: str) -> None:
+    """A ValueError unless every tensor in ``obj`` (read from ``source``) is a dense tensor with its data,
+    no larger than what its storage holds from where it starts. A tensor's shape can claim far more
+    than its storage holds (zero strides: ``torch.zeros(1).expand(4096, 4096, 3, 3)`` is 4 bytes in a
+    file that says 604 MB), and a model built to that shape would take the 604 MB."""
+    for name, t in _tensors(obj):
+        name = reprlib.repr(name)
+        if t.layout != torch.strided or t.device.type == "meta":
+            raise ValueError(f"{source}: tensor {name} is a {t.layout} {t.device.type} tensor, not dense weights")
+        held = t.untyped_storage().nbytes() - t.storage_offset() * t.element_size()
+        if _nbytes(t) > held:
+            raise ValueError(
+                f"{source}: tensor {name} claims shape {tuple(t.shape)} ({_nbytes(t):,} bytes) but its storage "
+                f"holds {max(held, 0):,} bytes (zero or overlapping strides): a crafted file, refused before "
+                f"building anything from it"
+            )
+
+
+def check_state_sizes(state: dict, what: str) -> None:
+    """A ValueError where the tensors of ``state`` (``what``: whose weights they are) claim more bytes
+    than their storages hold together: several tensors that are views of one small storage would
+    build a model as large as all their shapes. (Each alone fits its storage: :func:`check_tensor_storage`.)"""
+    tensors = [v for v in state.values() if isinstance(v, torch.Tensor)]
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    claimed, held = sum(map(_nbytes, tensors)), sum(storages.values())
+    if claimed > held:
+        raise ValueError(
+            f"{what} claim {claimed:,} bytes of weights but their storages hold {held:,} (tensors sharing "
+            f"one storage): a crafted file, refused before building anything from it"
+        )
+
+
+def build_checked(make: Callable[[], torch.nn.Module], state: dict, what: str, hint: str = "") -> torch.nn.Module:
+    """``make()`` with ``state`` loaded, built only once ``state`` is known to fit it.
+
+    The model is made first on the meta device (shapes only, no memory) and compared with
+    ``state``'s keys and shapes, whose tensors must hold the bytes they claim
+    (:func:`check_state_sizes`); only then is it built for real. So a model built is never larger than
+    the weights a file really holds, whatever its config or shapes say. Errors as :func:`load_state`'s.
+    """
+    check_state_sizes(state, what)
+    _refuse_misfit(outline(make), state, what, hint)
+    return load_state(make(), state, what, hint)
+
+
+def outline(make: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """``make()`` on the meta device: every parameter's shape, and no memory (nor random values)."""
+    with torch.device("meta"), _ShapesOnly():
+        return make()
+
+
+class _ShapesOnly(TorchFunctionMode):
+    """Skips ``normal_`` (ESRGAN's initialisation): on the meta device it runs through torch's Python
+    reference kernels, whose first use imports sympy (2 s, 150 MB) to fill values nobody reads."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.normal_:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
 def load_state(model: torch.nn.Module, state: dict, what: str, hint: str = "") -> torch.nn.Module:
     """``model.load_state_dict(state)``, or one ValueError saying how ``state`` (``what``: whose weights
     they are) does not fit ``model``: its missing and unexpected keys and wrong shapes, a few of each,
     then ``hint``."""
+    _refuse_misfit(model, state, what, hint)
+    model.load_state_dict(state)
+    return model
+
+
+def _refuse_misfit(model: torch.nn.Module, state: dict, what: str, hint: str) -> None:
     own = model.state_dict()
     wrong = {
         "missing": [k for k in own if k not in state],
-        "unexpected": [k for k in state if k not in own],
+        "unexpected": [k if isinstance(k, str) and len(k) < 80 else reprlib.repr(k) for k in state if k not in own],
         "of another shape": [
             f"{k} {_shape(state[k])} (the model's: {_shape(v)})"
             for k, v in own.items()
@@ -196,8 +355,6 @@ def load_state(model: torch.nn.Module, state: dict, what: str, hint: str = "") -
     ]
     if found:
         raise ValueError(f"{what} do not fit the {type(model).__name__} ({'; '.join(found)}){hint}")
-    model.load_state_dict(state)
-    return model
 
 
 def _shape(value) -> tuple | str:
@@ -280,11 +437,12 @@ def _rename_2018(state: dict) -> dict[str, torch.Tensor]:
 
 
 def rrdbnet_from_state_dict(state: dict[str, torch.Tensor]) -> RRDBNet:
-    """Build the RRDBNet a BasicSR-named state dict describes and load it (strictly)."""
+    """Build the RRDBNet a BasicSR-named state dict describes and load it (strictly): its size is read
+    from the tensors' shapes and checked against all of them before it is built (:func:`build_checked`)."""
     missing = [k for k in ("conv_first.weight", "conv_last.weight", "body.0.rdb1.conv1.weight") if k not in state]
     if missing:
         raise ValueError(f"this RRDBNet state dict has no {', '.join(missing)}: cut off, or saved from part of a model")
-    first, last = state["conv_first.weight"], state["conv_last.weight"]
+    first, last, grow = (_conv_weight(state, k) for k in ("conv_first", "conv_last", "body.0.rdb1.conv1"))
     out_ch, folded_in = last.shape[0], first.shape[1]
     if out_ch != 3:  # upscale() feeds every image to the model as RGB
         raise ValueError(f"this RRDBNet has {out_ch} colour channel(s): srlab upscales with RGB (3-channel) models")
@@ -293,21 +451,30 @@ def rrdbnet_from_state_dict(state: dict[str, torch.Tensor]) -> RRDBNet:
         raise ValueError(
             f"conv_first takes {folded_in} channels for {out_ch} output channels: not an x4, x2 or x1 RRDBNet"
         )
-    extra = sorted(k for k in state if k.startswith("conv_up") and k[7] not in "12")
+    extra = sorted(k for k in state if k.startswith("conv_up") and k[7:8] not in ("1", "2"))
     if extra:
         raise ValueError(
             f"this RRDBNet has extra upsampling layers ({extra[0]}, ...): only x4, x2 and x1 are supported"
         )
     num_block = len({k.split(".")[1] for k in state if k.startswith("body.")})
-    model = RRDBNet(
-        num_in_ch=out_ch,
-        num_out_ch=out_ch,
-        num_feat=first.shape[0],
-        num_block=num_block,
-        num_grow_ch=state["body.0.rdb1.conv1.weight"].shape[0],
-        scale=scale,
-    )
-    return load_state(model, state, "this RRDBNet state dict's weights")
+    arch = dict(num_feat=first.shape[0], num_block=num_block, num_grow_ch=grow.shape[0], scale=scale)
+
+    def make() -> RRDBNet:
+        try:
+            return RRDBNet(num_in_ch=out_ch, num_out_ch=out_ch, **arch)
+        except ValueError as err:
+            raise ValueError(f"this RRDBNet state dict describes a network srlab does not build ({err})") from None
+
+    return build_checked(make, state, "this RRDBNet state dict's weights")
+
+
+def _conv_weight(state: dict, layer: str) -> torch.Tensor:
+    """``state[layer + ".weight"]``, a ValueError unless it is a 4-D tensor (out, in, kh, kw)."""
+    weight = state[f"{layer}.weight"]
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        what = f"{weight.dim()}-D tensor" if isinstance(weight, torch.Tensor) else type(weight).__name__
+        raise ValueError(f"this RRDBNet state dict's {layer}.weight is a {what}, not a 4-D convolution weight")
+    return weight
 
 
 # ---------------------------------------------------------------- a whole file
@@ -317,6 +484,9 @@ def rrdbnet_from_file_dict(obj: dict, ema: bool = True) -> tuple[RRDBNet, dict]:
     """The RRDBNet in a BasicSR / ESRGAN file's dict (bare, or under ``params_ema`` / ``params``),
     with ``{"layout", "scale", "architecture"}``. :func:`srlab.checkpoint.load_generator` calls this."""
     state = _unwrap(obj, ema)
+    named = [k for k in state if not isinstance(k, str)]
+    if named:
+        raise ValueError(f"its keys include {reprlib.repr(named[0])}, not a parameter name: not a state dict")
     layout = detect_layout(state)
     model = rrdbnet_from_state_dict(to_basicsr_names(state))
     return model, _rrdbnet_info(model, layout)
@@ -363,6 +533,8 @@ def read_ncnn_param(path: str | os.PathLike) -> list[NcnnLayer]:
         lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
     except UnicodeDecodeError:
         lines = []
+    except OSError as err:
+        raise unreadable(path, err) from None
     if not lines or lines[0] != [str(NCNN_MAGIC)] or len(lines) < 2 or not lines[1][0].isdigit():
         raise ValueError(f"{path} is not an ncnn .param text file (it does not start with {NCNN_MAGIC})")
     layers = []
@@ -378,6 +550,8 @@ def read_ncnn_param(path: str | os.PathLike) -> list[NcnnLayer]:
 
 def _ncnn_layer(tokens: list[str]) -> NcnnLayer:
     n_in, n_out = int(tokens[2]), int(tokens[3])
+    if n_in < 0 or n_out < 0:
+        raise ValueError(f"negative blob counts {n_in} and {n_out}")
     blobs = tokens[4 : 4 + n_in + n_out]
     if len(blobs) != n_in + n_out:
         raise ValueError(f"{n_in + n_out} blob names announced, {len(blobs)} given")
@@ -412,7 +586,8 @@ class _RRDBNetTrace:
         self.made_by = {}  # blob -> the name of the layer computing it
         for layer in layers:
             for blob in layer.outputs:
-                self.made_by[blob] = self.made_by.get(layer.inputs[0]) if layer.type == "Split" else layer.name
+                split = layer.type == "Split" and layer.inputs
+                self.made_by[blob] = self.made_by.get(layer.inputs[0]) if split else layer.name
         self.todo = [layer for layer in layers if layer.type != "Split"][::-1]  # popped from the end
         self.convs: dict[str, NcnnLayer] = {}  # BasicSR name -> its Convolution, in file order
 
@@ -425,7 +600,7 @@ class _RRDBNetTrace:
         if layer is None or layer.type != kind:
             raise self.fail(layer, what, f"expected a {kind} layer")
         got = [self.made_by.get(blob) for blob in layer.inputs]
-        if (got if ordered else sorted(got)) != (inputs if ordered else sorted(inputs)):
+        if (got if ordered else sorted(got, key=str)) != (inputs if ordered else sorted(inputs, key=str)):
             raise self.fail(layer, what, f"its inputs come from {got}, expected {inputs}")
         return layer
 
@@ -441,6 +616,10 @@ class _RRDBNetTrace:
             inputs = [concat.name]
         layer = self.take("Convolution", inputs, name)
         p = layer.params
+        out, count = p.get(0), p.get(6)
+        if not (type(out) is type(count) is int and 0 < out <= MAX_CHANNELS and count > 0 and count % (9 * out) == 0):
+            why = f"num_output (0={out}) must be a whole number from 1 to {MAX_CHANNELS}, and weight_data_size "
+            raise self.fail(layer, name, why + f"(6={count}) a positive multiple of 9 x num_output (3x3 kernels)")
         kw, dw, sw, pw = p.get(1), p.get(2, 1), p.get(3, 1), p.get(4, 0)
         geometry = (kw, p.get(11, kw), dw, p.get(12, dw), sw, p.get(13, sw), pw, p.get(14, pw), p.get(15, pw))
         geometry += (p.get(16, geometry[7]),)
@@ -518,31 +697,50 @@ def read_ncnn_rrdbnet(param_path: str | os.PathLike, bin_path: str | os.PathLike
     bin_path = Path(bin_path) if bin_path is not None else param_path.with_suffix(".bin")
     convs = _trace_rrdbnet(read_ncnn_param(param_path), param_path)
     first, last = convs["conv_first"].params, convs["conv_last"].params
-    model = RRDBNet(
+    arch = dict(
         num_in_ch=first[6] // (first[0] * 9),
         num_out_ch=last[0],
         num_feat=first[0],
         num_block=(len(convs) - 6) // 15,
         num_grow_ch=convs["body.0.rdb1.conv1"].params[0],
     )
+
+    def make() -> RRDBNet:
+        try:
+            return RRDBNet(**arch)
+        except ValueError as err:
+            raise ValueError(f"{param_path} describes a network srlab does not build ({err})") from None
+
+    shape_only = outline(make)  # every number is checked before anything is allocated
     shapes = {}
     for name, layer in convs.items():
-        shape = model.get_parameter(f"{name}.weight").shape  # (out, in, 3, 3)
+        shape = shape_only.get_parameter(f"{name}.weight").shape  # (out, in, 3, 3)
         if (layer.params[0], layer.params.get(6)) != (shape[0], shape.numel()):
             raise ValueError(
                 f"{param_path}: {layer.name} ({name}) has {layer.params[0]} outputs and {layer.params.get(6)} "
                 f"weights; this RRDBNet has a {tuple(shape)} weight there ({shape.numel()} weights)"
             )
         shapes[name] = shape
-    model.load_state_dict(_read_ncnn_bin(bin_path, convs, shapes), strict=True)
+    state = _read_ncnn_bin(bin_path, convs, shapes)
+    model = make()
+    model.load_state_dict(state, strict=True)
     return model
 
 
 def _read_ncnn_bin(path: Path, convs: dict[str, NcnnLayer], shapes: dict[str, torch.Size]) -> dict:
     """The weights and biases of ``convs`` (in .param order) from an ncnn ``.bin``, as fp32 tensors."""
-    data = path.read_bytes() if path.is_file() else None
-    if data is None:
+    if not path.is_file():
         raise FileNotFoundError(f"no ncnn weight file at {path} (the .bin beside the .param)")
+    most = sum(4 + shape.numel() * 4 + shape[0] * 4 for shape in shapes.values())  # all fp32
+    if path.stat().st_size > most:  # not read: it could be any large file
+        raise ValueError(
+            f"{path} has {path.stat().st_size:,} bytes but its .param's layers use at most {most:,}: "
+            f"not this .param's .bin"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise unreadable(path, err) from None
     state, at = {}, 0
     for name, layer in convs.items():
         shape, where = shapes[name], f"{path}: {layer.name} ({name})"
