@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import math
 import os
 from dataclasses import dataclass, field, fields
 
@@ -454,16 +455,75 @@ def make_config(stage: str, preset: str = "colab", *, sizes: str | None = FROM_E
 
 
 # Counts below 1 fail deep inside training (a division by zero, an empty batch) or loop forever.
-COUNTS = ("steps", "batch_size", "hr_size", "val_crop", "log_every", "val_every", "ckpt_every", "n_critic", "scale")
+COUNTS = (
+    "steps",
+    "batch_size",
+    "hr_size",
+    "val_crop",
+    "log_every",
+    "val_every",
+    "ckpt_every",
+    "n_critic",
+    "scale",
+    "collapse_patience",
+)
+# Below 0 these turn training around (a negative loss weight or clipping norm climbs the loss: clip_grad_norm_
+# scales the gradients by max_norm / norm) or fail late; 0 (or None, where the field takes it) means off.
+NON_NEGATIVE = ("pixel_weight", "perceptual_weight", "adversarial_weight", "gp_weight", "grad_clip", "ema_decay")
+NON_NEGATIVE_COUNTS = ("warmup_steps", "early_stop_patience", "loader_workers", "seed")
+POSITIVE = ("lr_g", "lr_d", "lr_gamma")  # a learning rate (or its factor) <= 0 does not descend
+# the entries of a generator or discriminator spec that are sizes: whole numbers >= 1 (num_block=-1 built no block)
+MODEL_SIZES = ("num_block", "num_feat", "num_grow_ch", "input_size", "num_in_ch", "num_out_ch", "num_channels")
 
 
 def check_counts(cfg: TrainConfig) -> TrainConfig:
-    """``cfg``, or a one-line ValueError naming the first count below 1 (``--set steps=0``, ...)."""
-    for name in COUNTS:
-        value = getattr(cfg, name)
-        if value < 1:
-            raise ValueError(f"{name}={value}: must be at least 1 (e.g. --set {name}=1)")
+    """``cfg``, or a one-line ValueError naming the first setting out of its range: a count below 1
+    (``--set steps=0``, ``--set generator.num_block=-1``), a negative weight, clipping norm, seed,
+    ..., a learning rate that is not positive, Adam betas outside [0, 1), an EMA decay above 1."""
+    for name, value, need in _out_of_range(cfg):
+        example = f" (e.g. --set {name}=1)" if need == "at least 1" else ""
+        raise ValueError(f"{name}={value!r}: must be {need}{example}")
     return cfg
+
+
+def _out_of_range(cfg: TrainConfig):
+    """(setting, its value, what it must be) for each setting of ``cfg`` out of its range, in field order."""
+    for name in COUNTS:
+        if not _whole(getattr(cfg, name), 1):
+            yield name, getattr(cfg, name), "at least 1"
+    for part in ("generator", "discriminator"):
+        for key, value in (getattr(cfg, part) or {}).items():
+            if key in MODEL_SIZES and not _whole(value, 1):
+                yield f"{part}.{key}", value, "at least 1"
+    for name in NON_NEGATIVE_COUNTS:
+        value = getattr(cfg, name)
+        if value is not None and not _whole(value, 0):
+            yield name, value, "a whole number >= 0" + (" (or none: off)" if _may_be_none(name) else "")
+    for name in NON_NEGATIVE:
+        value = getattr(cfg, name)
+        if value is not None and not (_finite(value) and value >= 0):
+            yield name, value, "a finite number >= 0" + (" (0 or none: off)" if _may_be_none(name) else "")
+    if not cfg.ema_decay <= 1:
+        yield "ema_decay", cfg.ema_decay, "in [0, 1] (0.999: the EMA moves a thousandth of the way per step)"
+    for name in POSITIVE:
+        if not (_finite(getattr(cfg, name)) and getattr(cfg, name) > 0):
+            yield name, getattr(cfg, name), "a finite number > 0"
+    for name in ("betas", "betas_d"):
+        value = getattr(cfg, name)
+        if value is not None and not (_pair(value) and all(_finite(b) and 0 <= b < 1 for b in value)):
+            yield name, value, "two numbers in [0, 1), Adam's (e.g. --set " + name + "=(0.9,0.999))"
+
+
+def _finite(value) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _pair(value) -> bool:
+    return isinstance(value, (tuple, list)) and len(value) == 2
+
+
+def _whole(value, least: int) -> bool:
+    return type(value) is int and value >= least
 
 
 # ---------------------------------------------------------------- --set key=value

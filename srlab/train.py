@@ -22,12 +22,12 @@ detection, a JSONL history, W&B if asked. Several GPUs: ``srlab.distributed`` su
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
 import re
-import shutil
 import time
 import warnings
 from collections import defaultdict
@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 from . import losses as L
 from .adversaries import COLLAPSE_ADVICE, CollapseDetector, build_adversary
 from .checkpoint import (
+    WriteError,
     atomic_save,
     check_training_state,
     disk_full,
@@ -71,6 +72,7 @@ from .degrade_batch import BATCH_DEGRADATIONS, degrade_batch
 from .metrics import batch_psnr, batch_ssim
 from .pipeline import WaitClock, auto_workers, batch_stream, steps_per_item
 from .presets import PERCEPTUAL_KINDS, PRETRAIN_STAGE, STAGES, VALIDATION_IMAGE, TrainConfig, make_config
+from .runfolder import check_folder_name, check_reuse, remove_run, run_outputs
 from .runlock import run_lock
 from .weights import load_state
 
@@ -504,7 +506,11 @@ class Trainer:
             sr = self.ema.module.eval()(lr.to(self.device)).float().cpu().clamp(0, 1)
         up = torch.nn.functional.interpolate(lr, scale_factor=self.cfg.scale, mode="nearest")
         row = torch.cat([up, sr, hr], dim=3)  # (1, 3, H, 3W)
-        return write_image(self.out_dir / "samples" / f"step_{self.step:07d}.png", to_image(row))
+        path = self.out_dir / "samples" / f"step_{self.step:07d}.png"
+        try:
+            return write_image(path, to_image(row))
+        except OSError as err:  # numpy's writer: an OSError without errno, which train() could not place
+            raise write_error(err, path) from None
 
     def validate_and_checkpoint(self) -> bool:
         """Validate, save best/last and a sample; True when early stopping says stop."""
@@ -542,16 +548,17 @@ class Trainer:
             ckpt = read_checkpoint(path, self.device)
             check_training_state(ckpt, path)
         except ValueError as err:
-            best = path.with_name("best.pt")
-            instead = f"resume from {best} (cp {best} {path}) or " if best.is_file() and best != path else ""
-            raise ValueError(f"cannot resume: {err}. Instead: {instead}start over with --overwrite") from None
+            raise cannot_resume(err, path) from None
         changed = resume_changes(ckpt, self.cfg, path)
         if changed:
             self.warn(
                 f"resuming {path} with settings it was not trained with ({', '.join(changed)}): the run "
                 f"will not be the one it would have been uninterrupted"
             )
-        restore_training(self, ckpt, str(path))
+        try:
+            restore_training(self, ckpt, str(path))
+        except ValueError as err:  # entries of the right types that still do not fit (another optimiser, ...)
+            raise cannot_resume(err, path) from None
 
     def init_generator(self, path: str | Path) -> None:
         """Start G (and its EMA) from another run's weights (the pixel-pretrained model), or from any
@@ -722,6 +729,13 @@ class Trainer:
         }
 
 
+def cannot_resume(err: ValueError, path: Path) -> ValueError:
+    """The one-line error for a ``last.pt`` that cannot be resumed: what is wrong, and what to do instead."""
+    best = path.with_name("best.pt")
+    instead = f"resume from {best} (cp {best} {path}) or " if best.is_file() and best != path else ""
+    return ValueError(f"cannot resume: {err}. Instead: {instead}start over with --overwrite")
+
+
 def read_history(path: str | Path) -> list[dict]:
     """The records of a ``history.jsonl``; a line cut off by a crash is ignored."""
     records = []
@@ -749,7 +763,11 @@ def train(
     that much training time has passed: ``last.pt``, a validation sample and a line saying how
     to continue; resuming gives the weights an uninterrupted run would have. ``stop_at`` pauses
     at a step instead. A folder that already holds a run (``last.pt``) is refused unless
-    ``resume`` (continue it) or ``overwrite`` (start over, replacing its checkpoints and history).
+    ``resume`` (continue it) or ``overwrite`` (start over, replacing its checkpoints and history);
+    so is one whose ``best.pt`` a new run would replace (``last.pt`` deleted), even with ``resume``,
+    and ``overwrite`` deletes only what an srlab run wrote (:mod:`srlab.runfolder`). A failed write
+    into ``out_dir`` (a full disk, a read-only folder, ``ulimit -f``) is one :class:`WriteError`
+    saying what was kept and how to go on.
 
     Started by ``torchrun``, every process runs this and :mod:`srlab.distributed` splits the
     work (``cfg.batch_size`` is then the global batch); a checkpoint resumes with any number
@@ -759,15 +777,13 @@ def train(
 
     out_dir = Path(out_dir)
     budget = parse_duration(time_budget)  # a bad value fails before anything is built
-    if not resume and not overwrite and (out_dir / "last.pt").exists():
-        raise FileExistsError(
-            f"{out_dir} already holds a {cfg.stage} run ({out_dir / 'last.pt'}): --resume (resume=True) "
-            f"continues it, --overwrite (overwrite=True) starts over and replaces its checkpoints and history"
-        )
-    resuming = resume and (out_dir / "last.pt").exists()
-    init = None if resuming else resolve_init(cfg, out_dir)  # fail before building anything
+    check_folder_name(out_dir)
     main = distributed.rank() == 0 and os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone locks
     try:
+        resuming = resume and (out_dir / "last.pt").exists()
+        if not resuming:  # a new run: refused where it would replace a run's files without being told to
+            check_reuse(out_dir, cfg.stage, resume, overwrite)
+        init = None if resuming else resolve_init(cfg, out_dir)  # fail before building anything
         with (
             run_lock(out_dir) if main else contextlib.nullcontext(),
             distributed.process_group(device) as (trainer_class, device),
@@ -784,12 +800,49 @@ def train(
                     f"resume=True (CLI: the same command with --resume), another session if need be."
                 )
             return summary
-    except OSError as err:  # a full disk: one line saying so, what was kept and how to go on
-        if not disk_full(err, out_dir):
+    except OSError as err:  # a full disk, a read-only folder, ...: one line saying so, and how to go on
+        if not writing_failed(err, out_dir):
             raise
-        raise write_error(
-            err, out_dir, ". Free some space, then --resume (resume=True) continues from last.pt"
-        ) from None
+        where = err.filename if err.filename and _inside(err.filename, out_dir) else out_dir
+        raise write_error(err, where, write_advice(err, out_dir)) from None
+
+
+# why a write into the run folder fails, other than a full disk (checkpoint.disk_full)
+WRITE_ERRNOS = {
+    errno.ENOSPC,
+    getattr(errno, "EDQUOT", errno.ENOSPC),
+    errno.EFBIG,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+}
+
+
+def writing_failed(err: OSError, out_dir: Path) -> bool:
+    """Whether ``err`` is a failed write into the run folder (not, say, an unreadable training image)."""
+    if isinstance(err, WriteError) or disk_full(err, out_dir):
+        return True
+    return err.errno in WRITE_ERRNOS and (not err.filename or _inside(err.filename, out_dir))
+
+
+def _inside(name: str | bytes, folder: Path) -> bool:
+    path = Path(os.path.abspath(os.fsdecode(name)))
+    return path == Path(os.path.abspath(folder)) or Path(os.path.abspath(folder)) in path.parents
+
+
+def write_advice(err: OSError, out_dir: Path) -> str:
+    """What to do after a failed write into ``out_dir`` (added to :func:`write_error`'s message)."""
+    if (out_dir / "last.pt").is_file():
+        again = "--resume (resume=True) continues from last.pt"
+    elif run_outputs(out_dir):
+        again = "--overwrite (overwrite=True) starts the run again"
+    else:
+        again = "run the same command again"
+    if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f". Train into a folder you can write to (--out), or make {out_dir} writable, then {again}"
+    if err.errno == errno.EFBIG:
+        return f". Raise the limit on file sizes (ulimit -f unlimited), then {again}"
+    return f". Free some space, then {again}"
 
 
 def tidy_run_folder(trainer: Trainer, fresh: bool) -> None:
@@ -801,10 +854,7 @@ def tidy_run_folder(trainer: Trainer, fresh: bool) -> None:
     if removed:
         trainer.say(f"removed {', '.join(p.name for p in removed)} from {out_dir}: left by saves that were cut off")
     if fresh:
-        for name in ("last.pt", "best.pt", "history.jsonl"):
-            (out_dir / name).unlink(missing_ok=True)
-        if (out_dir / "samples").is_dir():
-            shutil.rmtree(out_dir / "samples")
+        remove_run(out_dir)  # only what an srlab run wrote, by name: check_reuse refused any other folder
 
 
 def parse_duration(value: float | str | None) -> float | None:
