@@ -45,6 +45,7 @@ import argparse
 import dataclasses
 import json
 import math
+import sys
 import tempfile
 import time
 import warnings
@@ -55,6 +56,7 @@ import torch
 
 from .plan import GPUS, UTILIZATION, plan, plan_table
 from .presets import PRETRAIN_STAGE
+from .reports import check_report_path, is_matplotlib_png, write_json_report
 from .train import STAGES, Trainer, make_config, train
 
 BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
@@ -1041,6 +1043,11 @@ def main(argv: list[str] | None = None) -> int:
 
     add_arguments(sub.add_parser("gpu-check", help="colab stages x precisions on a GPU: finite, exact resume, speed"))
     args = parser.parse_args(argv)
+    try:
+        inputs = _check_outputs(args)
+    except (FileExistsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     benches = {"train": bench_train, "quality": bench_quality, "data": bench_data, "infer": bench_infer}
     benches["store"] = bench_store
@@ -1049,10 +1056,25 @@ def main(argv: list[str] | None = None) -> int:
         args
     )
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.json}")
+        try:
+            print(f"wrote {write_json_report(args.json, f'bench {args.what}', result, inputs)}")
+        except (FileExistsError, ValueError) as err:  # a full or read-only disk; a file put there meanwhile
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     return 1 if args.what == "gpu-check" and not result["ok"] else 0
+
+
+def _check_outputs(args) -> list:
+    """Before any timing or training: ``--json`` (and ``--figure``) may replace neither an input (the
+    ``--hr`` folders' images) nor a file srlab did not write (:func:`srlab.reports.check_report_path`).
+    Returns the inputs, for the check again when writing."""
+    hr = getattr(args, "hr", None)
+    inputs = [hr] if isinstance(hr, str) else list(hr or [])
+    if getattr(args, "json", None):
+        check_report_path(args.json, inputs)
+    if getattr(args, "figure", None):
+        check_report_path(args.figure, inputs, "--figure", own=is_matplotlib_png)
+    return inputs
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ colab-plan,badges} ...``."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from .evaluate import CLASSICAL_METHODS, METRIC_CHOICES, check_metrics, evaluate_folder, format_table, score_images
 from .presets import ADVERSARIES, PERCEPTUAL_KINDS, PRESET_NAMES, STAGES
+from .reports import check_report_path, write_json_report
 
 UPSCALE_TILE = 256  # `srlab upscale --tile`'s default, in input pixels
 
@@ -207,6 +207,9 @@ def _demo(args) -> int:
 
 
 def _evaluate(args) -> int:
+    inputs = (args.hr, args.lr, args.sr, args.model)
+    if args.json:  # before any work: never an input, nor a file srlab did not write
+        check_report_path(args.json, inputs)
     if args.sr is not None:
         extra = [
             flag
@@ -235,23 +238,9 @@ def _evaluate(args) -> int:
     if args.sr is None:
         report.update(hr_dir=args.hr, lr_dir=args.lr)
     print(format_table(report))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        # strict JSON: a score of inf (an exact reproduction: PSNR) or nan is written as null
-        Path(args.json).write_text(json.dumps(_finite_or_null(report), indent=2, allow_nan=False))
-        print(f"wrote {args.json}")
+    if args.json:  # strict JSON: a score of inf (an exact reproduction: PSNR) or nan is written as null
+        print(f"wrote {write_json_report(args.json, 'evaluate', report, inputs)}")
     return 0
-
-
-def _finite_or_null(value):
-    """``value`` with every non-finite float inside it replaced by None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_null(v) for v in value]
-    return value
 
 
 def _evaluate_upscaler(model: str, scale: int):
@@ -490,7 +479,10 @@ def _check_device(device: str) -> None:
 
 
 def _check_folder(path: Path, flag: str) -> None:
-    """``path`` is a folder or can be made one: neither it nor a folder above it is a file."""
+    """``path`` is a folder or can be made one: no name in it too long, neither it nor a folder above it a file."""
+    from .runfolder import check_folder_name
+
+    check_folder_name(path, flag)
     for folder in (path, *path.parents):
         if folder.exists():
             if not folder.is_dir():

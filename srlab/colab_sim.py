@@ -47,6 +47,7 @@ import numpy as np
 
 from .data import stand_in_photos
 from .notebook import NOTEBOOKS
+from .reports import check_report_path, write_json_report
 
 RUNTIME_MARK = "SRLAB_SIM_RUNTIME"  # in the environment of every process of one simulated runtime
 TRAINED = ("srcnn", "autoencoder", "srresnet", "srgan", "srgan_collapse", "rrdb", "esrgan")
@@ -436,11 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args(argv)
+    if args.json:  # before the notebooks run: never a file srlab did not write (srlab.reports)
+        check_report_path(args.json, [args.notebooks])
     with tempfile.TemporaryDirectory() as tmp:
         report = simulate(Path(args.out or tmp), Path(args.notebooks).resolve(), args.timeout)
     print("\n".join(report_lines(report)))
     if args.json:
-        Path(args.json).write_text(json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=1))
+        write_json_report(args.json, "colab-sim", {k: v for k, v in report.items() if k != "runs"}, [args.notebooks])
     return 0 if report["ok"] else 1
 
 

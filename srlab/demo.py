@@ -10,7 +10,7 @@ This is the floor every learned model in the course has to beat.
 
 from __future__ import annotations
 
-import json
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .data import EMBEDDED_IMAGES, embedded_images
 from .evaluate import CLASSICAL_METHODS, metrics_table, score_pair, upscale_classical
+from .reports import check_report_path, is_matplotlib_png, write_json_report
 from .resize import imresize, modcrop
 from .viz import crop_grid
 
@@ -32,8 +33,11 @@ def run_demo(
     methods=CLASSICAL_METHODS,
     progress: bool = True,
 ) -> dict:
-    """Run the classical baseline on the embedded images; returns the metrics dict written to JSON."""
+    """Run the classical baseline on the embedded images; returns the metrics dict written to JSON.
+    An ``out_dir`` holding a file of those names that an earlier demo did not write is refused
+    before any work (FileExistsError), so ``--out`` pointed at the wrong folder loses nothing."""
     out_dir = Path(out_dir)
+    check_outputs(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     per_image, figure_rows = [], []
     for name, img in tqdm(embedded_images(tuple(names)).items(), desc="demo", disable=not progress):
@@ -54,8 +58,24 @@ def run_demo(
         "mean": mean,
         "images": per_image,
     }
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    write_json_report(out_dir / "metrics.json", "demo", result, flag="")
     (out_dir / "metrics.md").write_text(metrics_table(mean, label=f"x{scale} method") + "\n")
     fig = crop_grid(figure_rows, out_dir / "comparison.png", scale=scale)
     plt.close(fig)
     return result
+
+
+_OWN_TABLE = re.compile(rb"\A\| x\d+ method \|")  # the first row of the table run_demo writes to metrics.md
+
+
+def _is_own_table(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return bool(_OWN_TABLE.match(f.read(64)))
+
+
+def check_outputs(out_dir: Path) -> None:
+    """Refuse, before any work, to replace a ``metrics.json``, ``metrics.md`` or ``comparison.png``
+    in ``out_dir`` that an earlier demo did not write."""
+    check_report_path(out_dir / "metrics.json", flag="")
+    check_report_path(out_dir / "metrics.md", flag="", own=_is_own_table)
+    check_report_path(out_dir / "comparison.png", flag="", own=is_matplotlib_png)

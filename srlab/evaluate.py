@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from .images import ImageReadError, drop_alpha, list_images, pair_images, read_image
 from .metrics import _default_range, niqe, niqe_blocks, psnr, ssim
 from .preference import NIQE_TIE, PSNR_TIE_DB
+from .reports import markdown_cell
 from .resize import imresize, modcrop
 
 __all__ = [
@@ -85,12 +86,16 @@ def model_upscaler(model, name: str = "model", device: str = "cpu") -> Upscaler:
 # what ``metrics=`` accepts; psnr gives psnr_y and psnr_rgb, ssim gives ssim_y, the others their own key
 METRIC_CHOICES = ("psnr", "ssim", "niqe", "lpips")
 NO_REFERENCE = ("niqe",)  # the metrics that need no HR image
+# metric -> (the optional package it needs, how to get it)
+NEEDS_PACKAGE = {"lpips": ("lpips", "pip install lpips; it needs internet once, to download its AlexNet backbone")}
 
 
 def check_metrics(metrics, reference: bool = True) -> tuple[str, ...]:
     """``metrics`` (names or a comma list such as "psnr,ssim,niqe") checked, in order, duplicates dropped.
 
     With ``reference=False`` (upscaled images with no HR) only :data:`NO_REFERENCE` metrics are allowed.
+    A metric whose package (:data:`NEEDS_PACKAGE`) is not installed is refused here, before any work:
+    it gave an empty table and exit code 0.
     """
     names = metrics.split(",") if isinstance(metrics, str) else list(metrics)
     names = tuple(dict.fromkeys(n.strip().lower() for n in names if n.strip()))
@@ -103,7 +108,23 @@ def check_metrics(metrics, reference: bool = True) -> tuple[str, ...]:
             f"these images have no HR to compare with, so {' and '.join(needs_hr)} cannot be scored: "
             f"give HR images (--hr), or use the no-reference metric {', '.join(NO_REFERENCE)}"
         )
+    for name in names:
+        _require_package(name)
     return names
+
+
+def _require_package(metric: str) -> None:
+    """ValueError (one line: how to install it) when ``metric`` needs a package that cannot be imported."""
+    if metric not in NEEDS_PACKAGE:
+        return
+    package, how = NEEDS_PACKAGE[metric]
+    try:
+        __import__(package)
+    except ImportError:
+        raise ValueError(
+            f"metric {metric} needs the {package} package, which is not installed: {how}; "
+            f"or leave {metric} out of the metrics"
+        ) from None
 
 
 def score_pair(sr: np.ndarray, hr: np.ndarray, scale: int, metrics=("psnr", "ssim")) -> dict[str, float]:
@@ -118,6 +139,9 @@ def score_pair(sr: np.ndarray, hr: np.ndarray, scale: int, metrics=("psnr", "ssi
     return out
 
 
+_LPIPS_SKIPPED = "LPIPS skipped: "
+
+
 def load_lpips() -> tuple[Callable | None, str | None]:
     """LPIPS (AlexNet, v0.1) as ``(sr, hr, crop_border) -> float``, or ``(None, why not)``.
 
@@ -128,14 +152,11 @@ def load_lpips() -> tuple[Callable | None, str | None]:
     try:
         import lpips
     except ImportError:
-        return None, (
-            "LPIPS skipped: the lpips package is not installed (pip install lpips; "
-            "it needs internet once, to download its AlexNet backbone)"
-        )
+        return None, f"{_LPIPS_SKIPPED}the lpips package is not installed ({NEEDS_PACKAGE['lpips'][1]})"
     try:
         net = lpips.LPIPS(net="alex", verbose=False).eval()
     except Exception as err:  # the backbone's download (offline), a broken cache: never a crash
-        return None, f"LPIPS skipped: lpips could not load its AlexNet backbone (it needs internet once): {err}"
+        return None, f"{_LPIPS_SKIPPED}lpips could not load its AlexNet backbone (it needs internet once): {err}"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     net = net.to(device)
 
@@ -233,8 +254,8 @@ def evaluate_folder(
         scale: SR factor (2, 3, 4, 8, ...).
         upscaler: a classical method name or a function ``(lr, scale) -> sr`` on numpy images.
         metrics: any of :data:`METRIC_CHOICES`: "psnr" (psnr_y, psnr_rgb), "ssim" (ssim_y), "niqe"
-            (of the SR image, ``crop_border=scale``), "lpips" (where the lpips package and its
-            backbone load; else one printed line says why not, and there is no lpips key).
+            (of the SR image, ``crop_border=scale``), "lpips" (the lpips package and its backbone
+            must load: else ValueError saying why, before any image is read).
     Returns ``{"scale", "model", "mean": {...}, "images": [{"name", "psnr_y", "ssim_y",
     "psnr_rgb", ...}], "skipped": [{"name", "reason"}]}``. Unreadable or mismatched images are
     skipped, named in one warning and listed under ``"skipped"``. An image NIQE cannot score
@@ -252,10 +273,10 @@ def evaluate_folder(
     if not pairs:
         raise FileNotFoundError(f"no images in {hr_dir}")
     lpips_distance = None
-    if "lpips" in metrics:
+    if "lpips" in metrics:  # before any image: a backbone that cannot load is refused, not a missing column
         lpips_distance, why_not = load_lpips()
         if why_not:
-            print(why_not)
+            raise ValueError(f"{why_not.removeprefix(_LPIPS_SKIPPED)}; or leave lpips out of the metrics")
 
     rows, skipped, per_image = [], [], _PerImage()
     for hr_path, lr_path in tqdm(pairs, desc=f"{name} x{scale}", disable=not progress):
@@ -341,6 +362,8 @@ def metrics_table(
         rows: ``{row name: {metric: value}}``; with ``groups``, ``{row name: {group: {metric: value}}}``.
         metrics: the metric keys to show, in order. Known keys (:data:`METRICS`) get their header,
             precision and direction (LPIPS: lower is better); others are shown with 4 digits.
+            Names and headers are escaped (:func:`srlab.reports.markdown_cell`): a ``|`` in a file
+            or method name stays in its cell.
         label: the first column's header.
         groups: e.g. test-set names: one column per group, its cell the metrics joined by " / "
             (``| x4, PSNR-Y (dB) / SSIM-Y | Set5 | Set14 |``).
@@ -381,11 +404,14 @@ def metrics_table(
 
     if groups is None:
         head = [label, *(_metric(k)[0] for k in metrics)]
-        body = [[str(name), *(cell(name, None, k) for k in metrics)] for name in rows]
+        body = [[markdown_cell(name), *(cell(name, None, k) for k in metrics)] for name in rows]
     else:
         heads = " / ".join(_metric(k)[0] for k in metrics)
-        head = [f"{label}, {heads}" if label else heads, *map(str, groups)]
-        body = [[str(name), *(" / ".join(cell(name, g, k) for k in metrics) for g in groups)] for name in rows]
+        head = [f"{label}, {heads}" if label else heads, *groups]
+        body = [
+            [markdown_cell(name), *(" / ".join(cell(name, g, k) for k in metrics) for g in groups)] for name in rows
+        ]
+    head = list(map(markdown_cell, head))
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     return "\n".join(lines)

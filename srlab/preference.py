@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .reports import check_report_path, is_matplotlib_png, markdown_cell
 from .votes import Vote, is_simulated, neutralise, one_line, read_votes
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "report",
     "PSNR_TIE_DB",
     "NIQE_TIE",
+    "MAX_METHODS",
 ]
 
 Z95 = 1.959963984540054  # the 97.5 % quantile of the standard normal
@@ -58,14 +60,37 @@ NIQE_TIE = 0.2
 # ---------------------------------------------------------------- statistics
 
 
-def _cell(name: str) -> str:
-    """A rater's or method's name as a table shows it: on one line, and never a spreadsheet
-    formula (:func:`srlab.votes.neutralise`), since tables get pasted into spreadsheets."""
+def _name(name: str) -> str:
+    """A rater's or method's name as a report shows it: on one line, and never a spreadsheet
+    formula (:func:`srlab.votes.neutralise`), since reports get pasted into spreadsheets."""
     return neutralise(one_line(name))
 
 
+def _cell(name: str) -> str:
+    """A name as a Markdown table cell shows it: :func:`_name`, with ``|`` (and ``\\``) escaped
+    (:func:`srlab.reports.markdown_cell`), so a ``|`` in a method's name stays in its column."""
+    return markdown_cell(_name(name))
+
+
+# The most methods one analysis compares. A study compares a handful; the pairwise matrix and the
+# Bradley-Terry fit grow with the square of their number (20,000 names in a 1.2 MB file asked for
+# 11.9 GiB), so more names than this mean a wrong file and are refused in one line.
+MAX_METHODS = 50
+
+
 def _methods(votes: Iterable[Vote]) -> list[str]:
-    return sorted({m for v in votes for m in (v.method_left, v.method_right)})
+    """The methods the votes name, sorted; ValueError when they are more than :data:`MAX_METHODS`."""
+    return _at_most_max(sorted({m for v in votes for m in (v.method_left, v.method_right)}))
+
+
+def _at_most_max(methods: list[str]) -> list[str]:
+    """``methods``, or ValueError (one line) when they are more than :data:`MAX_METHODS`."""
+    if len(methods) > MAX_METHODS:
+        raise ValueError(
+            f"the votes name {len(methods)} methods, more than the {MAX_METHODS} a study report compares "
+            "(its pairwise matrix grows with the square): check that these are the vote files of one study"
+        )
+    return methods
 
 
 def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
@@ -112,7 +137,7 @@ def pairwise_wins(votes: Iterable[Vote], methods: list[str] | None = None) -> tu
     """``(methods, W)`` with ``W[i, j]`` = times method i was preferred over j, a tie adding
     half to each of ``W[i, j]`` and ``W[j, i]``."""
     votes = list(votes)
-    methods = methods or _methods(votes)
+    methods = _at_most_max(list(methods)) if methods else _methods(votes)
     index = {m: i for i, m in enumerate(methods)}
     wins = np.zeros((len(methods), len(methods)))
     for v in votes:
@@ -368,7 +393,9 @@ def plot_study(
     """Win rates with their 95 % Wilson intervals (best-liked on top); with ``metrics``, also
     PSNR-Y against the Bradley-Terry score, one point per method (or, when the PSNRs tie, the
     sentence that says why there is no such comparison); MOS ± SE when rated. Simulated votes
-    are called so in the titles, and a line above the panels says it again."""
+    are called so in the titles, and a line above the panels says it again. ``path`` may replace a
+    figure drawn before (a matplotlib PNG), never another file (FileExistsError, before drawing)."""
+    _check_figure_path(path)
     import matplotlib.pyplot as plt
 
     votes = list(votes)
@@ -448,21 +475,32 @@ def plot_study(
     return fig
 
 
+def _check_figure_path(path: str | Path | None) -> None:
+    """Before drawing: ``path`` may replace a figure srlab drew (a matplotlib PNG), never another file."""
+    if path is not None:
+        check_report_path(path, flag="", own=is_matplotlib_png)
+
+
 def report(paths: str | Path | Iterable[str | Path], prior: float = 1.0) -> str:
     """What ``python -m srlab study report`` prints: who voted, then the results table and
     the pairwise matrix of the votes in ``paths`` (one file per rater, or pooled ones).
 
     Bad rows are skipped with :class:`~srlab.votes.BadVoteRow` warnings; a missing file raises
-    FileNotFoundError; no valid votes at all, or votes on a single method, ValueError.
+    FileNotFoundError; no valid votes at all, votes on a single method or on more than
+    :data:`MAX_METHODS`, or a file whose header lacks a column, ValueError. Memory and output grow
+    with the number of votes, and with the square of the methods only up to that cap.
     """
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     votes = read_votes(paths)
     if not votes:
         raise ValueError(f"no valid votes in {', '.join(map(str, paths))}")
-    methods = _methods(votes)
+    try:  # before anything grows with the square of their number
+        methods = _methods(votes)
+    except ValueError as err:
+        raise ValueError(f"{', '.join(map(str, paths))}: {err}") from None
     if len(methods) < 2:
         raise ValueError(f"the votes name a single method ({methods[0]})")
-    raters = sorted({_cell(v.rater) for v in votes})
+    raters = sorted({_name(v.rater) for v in votes})
     who = (
         f"{len(votes)} votes from {len(raters)} rater(s) ({', '.join(raters)}) in {len(paths)} file(s); "
         f"a tie counts as half a win; Bradley-Terry prior {prior:g}"

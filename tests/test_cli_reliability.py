@@ -69,10 +69,10 @@ def test_report_tables_neutralise_rater_and_method_names(tmp_path):
     ]
     table = preference.results_table(votes)
     rows = [line.split(" | ")[0] for line in table.splitlines()[2:]]
-    assert sorted(rows) == ["| '-C", "| '=cmd|' /C calc'!A0", "| '@B"]
+    assert sorted(rows) == ["| '-C", "| '=cmd\\|' /C calc'!A0", "| '@B"]  # the | escaped: it stays in its cell
     matrix = preference.pairwise_table(votes)
-    assert matrix.splitlines()[0].endswith("| '-C | '=cmd|' /C calc'!A0 | '@B |")
-    assert {line.split(" | ")[0] for line in matrix.splitlines()[2:]} == {"| '-C", "| '=cmd|' /C calc'!A0", "| '@B"}
+    assert matrix.splitlines()[0].endswith("| '-C | '=cmd\\|' /C calc'!A0 | '@B |")
+    assert {line.split(" | ")[0] for line in matrix.splitlines()[2:]} == {"| '-C", "| '=cmd\\|' /C calc'!A0", "| '@B"}
     path = write_votes(tmp_path / "v.csv", votes)
     text = preference.report([path])
     assert "1 rater(s) ('+rater)" in text and "| =" not in text and "| @" not in text and "| -C" not in text

@@ -37,3 +37,16 @@ def test_demo_writes_table_and_figure_with_correct_numbers(tmp_path):
     assert table.count("\n") == 2 + 4 and "| bicubic |" in table
     fig = Image.open(tmp_path / "comparison.png")
     assert fig.size[0] > 800 and fig.size[1] > 300  # two rows of seven panels
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "metrics.md", "comparison.png"])
+def test_demo_refuses_to_replace_a_file_it_did_not_write_and_replaces_its_own(tmp_path, name):
+    run_demo(tmp_path / "own", scale=4, names=("chelsea",), progress=False)
+    run_demo(tmp_path / "own", scale=4, names=("chelsea",), progress=False)  # its own outputs: replaced
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / name).write_bytes(b"a student's notes, not a demo output\n")
+    with pytest.raises(FileExistsError, match=f"{name} exists and is not a report srlab wrote"):
+        run_demo(theirs, scale=4, names=("chelsea",), progress=False)
+    assert (theirs / name).read_bytes() == b"a student's notes, not a demo output\n"
+    assert sorted(p.name for p in theirs.iterdir()) == [name]  # refused before any work

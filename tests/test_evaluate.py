@@ -2,7 +2,6 @@ import json
 import subprocess
 import sys
 import types
-import urllib.error
 import warnings
 
 import numpy as np
@@ -298,35 +297,13 @@ def test_cli_metric_and_source_errors_are_clear(photos, capsys):
         assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_lpips_absent_is_one_line_and_no_column(photos, tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "lpips", None)  # `import lpips` raises ImportError, as without the package
-    out = tmp_path / "r.json"
-    assert main(["evaluate", "--hr", str(photos[0]), "--metrics", "psnr,lpips", "--json", str(out)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    notes = [line for line in lines if "LPIPS" in line]
-    assert notes == [
-        "LPIPS skipped: the lpips package is not installed (pip install lpips; "
-        "it needs internet once, to download its AlexNet backbone)"
-    ]
-    assert "lpips" not in json.loads(out.read_text())["mean"]
-    assert _parse_markdown("\n".join(lines[1:-1]))[0] == ["image", "PSNR-Y (dB)", "PSNR-RGB (dB)"]
-
-
 def _fake_lpips(monkeypatch, net):
     module = types.ModuleType("lpips")
     module.LPIPS = lambda net_name="alex", **kwargs: net(net_name, **kwargs)
     monkeypatch.setitem(sys.modules, "lpips", module)
 
 
-def test_lpips_backbone_that_cannot_load_is_one_line(photos, capsys, monkeypatch):
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    _fake_lpips(monkeypatch, offline)
-    report = evaluate_folder(photos[0], metrics=("psnr", "lpips"), progress=False)
-    (line,) = capsys.readouterr().out.splitlines()
-    assert line.startswith("LPIPS skipped: lpips could not load its AlexNet backbone (it needs internet once)")
-    assert "lpips" not in report["mean"] and "lpips" not in report["images"][0]
+# LPIPS without its package or its backbone is refused before any work: tests/test_hostile_reports.py
 
 
 class _MeanAbsoluteNet(torch.nn.Module):

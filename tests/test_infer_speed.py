@@ -131,7 +131,7 @@ def test_without_ncnn_the_benchmark_says_so_and_skips(monkeypatch, tmp_path, cap
     out = tmp_path / "r.json"
     assert bench.main(["infer", "--vs-ncnn", "--json", str(out)]) == 0
     assert f"infer --vs-ncnn: skipped: {bench.NCNN_MISSING}" in capsys.readouterr().out
-    assert json.loads(out.read_text()) == {"skipped": bench.NCNN_MISSING}
+    assert json.loads(out.read_text()) == {"srlab_report": "bench infer", "skipped": bench.NCNN_MISSING}
 
 
 def test_without_the_model_package_the_benchmark_says_which_to_install(monkeypatch):
