@@ -277,26 +277,29 @@ def bench_store(args) -> dict:
     from .images import image_size, list_images
 
     size, stride, scale, workers = 480, 240, 4, 2
-    build = lambda hr, out: extract_patches(hr, out, size=size, stride=stride, workers=workers, progress=False)
+
+    def build(hr: Path, out: Path) -> tuple[Path, float]:
+        start = time.perf_counter()
+        store = extract_patches(hr, out, size=size, stride=stride, workers=workers, progress=False)
+        return store, time.perf_counter() - start
+
     with tempfile.TemporaryDirectory() as tmp:
         hr_dir = _make_2k_pngs(Path(tmp) / "hr", n=args.images)
         paths = list_images(hr_dir)
         shapes = [image_size(p) for p in paths]
         # a quarter of the images first: the difference is the time per image, without the workers' start
-        few = Path(tmp) / "few"
-        few.mkdir()
-        for path in paths[: max(1, len(paths) // 4)]:
-            (few / path.name).symlink_to(path)
-        start = time.perf_counter()
-        build(few, Path(tmp) / "few_store")
-        few_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        store = build(hr_dir, Path(tmp) / "store")
-        seconds = time.perf_counter() - start
+        n_few = max(1, len(paths) // 4)
+        two_builds = len(paths) > n_few  # one image: a single build, its start not told apart
+        if two_builds:
+            few = Path(tmp) / "few"
+            few.mkdir()
+            for path in paths[:n_few]:
+                (few / path.name).symlink_to(path)
+            few_seconds = build(few, Path(tmp) / "few_store")[1]
+        store, seconds = build(hr_dir, Path(tmp) / "store")
         store_bytes = sum(p.stat().st_size for p in store.iterdir() if p.is_file())
         windows = len(PatchStore(store))
-    n_few = max(1, len(paths) // 4)
-    per_image = (seconds - few_seconds) / (len(paths) - n_few) if len(paths) > n_few else seconds / len(paths)
+    per_image = (seconds - few_seconds) / (len(paths) - n_few) if two_builds else seconds / len(paths)
     start_up = max(0.0, seconds - per_image * len(paths))
     by_hand = sum(len(_positions(h, size, stride, scale)) * len(_positions(w, size, stride, scale)) for h, w in shapes)
     if windows != by_hand:
@@ -315,7 +318,8 @@ def bench_store(args) -> dict:
         f"old layout  {old_bytes / 1e6:8.1f} MB  {old_bytes / pixels:5.2f} bytes/pixel  "
         f"({old_bytes / store_bytes:.2f}x the store; every sub-image's pixels)\n"
         f"extract     {seconds:8.1f} s   {per_image:5.3f} s per image once started, {start_up:.1f} s to start "
-        f"(workers={workers}; from a build of {n_few} image(s) first)\n"
+        f"(workers={workers}"
+        f"{f'; from a build of {n_few} image(s) first' if two_builds else '; one build, start not measured'})\n"
         f"DIV2K train, {DIV2K_TRAIN_IMAGES} images, estimated as {DIV2K_TRAIN_IMAGES} x the stand-in's mean "
         f"{pixels / n / 1e6:.2f} MP/image = {div2k_mp:.0f} MP (its exact pixel count is not known here), "
         f"scaled per megapixel: store {div2k['store_bytes'] / 1e9:.1f} GB, old layout "

@@ -288,6 +288,11 @@ def _optimiser_state(value) -> bool:
     )
 
 
+# random.getstate() written out is about 7,300 characters; a much longer text is crafted, and
+# ast.literal_eval of 100 KB of nested brackets or signs runs the parser out of memory
+PYTHON_STATE_CHARS = 20_000
+
+
 def _random_states(value) -> bool:
     return (
         isinstance(value, dict)
@@ -297,6 +302,7 @@ def _random_states(value) -> bool:
         and value["numpy_keys"].numel() == 624  # MT19937's state
         and type(value.get("numpy_pos")) is int
         and isinstance(value.get("python"), str)
+        and len(value["python"]) < PYTHON_STATE_CHARS  # before literal_eval parses it
     )
 
 
@@ -326,9 +332,9 @@ def _described(value) -> str:
     """``value`` for an error message: itself when short, with its type; else its type (a tensor: its shape)."""
     if torch.is_tensor(value):
         return f"a {tuple(value.shape)} {str(value.dtype).removeprefix('torch.')} tensor"
-    text = repr(value)
-    if value is None or len(text) > 40:
-        return "None" if value is None else f"a {type(value).__name__} of {len(text)} characters"
+    text = reprlib.repr(value)  # bounded: a crafted value may be huge, or nest too deep for repr
+    if value is None or len(text) > 40 or "..." in text:
+        return "None" if value is None else f"a {type(value).__name__}"
     return f"{text} ({type(value).__name__})"
 
 

@@ -26,7 +26,6 @@ notebook. Here, for each notebook:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
@@ -46,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import stand_in_photos
+from .download import _BENCHMARK_SETS, DATASETS, _benchmark_entries, _sha256
 from .notebook import NOTEBOOKS
 from .reports import check_report_path, write_json_report
 
@@ -53,7 +53,7 @@ RUNTIME_MARK = "SRLAB_SIM_RUNTIME"  # in the environment of every process of one
 TRAINED = ("srcnn", "autoencoder", "srresnet", "srgan", "srgan_collapse", "rrdb", "esrgan")
 DISCONNECTED = "03_srgan_pretrain"  # the notebook cut off mid-training, then rerun
 DISCONNECT_STEPS = 300  # its training length in the simulation, so that the cut lands mid-run
-TEST_SETS = {"set5": "Set5", "set14": "Set14", "bsd100": "B100", "urban100": "Urban100"}
+TEST_SETS = {name: folder for name, (folder, _) in _BENCHMARK_SETS.items()}  # name -> folder in benchmark.tar
 
 
 # ---------------------------------------------------------------- stand-in data sets
@@ -88,44 +88,36 @@ def _write_benchmark_tar(path: Path, per_set: int) -> None:
                     tf.addfile(info, io.BytesIO(data))
 
 
-def _entry(path: Path, url: str, member: str, folder: str, images: int, lr: bool) -> dict:
-    data = path.read_bytes()
-    size, sha = len(data), hashlib.sha256(data).hexdigest()
-    return dict(url=url, size=size, approx_size=size, sha256=sha, member=member, folder=folder, images=images, lr=lr)
+def _served(path: Path, base_url: str) -> dict:
+    """What a ``DATASETS`` entry says of an archive, for the stand-in ``path`` served under ``base_url``."""
+    size = path.stat().st_size
+    return dict(url=f"{base_url}/{path.name}", size=size, approx_size=size, sha256=_sha256(path))
 
 
 def make_stand_in_data(folder: Path, base_url: str, train: int = 4, valid: int = 2, per_set: int = 2) -> dict:
     """Write the stand-in archives into ``folder`` and return their ``DATASETS`` table (URLs under
     ``base_url``): DIV2K's two HR zips (``train`` and ``valid`` 2040x1356 photos, named as DIV2K
-    names them) and a ``benchmark.tar`` with ``per_set`` images in each test set."""
+    names them) and a ``benchmark.tar`` with ``per_set`` images in each test set. The entries are
+    the real ones (members, folders) with the stand-ins' URL, size, SHA-256 and image count."""
     folder.mkdir(parents=True, exist_ok=True)
     size = (1356, 2040)
     zips = {
         "DIV2K_train_HR": ([f"{k:04d}.png" for k in range(1, train + 1)], stand_in_photos(train, size, seed=0)),
         "DIV2K_valid_HR": ([f"{k:04d}.png" for k in range(801, 801 + valid)], stand_in_photos(valid, size, seed=1)),
     }
-    table = {"div2k": {"description": "stand-in DIV2K (generated photos)", "archives": []}}
-    for name, (names, images) in zips.items():
-        _write_zip(folder / f"{name}.zip", name, names, images)
-        table["div2k"]["archives"].append(
-            _entry(folder / f"{name}.zip", f"{base_url}/{name}.zip", name, name, len(names), False)
-        )
+    div2k = []
+    for entry in (e for e in DATASETS["div2k"]["archives"] if not e["lr"]):
+        names, images = zips[entry["member"]]
+        _write_zip(folder / f"{entry['member']}.zip", entry["member"], names, images)
+        div2k.append({**entry, **_served(folder / f"{entry['member']}.zip", base_url), "images": len(names)})
+    table = {"div2k": {"description": "stand-in DIV2K (generated photos)", "archives": div2k}}
     tar = folder / "benchmark.tar"
     _write_benchmark_tar(tar, per_set)
+    served = _served(tar, base_url)  # one archive for every test set: hashed once
     for name, set_folder in TEST_SETS.items():
         table[name] = {
             "description": f"stand-in {set_folder}",
-            "archives": [
-                _entry(tar, f"{base_url}/benchmark.tar", f"benchmark/{set_folder}/HR", "HR", per_set, False),
-                _entry(
-                    tar,
-                    f"{base_url}/benchmark.tar",
-                    f"benchmark/{set_folder}/LR_bicubic/X4",
-                    "LR_bicubic/X4",
-                    per_set,
-                    True,
-                ),
-            ],
+            "archives": [{**entry, **served} for entry in _benchmark_entries(set_folder, per_set)],
         }
     return table
 
@@ -225,7 +217,7 @@ def new_runtime(root: Path, name: str, standin: Path, table: Path) -> tuple[Path
         SRLAB_COLAB_CONTENT=str(content),
         SRLAB_PRESET="colab",
         SRLAB_SIZES="smoke",
-        **{RUNTIME_MARK: name},
+        **{RUNTIME_MARK: _mark(name)},
     )
     return content, env
 
@@ -241,9 +233,15 @@ def _inject(notebook: dict, source: str) -> dict:
     return notebook
 
 
+def _mark(name: str) -> str:
+    """Runtime ``name`` of this simulation: the names repeat in every simulation, so the mark also
+    holds this process's id (two simulations on one machine never kill each other's kernels)."""
+    return f"{os.getpid()}/{name}"
+
+
 def kill_runtime(name: str) -> int:
     """SIGKILL every process of runtime ``name`` (the executor and its kernel: a disconnect); returns how many."""
-    mark = f"{RUNTIME_MARK}={name}".encode()
+    mark = f"{RUNTIME_MARK}={_mark(name)}".encode()
     killed = 0
     for proc in Path("/proc").glob("[0-9]*"):
         try:
@@ -339,8 +337,13 @@ def _check(checks: list, name: str, ok: bool, detail: str) -> None:
 
 
 def simulate(out: Path, notebooks: Path, timeout: int = 900, progress: bool = True) -> dict:
-    """Run the course as Colab does (module docstring) in ``out``; returns the runs and the checks."""
+    """Run the course as Colab does (module docstring) in ``out``, a new or empty folder (its
+    runtimes start fresh, and files already there would be replaced); returns the runs and the checks."""
     out = Path(out)
+    if out.exists() and not (out.is_dir() and next(out.iterdir(), None) is None):
+        raise FileExistsError(
+            f"--out {out} is not an empty folder: name a new one (each simulation needs fresh runtimes)"
+        )
     drive, runtimes = out / "drive", out / "runtimes"
     drive.mkdir(parents=True, exist_ok=True)
     say = print if progress else (lambda *a, **k: None)

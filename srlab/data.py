@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,19 +85,17 @@ def embedded_images(names: tuple[str, ...] = EMBEDDED_IMAGES) -> dict[str, np.nd
     return {name: np.ascontiguousarray(_load(name)) for name in names}
 
 
-def stand_in_photos(count: int, size: tuple[int, int] = (1356, 2040), seed: int = 0) -> list[np.ndarray]:
-    """``count`` generated photos of ``size`` (h, w; default DIV2K's 2040 px wide): the embedded photos
+def stand_in_photos(count: int, size: tuple[int, int] = (1356, 2040), seed: int = 0) -> Iterator[np.ndarray]:
+    """``count`` generated photos, one at a time of ``size`` (h, w; default DIV2K's 2040 px wide): the embedded photos
     resized, with mild noise so they compress and decode like camera photos rather than like smooth
     upscales. For benchmarks and simulations: a stand-in for data sets nothing here may download."""
     from .resize import imresize
 
     rng = np.random.default_rng(seed)
     photos = list(embedded_images().values())
-    out = []
     for k in range(count):
         img = imresize(photos[(k + seed) % len(photos)], size=size).astype(np.int16)
-        out.append(np.clip(img + rng.integers(-6, 7, img.shape), 0, 255).astype(np.uint8))
-    return out
+        yield np.clip(img + rng.integers(-6, 7, img.shape), 0, 255).astype(np.uint8)
 
 
 # ---------------------------------------------------------------- training patches
@@ -338,7 +337,7 @@ def _image_size(path) -> tuple[int, int] | str:
     from .images import ImageReadError, image_size
 
     try:
-        return image_size(path) or "unreadable"
+        return image_size(path)
     except (ImageReadError, OSError) as err:
         return str(err)
 

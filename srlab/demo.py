@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .data import EMBEDDED_IMAGES, embedded_images
 from .evaluate import CLASSICAL_METHODS, metrics_table, score_pair, upscale_classical
-from .reports import check_report_path, is_matplotlib_png, write_json_report
+from .reports import check_report_path, file_head, is_matplotlib_png, write_json_report
 from .resize import imresize, modcrop
 from .viz import crop_grid
 
@@ -69,8 +69,7 @@ _OWN_TABLE = re.compile(rb"\A\| x\d+ method \|")  # the first row of the table r
 
 
 def _is_own_table(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return bool(_OWN_TABLE.match(f.read(64)))
+    return bool(_OWN_TABLE.match(file_head(path)))
 
 
 def check_outputs(out_dir: Path) -> None:

@@ -301,7 +301,7 @@ def download_file(
         dest.unlink(missing_ok=True)  # stale or damaged: fetch it again
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise _write_error(err, dest.parent, "; choose a folder you can write to (download --to)") from None
+        raise _write_error(err, dest.parent, "; choose a folder you can write to") from None
     part = dest.with_name(dest.name + ".part")
     if expected_size is not None:
         cap = _Cap(expected_size, "its expected size", exact=True)
@@ -402,10 +402,8 @@ def _fetch_once(url: str, part: Path, offset: int, cap: _Cap, how: _Transfer) ->
             raise _too_big(url, part, cap, f"announces {total:,} bytes, more than")
         received = _stream(response, part, start, total, cap, url, how)
     if total is not None and received < total:
-        raise DownloadError(
-            f"download of {url} stopped after {received} of {total} bytes (connection "
-            f"dropped); {part} keeps them, so running again resumes from there"
-        )
+        dropped = f"download of {url} stopped after {received} of {total} bytes (connection dropped)"
+        raise DownloadError(dropped + _resume_hint(part))
     return None
 
 
@@ -487,7 +485,7 @@ def _copy_body(response, out: IO[bytes], part: Path, start: int, cap: _Cap, url:
         bar.update(len(block))
         if slow := how.pace.too_slow(received):
             out.flush()
-            hint = _resume_hint(part, "try again later, or use another mirror (--base-url)")
+            hint = _resume_hint(part, "try again later, or use another mirror")
             raise DownloadError(f"download of {url} is too slow: {slow}{hint}")
 
 
@@ -697,7 +695,9 @@ def _open_archive(archive: Path, caps: _Caps):
             with tarfile.open(fileobj=stream, mode="r:") as tf:  # "r:": tarfile inflates nothing itself
                 yield tf
     else:
-        raise DownloadError(f"{archive}: unsupported archive type (expected .zip, .tar, .tar.gz or .tgz)")
+        raise DownloadError(
+            f"{archive}: unsupported archive type (expected .zip, .tar, .tar.gz, .tgz, .tar.bz2 or .tar.xz)"
+        )
 
 
 # The compressions a tar may have (tarfile's "r:*" reads these), by the magic bytes they start with.
@@ -792,7 +792,7 @@ class _Inflated(io.RawIOBase):
         try:
             return step(arg)
         except OSError as err:
-            if isinstance(err, gzip.BadGzipFile):
+            if isinstance(err, gzip.BadGzipFile) or err.errno is not None:  # an I/O error of the disk under it
                 raise
             raise tarfile.ReadError(f"{type(err).__name__}: {err}") from err
 
@@ -1043,6 +1043,10 @@ def download_dataset(
     for entry in entries:
         if done.get(entry["folder"]) == entry["images"] == _count_images(root / entry["folder"]):
             continue
+        try:  # here, not in download_file (which weights use too), as it names the command's option
+            archives.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise _write_error(err, archives, "; choose a folder you can write to (download --to)") from None
         archive = download_file(
             _archive_url(entry["url"], base_url),
             archives / _file_name(entry["url"]),
@@ -1108,10 +1112,10 @@ def _read_marker(root: Path) -> dict[str, int]:
 
 
 def _write_marker(root: Path, name: str, folders: dict[str, int]) -> None:
-    tmp = root / (MARKER + ".tmp")
+    from .images import atomic_write
+
+    text = json.dumps({"dataset": name, "folders": folders}, indent=1, sort_keys=True)
     try:
-        tmp.write_text(json.dumps({"dataset": name, "folders": folders}, indent=1, sort_keys=True))
-        os.replace(tmp, root / MARKER)
+        atomic_write(root / MARKER, lambda tmp: tmp.write_text(text))
     except OSError as err:  # a full disk: the images are verified, only the record of it is missing
-        tmp.unlink(missing_ok=True)
         raise _write_error(err, root / MARKER, "; the images are in place: run again once there is room") from None

@@ -43,6 +43,7 @@ __all__ = [
     "write_image",
     "check_depth",
     "atomic_write",
+    "name_max",
     "drop_alpha",
     "to_tensor",
     "to_image",
@@ -160,7 +161,9 @@ def _opencv_format(raw: bytes) -> str | None:
 
 _JPEG_SOF = {*range(0xC0, 0xD0)} - {0xC4, 0xC8, 0xCC}  # SOF0..15, less DHT, JPG and DAC
 _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM and RST0..7 carry no length
-_JPEG_MARKER = re.compile(rb"\xff+([^\xff])")  # any bytes before it and FF fill bytes are skipped
+# any bytes before it and FF fill bytes are skipped (search finds the last FF of a run: the run is not
+# matched as a whole, which backtracked over a run of FF reaching the file's end, quadratic in its length)
+_JPEG_MARKER = re.compile(rb"\xff([^\xff])")
 
 
 def _jpeg_frame(raw: bytes) -> tuple[tuple[int, int] | None, int | None]:
@@ -435,6 +438,25 @@ def _gray_alpha_bytes(img: np.ndarray, suffix: str) -> bytes | None:
     return out.getvalue()
 
 
+def name_max(folder: str | os.PathLike) -> int:
+    """The longest file name (bytes) the file system of ``folder`` allows, or of its nearest existing
+    parent when it is not made yet; 255 (the usual limit) where unknown (Windows has no pathconf)."""
+    folder = Path(os.path.abspath(folder))
+    while not _exists(folder) and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # its name is too long to look at
+        return False
+
+
 def atomic_write(path: str | os.PathLike, write) -> Path:
     """``write(tmp)`` to a uniquely named temporary file beside ``path``, then rename it onto
     ``path``: a write cut off (a killed process, a full disk) leaves the old file, or none, never
@@ -442,7 +464,7 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     path = Path(path)
     tag = uuid.uuid4().hex[:8]  # two writers never share a temporary file
     tmp = path.with_name(f"{path.name}.{tag}.tmp")
-    if len(tmp.name.encode()) > 255:  # the usual NAME_MAX: a name that fits needs a temporary that does
+    if len(tmp.name.encode()) > name_max(path.parent):  # a name that fits needs a temporary that does
         tmp = path.with_name(f".srlab-{tag}.tmp")
     try:
         write(tmp)

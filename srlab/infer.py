@@ -32,7 +32,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import write_error
-from .images import ImageReadError, check_depth, list_images, read_image, to_image, to_tensor, write_image
+from .images import (
+    ImageReadError,
+    check_depth,
+    list_images,
+    name_max,
+    read_image,
+    to_image,
+    to_tensor,
+    write_image,
+)
 from .resize import imresize
 
 __all__ = ["upscale", "upscale_files", "collect_inputs", "tile_windows", "model_scale", "half_dtype"]
@@ -347,23 +356,13 @@ def _check_depth(dest: Path, image: np.ndarray) -> None:
 
 def _name_too_long(dest: Path) -> str | None:
     """Why ``dest``'s name cannot be made in its folder (longer than its file system allows), or None."""
-    limit, size = _name_max(dest.parent), len(dest.name.encode())
+    limit, size = name_max(dest.parent), len(dest.name.encode())
     if size <= limit:
         return None
     return (
         f"the output name is {size} bytes, more than the {limit} the file system allows: rename the input "
         "or use a shorter --suffix"
     )
-
-
-def _name_max(folder: Path) -> int:
-    """The longest file name (bytes) allowed in ``folder`` or, not made yet, its nearest parent."""
-    for existing in (folder, *folder.parents):
-        if existing.is_dir():
-            with contextlib.suppress(OSError, ValueError):
-                return os.pathconf(existing, "PC_NAME_MAX")
-            break
-    return 255
 
 
 def _destination(path: Path, out_dir: Path, suffix: str) -> Path:

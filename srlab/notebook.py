@@ -277,7 +277,7 @@ COURSE_DATA: dict[str, tuple[str, ...]] = {
 # download_dataset checks that every image decodes). Assumed, not measured: the download rate from
 # the datasets' servers, and the rate of reading an archive on Google Drive (read twice: its
 # SHA-256 is checked, then it is extracted).
-DATA_RATES = {"download_mb_s": 10.0, "drive_read_mb_s": 60.0, "store_s_per_image": 0.08, "decode_s_per_image": 0.045}
+DATA_RATES = {"download_mb_s": 10.0, "drive_read_mb_s": 60.0, "store_s_per_image": 0.08, "decode_s_per_image": 0.042}
 SESSION_GPU = "t4"  # what a free Colab session gets
 
 

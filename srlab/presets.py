@@ -469,7 +469,7 @@ COUNTS = (
 )
 # Below 0 these turn training around (a negative loss weight or clipping norm climbs the loss: clip_grad_norm_
 # scales the gradients by max_norm / norm) or fail late; 0 (or None, where the field takes it) means off.
-NON_NEGATIVE = ("pixel_weight", "perceptual_weight", "adversarial_weight", "gp_weight", "grad_clip", "ema_decay")
+NON_NEGATIVE = ("pixel_weight", "perceptual_weight", "adversarial_weight", "gp_weight", "grad_clip")
 NON_NEGATIVE_COUNTS = ("warmup_steps", "early_stop_patience", "loader_workers", "seed")
 POSITIVE = ("lr_g", "lr_d", "lr_gamma")  # a learning rate (or its factor) <= 0 does not descend
 # the entries of a generator or discriminator spec that are sizes: whole numbers >= 1 (num_block=-1 built no block)
@@ -503,7 +503,7 @@ def _out_of_range(cfg: TrainConfig):
         value = getattr(cfg, name)
         if value is not None and not (_finite(value) and value >= 0):
             yield name, value, "a finite number >= 0" + (" (0 or none: off)" if _may_be_none(name) else "")
-    if not cfg.ema_decay <= 1:
+    if not (_finite(cfg.ema_decay) and 0 <= cfg.ema_decay <= 1):
         yield "ema_decay", cfg.ema_decay, "in [0, 1] (0.999: the EMA moves a thousandth of the way per step)"
     for name in POSITIVE:
         if not (_finite(getattr(cfg, name)) and getattr(cfg, name) > 0):

@@ -22,7 +22,9 @@ from pathlib import Path
 
 __all__ = [
     "REPORT_KEY",
+    "one_line",
     "markdown_cell",
+    "file_head",
     "finite_or_null",
     "is_own_report",
     "is_matplotlib_png",
@@ -35,10 +37,16 @@ _OWN_JSON = re.compile(rb'\A\s*\{\s*"' + REPORT_KEY.encode() + rb'"\s*:')
 _HEAD_BYTES = 4096  # how much of an existing file is read to recognise it: never the whole of a big file
 
 
+def one_line(text) -> str:
+    """``text`` with its runs of whitespace, line breaks included, made single spaces: names
+    go into a line-oriented CSV, where a line break inside a field would tear the row."""
+    return " ".join(str(text).split())
+
+
 def markdown_cell(text) -> str:
     """``text`` as one cell of a Markdown table: on one line, with ``\\`` and ``|`` escaped (a ``|`` in
     a method's or a file's name started a new column; GitHub and Jupyter show ``\\|`` as ``|``)."""
-    return " ".join(str(text).split()).replace("\\", "\\\\").replace("|", "\\|")
+    return one_line(text).replace("\\", "\\\\").replace("|", "\\|")
 
 
 def finite_or_null(value):
@@ -53,7 +61,8 @@ def finite_or_null(value):
     return value
 
 
-def _head(path: Path) -> bytes:
+def file_head(path: str | os.PathLike) -> bytes:
+    """The first 4 KiB of ``path``, enough to tell what wrote it; empty when it cannot be read."""
     try:
         with open(path, "rb") as f:
             return f.read(_HEAD_BYTES)
@@ -64,13 +73,13 @@ def _head(path: Path) -> bytes:
 def is_own_report(path: str | os.PathLike) -> bool:
     """Whether ``path`` holds a JSON report that srlab wrote: its first key is :data:`REPORT_KEY`
     (only the file's first 4 KiB are read)."""
-    return bool(_OWN_JSON.match(_head(Path(path))))
+    return bool(_OWN_JSON.match(file_head(path)))
 
 
 def is_matplotlib_png(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a PNG figure drawn by matplotlib (its ``Software`` text chunk says so):
     a figure srlab drew there before, never a photo (only the first 4 KiB are read)."""
-    head = _head(Path(path))
+    head = file_head(path)
     return head.startswith(b"\x89PNG") and b"tEXtSoftware\x00Matplotlib" in head
 
 

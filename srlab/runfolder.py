@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 
 from .checkpoint import is_srlab_checkpoint
+from .images import name_max
+from .weights import check_zip_inflation
 
 __all__ = ["RUN_FILES", "check_folder_name", "check_reuse", "holds_srlab_run", "remove_run", "run_outputs"]
 
@@ -52,6 +54,7 @@ def _is_srlab_checkpoint_file(path: Path) -> bool:
     if not path.is_file():
         return False
     try:
+        check_zip_inflation(path, path.stat().st_size)  # mmap spares the tensors, not an inflated pickle
         return is_srlab_checkpoint(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
     except Exception:  # anything else: not one (damaged, another format, compressed)
         return False
@@ -149,7 +152,7 @@ def remove_run(out_dir: Path) -> list[str]:
 def check_folder_name(out_dir: Path, flag: str = "--out") -> None:
     """A ValueError when a name in the folder ``out_dir`` (given as ``flag``) is longer than its
     filesystem allows (ENAMETOOLONG otherwise, at the first write, or even at the first look)."""
-    limit = _name_max(out_dir)
+    limit = name_max(out_dir)
     for part in out_dir.parts:
         if len(os.fsencode(part)) > limit:
             raise ValueError(
@@ -157,24 +160,6 @@ def check_folder_name(out_dir: Path, flag: str = "--out") -> None:
                 f"bytes long, and this filesystem allows {limit} ({os.strerror(errno.ENAMETOOLONG)}): "
                 f"choose a shorter {flag}"
             )
-
-
-def _name_max(out_dir: Path) -> int:
-    """The longest name (bytes) the filesystem of ``out_dir``'s nearest existing folder allows; 255 where unknown."""
-    folder = Path(os.path.abspath(out_dir))
-    while not _exists(folder) and folder != folder.parent:
-        folder = folder.parent
-    try:
-        return os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):  # Windows has no pathconf
-        return 255
-
-
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except OSError:  # its name is too long to look at
-        return False
 
 
 def _shorten(text: str, keep: int = 40) -> str:

@@ -108,7 +108,7 @@ def _look(path: Path) -> tuple[dict | None, tuple | None]:
     """(its owner, which file it is: inode and modification time) of the lock ``path``; the second
     tells a stale lock from a new one written in its place (the owner alone cannot, when unreadable)."""
     try:
-        st = path.stat()
+        st = path.lstat()  # the lock itself: a dangling symlink is a lock too (O_EXCL says so)
     except OSError:
         return None, None
     return _read(path), (st.st_ino, st.st_mtime_ns)
@@ -159,7 +159,7 @@ def _read(path: Path) -> dict | None:
 def _stale(owner: dict | None, path: Path) -> str | None:
     """Why the lock ``path`` (holding ``owner``) belongs to no live run, or None when it may."""
     try:
-        age = time.time() - path.stat().st_mtime
+        age = time.time() - path.lstat().st_mtime
     except OSError:  # removed meanwhile
         return "it was just removed"
     if not _says_who(owner):  # its owner may still be writing it (see the module's docstring)

@@ -808,14 +808,8 @@ def train(
 
 
 # why a write into the run folder fails, other than a full disk (checkpoint.disk_full)
-WRITE_ERRNOS = {
-    errno.ENOSPC,
-    getattr(errno, "EDQUOT", errno.ENOSPC),
-    errno.EFBIG,
-    errno.EROFS,
-    errno.EACCES,
-    errno.EPERM,
-}
+READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
+WRITE_ERRNOS = READ_ONLY | {errno.EFBIG, getattr(errno, "EDQUOT", errno.EFBIG)}  # EDQUOT: a quota, not POSIX
 
 
 def writing_failed(err: OSError, out_dir: Path) -> bool:
@@ -826,8 +820,7 @@ def writing_failed(err: OSError, out_dir: Path) -> bool:
 
 
 def _inside(name: str | bytes, folder: Path) -> bool:
-    path = Path(os.path.abspath(os.fsdecode(name)))
-    return path == Path(os.path.abspath(folder)) or Path(os.path.abspath(folder)) in path.parents
+    return Path(os.path.abspath(os.fsdecode(name))).is_relative_to(os.path.abspath(folder))
 
 
 def write_advice(err: OSError, out_dir: Path) -> str:
@@ -838,7 +831,7 @@ def write_advice(err: OSError, out_dir: Path) -> str:
         again = "--overwrite (overwrite=True) starts the run again"
     else:
         again = "run the same command again"
-    if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+    if err.errno in READ_ONLY:
         return f". Train into a folder you can write to (--out), or make {out_dir} writable, then {again}"
     if err.errno == errno.EFBIG:
         return f". Raise the limit on file sizes (ulimit -f unlimited), then {again}"

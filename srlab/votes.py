@@ -31,6 +31,8 @@ from dataclasses import astuple, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .reports import one_line
+
 __all__ = [
     "COLUMNS",
     "CHOICES",
@@ -47,6 +49,7 @@ __all__ = [
 
 COLUMNS = ("rater", "image", "crop", "method_left", "method_right", "choice", "rating_left", "rating_right", "time")
 OPTIONAL_COLUMNS = ("rating_left", "rating_right")  # a study without ratings needs no rating columns
+REQUIRED_COLUMNS = tuple(c for c in COLUMNS if c not in OPTIONAL_COLUMNS)
 _FIRST_LINE_CHARS = 65_536  # how much of an existing file is read to find its header
 CHOICES = ("left", "right", "same")
 # The rater id of simulated votes (any id starting with it, e.g. "simulated-sharpness", counts): the
@@ -91,12 +94,6 @@ def is_simulated(rater: str | Vote) -> bool:
     return rater.lower().startswith(SIMULATED_RATER)
 
 
-def one_line(text: str) -> str:
-    """``text`` with its runs of whitespace, line breaks included, made single spaces: names
-    go into a line-oriented CSV, where a line break inside a field would tear the row."""
-    return " ".join(str(text).split())
-
-
 # What a spreadsheet takes for the start of a formula; "'" is escaped too, so reading can undo it.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 
@@ -122,7 +119,7 @@ def append_vote(path: str | Path, vote: Vote) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
-    columns = (dict(zip(COLUMNS, range(len(COLUMNS)))), len(COLUMNS)) if new else _file_columns(path)
+    columns = _header(list(COLUMNS)) if new else _file_columns(path)
     if columns is None:
         raise ValueError(f"{path} is not a vote file (its first row names no vote columns): give another path")
     cells = _cells(vote)
@@ -211,7 +208,7 @@ def _header(fields: list[str]) -> tuple[dict[str, int], int] | None:
     """``({column: position}, width)`` when ``fields`` is a header row (it names every column but
     :data:`OPTIONAL_COLUMNS`, in any order, any case), else None; ValueError for a column named twice."""
     names = [f.strip().lower() for f in fields]
-    if not {c for c in COLUMNS if c not in OPTIONAL_COLUMNS} <= set(names):
+    if not set(REQUIRED_COLUMNS) <= set(names):
         return None
     twice = [c for c in COLUMNS if names.count(c) > 1]
     if twice:
@@ -230,7 +227,7 @@ def _file_columns(path: Path) -> tuple[dict[str, int], int] | None:
 
 def _not_a_header(path: Path, fields: list[str]) -> ValueError:
     names = {f.strip().lower() for f in fields}
-    missing = [c for c in COLUMNS if c not in OPTIONAL_COLUMNS and c not in names]
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
     return ValueError(
         f"{path}: the first row is not a header of vote columns (it lacks {', '.join(missing)}): a vote file "
         f"starts with a row naming its columns, in any order: {','.join(COLUMNS)}"

@@ -48,6 +48,7 @@ __all__ = [
     "check_tensor_storage",
     "check_state_sizes",
     "MAX_ZIP_INFLATION",
+    "check_zip_inflation",
     "unreadable",
     "detect_layout",
     "to_basicsr_names",
@@ -143,7 +144,7 @@ def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cp
         obj = _read_safetensors(path, map_location)
     elif head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch.save's zip, or a legacy pickle
         if head[:4] == b"PK\x03\x04":
-            _check_zip_inflation(path, size)
+            check_zip_inflation(path, size)
         obj = _torch_load(path, map_location, size)
     else:
         raise ValueError(f"{path} is not a readable PyTorch weight file: {_what_it_is(head, size)}")
@@ -230,7 +231,7 @@ uncompressed (declared = stored: a ratio of 1); a weight file compressed by anot
 less than 2x (trained weights are noise to a compressor). Only crafted data inflates 1,000 times."""
 
 
-def _check_zip_inflation(path: Path, size: int) -> None:
+def check_zip_inflation(path: Path, size: int) -> None:
     """Refuse a torch zip whose entries, by its central directory, would inflate to more than
     :data:`MAX_ZIP_INFLATION` times the file: before torch.load inflates a single entry."""
     try:
@@ -248,10 +249,12 @@ def _check_zip_inflation(path: Path, size: int) -> None:
         )
 
 
-def _tensors(obj) -> list[tuple[str, torch.Tensor]]:
-    """Every tensor in ``obj`` and in the dicts, lists and tuples it holds, with its path of keys
-    (walked without recursion, each container once: a crafted pickle may nest deep or hold itself)."""
-    found, todo, seen = [], deque([("", obj)]), set()
+def _tensors(obj) -> list[tuple[tuple | None, torch.Tensor]]:
+    """Every tensor in ``obj`` and in the dicts, lists and tuples it holds, with where it is: a chain
+    ``(parent, key)`` that :func:`_where` spells out when needed (a path string built for every
+    container would cost the square of a deep nesting). Walked without recursion, each container
+    once: a crafted pickle may nest deep or hold itself."""
+    found, todo, seen = [], deque([(None, obj)]), set()
     while todo:  # breadth first, in key order: the first tensor of a state dict is named first
         where, item = todo.popleft()
         if isinstance(item, torch.Tensor):
@@ -259,12 +262,17 @@ def _tensors(obj) -> list[tuple[str, torch.Tensor]]:
         elif isinstance(item, (dict, list, tuple)) and id(item) not in seen:
             seen.add(id(item))
             pairs = item.items() if isinstance(item, dict) else enumerate(item)
-            todo.extend((f"{where}/{key}" if where else str(key), value) for key, value in pairs)
+            todo.extend(((where, key), value) for key, value in pairs)
     return found
 
 
-def _nbytes(t: torch.Tensor) -> int:
-    return t.numel() * t.element_size()
+def _where(chain: tuple | None) -> str:
+    """The path of keys ``"params_ema/conv_first.weight"`` of a :func:`_tensors` chain."""
+    keys = []
+    while chain is not None:
+        chain, key = chain
+        keys.append(str(key))
+    return "/".join(reversed(keys))
 
 
 def check_tensor_storage(obj, source: str) -> None:
@@ -272,14 +280,15 @@ def check_tensor_storage(obj, source: str) -> None:
     no larger than what its storage holds from where it starts. A tensor's shape can claim far more
     than its storage holds (zero strides: ``torch.zeros(1).expand(4096, 4096, 3, 3)`` is 4 bytes in a
     file that says 604 MB), and a model built to that shape would take the 604 MB."""
-    for name, t in _tensors(obj):
-        name = reprlib.repr(name)
+    for where, t in _tensors(obj):
         if t.layout != torch.strided or t.device.type == "meta":
+            name = reprlib.repr(_where(where))
             raise ValueError(f"{source}: tensor {name} is a {t.layout} {t.device.type} tensor, not dense weights")
         held = t.untyped_storage().nbytes() - t.storage_offset() * t.element_size()
-        if _nbytes(t) > held:
+        if t.nbytes > held:
             raise ValueError(
-                f"{source}: tensor {name} claims shape {tuple(t.shape)} ({_nbytes(t):,} bytes) but its storage "
+                f"{source}: tensor {reprlib.repr(_where(where))} claims shape {tuple(t.shape)} ({t.nbytes:,} bytes) "
+                f"but its storage "
                 f"holds {max(held, 0):,} bytes (zero or overlapping strides): a crafted file, refused before "
                 f"building anything from it"
             )
@@ -291,7 +300,7 @@ def check_state_sizes(state: dict, what: str) -> None:
     build a model as large as all their shapes. (Each alone fits its storage: :func:`check_tensor_storage`.)"""
     tensors = [v for v in state.values() if isinstance(v, torch.Tensor)]
     storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
-    claimed, held = sum(map(_nbytes, tensors)), sum(storages.values())
+    claimed, held = sum(t.nbytes for t in tensors), sum(storages.values())
     if claimed > held:
         raise ValueError(
             f"{what} claim {claimed:,} bytes of weights but their storages hold {held:,} (tensors sharing "
@@ -309,7 +318,9 @@ def build_checked(make: Callable[[], torch.nn.Module], state: dict, what: str, h
     """
     check_state_sizes(state, what)
     _refuse_misfit(outline(make), state, what, hint)
-    return load_state(make(), state, what, hint)
+    model = make()  # the outline's keys and shapes, which fit
+    model.load_state_dict(state)
+    return model
 
 
 def outline(make: Callable[[], torch.nn.Module]) -> torch.nn.Module:

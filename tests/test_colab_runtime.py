@@ -192,3 +192,23 @@ def test_every_preset_keeps_its_runs_on_drive_on_colab(colab, tmp_path):
     drive_dir, _ = colab
     nb.use_google_drive("quick")  # a CPU runtime picks quick: its runs outlive the runtime too
     assert nb.runs_dir().resolve() == (drive_dir / "srlab" / "runs").resolve()
+
+
+def test_a_simulation_refuses_a_folder_that_is_not_empty(tmp_path):
+    from srlab.colab_sim import simulate
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="is not an empty folder: name a new one"):
+        simulate(tmp_path, Path("notebooks"), progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]  # refused before anything was written
+
+
+def test_each_simulation_marks_its_runtimes_as_its_own(tmp_path):
+    """kill_runtime kills what carries the mark: two simulations on one machine share runtime names,
+    so the mark holds the simulating process's id, and one never kills the other's kernels."""
+    import os
+
+    from srlab.colab_sim import RUNTIME_MARK, new_runtime
+
+    _, env = new_runtime(tmp_path, "runtime1_01_data_prep", tmp_path / "standin", tmp_path / "datasets.json")
+    assert env[RUNTIME_MARK] == f"{os.getpid()}/runtime1_01_data_prep"

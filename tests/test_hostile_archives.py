@@ -193,6 +193,22 @@ def test_a_damaged_bz2_stream_is_a_corrupt_archive_not_a_disk_error(tmp_path):
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 
+def test_a_disk_error_reading_a_compressed_archive_is_not_called_corruption(tmp_path, monkeypatch):
+    """An EIO from the disk under the archive (a Drive mount dropping) is no damage to the archive:
+    taken for corruption, download_dataset deleted a download of several GB that may be whole."""
+    data = bz2.compress(make_tar({f"{SELECTED}/a.bin": np.random.default_rng(0).bytes(300_000)}))
+    archive = write(tmp_path / "benchmark.tar", data)
+
+    def read(self, *args):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(bz2.BZ2File, "read", read)
+    with pytest.raises(OSError) as err:
+        extract_archive(archive, tmp_path / "out")
+    assert err.value.errno == errno.EIO and not isinstance(err.value, CorruptArchiveError)
+    assert archive.read_bytes() == data
+
+
 def test_download_dataset_deletes_a_refused_archive_so_no_rerun_inflates_it(server, tmp_path, inflated):
     serve(server, "benchmark.tar", zero_bomb(bz2.compress, f"{SELECTED}/zeros.png", gib=1))
     archive = tmp_path / "data" / "archives" / "benchmark.tar"

@@ -11,6 +11,7 @@ a hostile file: the 30000x30000 JPEG below would take 2.7 GB.
 import io
 import os
 import struct
+import time
 import warnings
 from pathlib import Path
 
@@ -346,3 +347,14 @@ def test_gifs_in_a_folder_are_read_by_upscale_evaluate_and_training(tmp_path, ph
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]  # a GIF's output is a PNG
     expected = upscale(gif, tiny_model, tile=256, device="cpu", half=False)
     assert np.array_equal(read_image(tmp_path / "out" / "b.png"), expected)
+
+
+def test_a_long_run_of_fill_bytes_is_walked_in_linear_time(tmp_path):
+    """FF fill bytes up to the file's end: the marker search once backtracked over the whole run at
+    every position it tried (quadratic: 25 s for 80 KB); a 100 KB run is refused at once now."""
+    path = tmp_path / "fill.jpg"
+    path.write_bytes(b"\xff\xd8" + b"\xff" * 100_000)  # no end marker: a truncated JPEG
+    start = time.perf_counter()
+    with pytest.raises(ImageReadError, match=r"fill.jpg: truncated file"):
+        read_image(path)
+    assert time.perf_counter() - start < 5  # linear: milliseconds; the quadratic walk took minutes

@@ -234,8 +234,13 @@ def _edit(path, change):
         (lambda c: c.update(step=-1), "its step is -1 (int), not a step number (an integer >= 0)"),
         (lambda c: c.update(ema_n_averaged=torch.ones(3)), "its ema_n_averaged is a (3,) float32 tensor, not a count"),
         (lambda c: c.update(opt_g={"state": {}, "param_groups": []}), "its opt_g does not fit this run ("),
+        # 100 KB of signs ran ast.literal_eval out of memory (a MemoryError traceback)
+        (lambda c: c["rng"].update(python="-" * 100_000 + "1"), "its rng is a dict, not the random states"),
     ],
-    ids=["opt-none", "opt-list", "rng-dict", "rng-python", "step-str", "step-negative", "ema-tensor", "opt-groups"],
+    ids=[
+        *("opt-none", "opt-list", "rng-dict", "rng-python", "step-str", "step-negative", "ema-tensor", "opt-groups"),
+        "rng-python-huge",
+    ],
 )
 def test_a_damaged_training_state_is_one_cannot_resume_line(change, problem, finished, tmp_path, capsys):
     out = tmp_path / "run"
@@ -464,3 +469,47 @@ def test_settings_out_of_range_are_refused_before_anything_is_built(setting, mes
     assert main(["train", "srresnet", *SMOKE, "--steps", "1", "--out", str(out), "--set", setting]) == 2
     assert one_line_error(capsys) == f"error: {message}"
     assert not out.exists()
+
+
+def test_a_value_nested_too_deep_to_print_is_named_by_its_type(finished):
+    """repr of a list nested 100,000 deep (a 200 KB pickle) raised RecursionError: a traceback."""
+    from srlab.checkpoint import check_training_state
+
+    ckpt = torch.load(finished / "last.pt", weights_only=True)
+    nested = []
+    for _ in range(100_000):
+        nested = [nested]
+    ckpt["step"] = nested
+    with pytest.raises(ValueError, match=r"its step is a list, not a step number"):
+        check_training_state(ckpt, finished / "last.pt")
+
+
+def test_a_checkpoint_that_would_inflate_is_not_taken_for_a_run_nor_loaded(finished, tmp_path, monkeypatch):
+    """mmap spares the tensors but not the pickle: a deflated last.pt declaring 100 MB went to torch.load."""
+    import zipfile
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with zipfile.ZipFile(finished / "last.pt") as src, zipfile.ZipFile(out / "last.pt", "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info))
+        dst.writestr("archive/padding", b"\0" * 100_000_000, compress_type=zipfile.ZIP_DEFLATED)
+    assert zipfile.ZipFile(out / "last.pt").infolist()[-1].file_size > 10 * (out / "last.pt").stat().st_size
+    loads = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a) or pytest.fail("torch.load was called"))
+    assert not runfolder.holds_srlab_run(out) and loads == []
+
+
+def test_a_dangling_symlink_lock_is_a_lock_not_a_spin(tmp_path):
+    """O_EXCL sees the link; stat() followed it and failed, and the taker spun for 15 s of CPU."""
+    (tmp_path / "train.lock").symlink_to(tmp_path / "nowhere")
+    start = time.perf_counter()
+    with pytest.raises(runlock.RunLocked, match="still empty or unreadable"):
+        with runlock.run_lock(tmp_path):
+            pass
+    assert time.perf_counter() - start < 5
+
+
+def test_an_ema_decay_of_none_is_refused_in_one_line():
+    with pytest.raises(ValueError, match=r"^ema_decay=None: must be in \[0, 1\]"):
+        make_config("srresnet", "smoke", sizes=None, ema_decay=None)
